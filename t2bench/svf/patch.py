@@ -1,0 +1,135 @@
+"""Compose adapted weights into a live model and put the base weights back.
+
+W' = W + U diag(σ⊙(z−1)) Vᵀ. For an exact SVD this is U diag(σ⊙z) Vᵀ; written as a change
+to W it keeps the (fp32 round-off) residual W − UΣVᵀ, so z ≡ 1 returns W bit-exactly and
+matrices an expert leaves at 1 are skipped. Weights are written in place (``copy_``), so
+parameter objects, hooks and optimisers that hold them stay valid.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from t2bench.errors import ExpertMismatchError
+from t2bench.svf.decompose import Decomposition, MatrixSVD
+from t2bench.svf.expert import Expert, effective_z
+
+
+def compose(base: torch.Tensor, svd: MatrixSVD, z: torch.Tensor) -> torch.Tensor:
+    """The adapted weight in ``base``'s dtype; differentiable in z."""
+    delta = (svd.U * (svd.S * (z.to(svd.S) - 1.0))) @ svd.Vh
+    return (base.float() + delta).to(base.dtype)
+
+
+def check_fits(expert: Expert, decomposition: Decomposition, *, allow_transfer: bool = False) -> None:
+    """Raise a named error unless ``expert`` adapts exactly the decomposed matrices.
+
+    Same shapes under another base-model id is a transfer: allowed only when asked for.
+    """
+    meta = expert.meta
+    want = decomposition.shapes
+    got = {k: tuple(v) for k, v in meta.shapes.items()}
+    if set(got) != set(want):
+        only_e = sorted(set(got) - set(want))
+        only_m = sorted(set(want) - set(got))
+        raise ExpertMismatchError(
+            f"expert {meta.name!r} adapts {len(got)} matrices ({meta.module_set}, layers "
+            f"{_short(meta.layers)}) but the model was decomposed for {len(want)} "
+            f"({decomposition.spec.modules}, layers {_short(decomposition.layers)}); "
+            f"only in the expert: {only_e[:4]}{'...' if len(only_e) > 4 else ''}; only in the model: "
+            f"{only_m[:4]}{'...' if len(only_m) > 4 else ''}. Decompose the model with "
+            f"modules={meta.module_set!r} and the expert's layers, or use an expert made for this model."
+        )
+    bad = [(k, got[k], want[k]) for k in want if got[k] != want[k]]
+    if bad:
+        examples = ", ".join(f"{k}: expert {list(g)} vs model {list(w)}" for k, g, w in bad[:3])
+        raise ExpertMismatchError(
+            f"expert {meta.name!r} (base model {meta.base_model!r}) does not fit model "
+            f"{decomposition.model_id!r}: {len(bad)} of {len(want)} matrices have other shapes "
+            f"({examples}). Use an expert trained for this model, or a shape-adaptive transfer."
+        )
+    for k, v in expert.params.items():
+        if v.numel() != min(want[k]):
+            raise ExpertMismatchError(
+                f"expert {meta.name!r}: vector {k} has {v.numel()} entries, the model's matrix has rank {min(want[k])}"
+            )
+    if meta.base_model != decomposition.model_id and not allow_transfer:
+        raise ExpertMismatchError(
+            f"expert {meta.name!r} was made for {meta.base_model!r}, the model is "
+            f"{decomposition.model_id!r}. Their adapted matrices have the same shapes, so it can be "
+            "applied as a cross-model transfer: pass allow_transfer=True (CLI: --transfer)."
+        )
+
+
+def _short(layers: list[int]) -> str:
+    return f"{layers[0]}..{layers[-1]} ({len(layers)})" if layers else "[]"
+
+
+class SVFPatcher:
+    """Applies experts to one model's decomposed matrices and restores the base weights.
+
+    The base weights are copied once, on the first apply; restore copies them back, so the
+    model is bit-identical afterwards. ``compositions`` counts matrices composed so far.
+    """
+
+    def __init__(self, model: nn.Module, decomposition: Decomposition):
+        self.model = model
+        self.decomposition = decomposition
+        modules = dict(model.named_modules())
+        self._weights: dict[str, nn.Parameter] = {
+            t.key: modules[t.module_name].weight for t in decomposition.targets
+        }
+        self._base: dict[str, torch.Tensor] = {}
+        self.active: str | None = None
+        self.compositions = 0
+        self.applies = 0
+        self.compose_seconds = 0.0
+
+    def _snapshot(self) -> None:
+        if not self._base:
+            self._base = {k: w.detach().clone() for k, w in self._weights.items()}
+
+    @torch.no_grad()
+    def apply(self, expert: Expert, *, allow_transfer: bool = False) -> None:
+        """Replace the adapted weights by the expert's W' (from the base, never stacked)."""
+        check_fits(expert, self.decomposition, allow_transfer=allow_transfer)
+        self.apply_z(effective_z(expert, self.decomposition.sigmas()), name=expert.meta.name)
+
+    @torch.no_grad()
+    def apply_z(self, zs: Mapping[str, torch.Tensor], name: str = "custom") -> None:
+        """Apply raw z vectors (keys as in the decomposition; missing keys stay base)."""
+        self._snapshot()
+        t0 = time.perf_counter()
+        for key, weight in self._weights.items():
+            base = self._base[key]
+            z = zs.get(key)
+            if z is None or bool(torch.all(z == 1)):
+                weight.copy_(base)
+                continue
+            weight.copy_(compose(base, self.decomposition.svd[key], z.to(base.device)))
+            self.compositions += 1
+        self.compose_seconds += time.perf_counter() - t0
+        self.applies += 1
+        self.active = name
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        """Put the base weights back, bit-exactly."""
+        for key, weight in self._weights.items():
+            if key in self._base:
+                weight.copy_(self._base[key])
+        self.active = None
+
+    @contextmanager
+    def use(self, expert: Expert, *, allow_transfer: bool = False) -> Iterator[nn.Module]:
+        """``with patcher.use(expert): ...`` runs with the expert applied, then restores."""
+        self.apply(expert, allow_transfer=allow_transfer)
+        try:
+            yield self.model
+        finally:
+            self.restore()

@@ -1,0 +1,76 @@
+"""Tiny seeded models built locally (no downloads) and the --real opt-in."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+def pytest_addoption(parser):
+    parser.addoption("--real", action="store_true", help="run tests on the real packaged model")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--real"):
+        return
+    skip = pytest.mark.skip(reason="real-model test: opt in with --real (nox -s tests_real)")
+    for item in items:
+        if "real" in item.keywords:
+            item.add_marker(skip)
+
+
+def tiny_llama(seed: int = 0, layers: int = 4):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
+    cfg._name_or_path = "tiny-llama"
+    return LlamaForCausalLM(cfg).eval()
+
+
+def tiny_gemma(seed: int = 0, layers: int = 3):
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(seed)
+    cfg = Gemma3TextConfig(
+        vocab_size=64,
+        hidden_size=40,
+        intermediate_size=56,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        max_position_embeddings=64,
+        sliding_window=8,
+    )
+    cfg._name_or_path = "tiny-gemma"
+    return Gemma3ForCausalLM(cfg).eval()
+
+
+@pytest.fixture
+def llama():
+    return tiny_llama()
+
+
+@pytest.fixture
+def gemma():
+    return tiny_gemma()
+
+
+@pytest.fixture(params=["llama", "gemma"])
+def tiny_model(request):
+    return tiny_llama() if request.param == "llama" else tiny_gemma()
+
+
+@pytest.fixture
+def tokens():
+    g = torch.Generator().manual_seed(1)
+    return torch.randint(0, 64, (2, 12), generator=g)
