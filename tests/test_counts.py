@@ -49,14 +49,24 @@ def _trainable(model):
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-@pytest.mark.parametrize("targets,modules", [(["q_proj", "v_proj"], "q,v"), (["q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"], "q,v,gate,up,down")])
+@pytest.mark.parametrize(
+    "targets,modules",
+    [
+        (["q_proj", "v_proj"], "q,v"),
+        (["q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"], "q,v,gate,up,down"),
+    ],
+)
 def test_lora_count_equals_peft(tiny_model, targets, modules):
     peft = pytest.importorskip("peft")
     cfg = peft.LoraConfig(r=4, lora_alpha=8, target_modules=targets)
-    assert _trainable(peft.get_peft_model(tiny_model, cfg)) == lora_params(tiny_model.config, 4, modules)
+    assert _trainable(peft.get_peft_model(tiny_model, cfg)) == lora_params(
+        tiny_model.config, 4, modules
+    )
 
 
 def test_ia3_count_equals_peft(llama):
     peft = pytest.importorskip("peft")
-    cfg = peft.IA3Config(target_modules=["k_proj", "v_proj", "down_proj"], feedforward_modules=["down_proj"])
+    cfg = peft.IA3Config(
+        target_modules=["k_proj", "v_proj", "down_proj"], feedforward_modules=["down_proj"]
+    )
     assert _trainable(peft.get_peft_model(llama, cfg)) == ia3_params(llama.config)

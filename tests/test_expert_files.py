@@ -13,15 +13,28 @@ from hypothesis import strategies as st
 from safetensors.torch import save as st_save
 
 from t2bench.errors import ExpertFileError
-from t2bench.svf import TargetSpec, decompose, identity_expert, load_expert, load_experts, save_expert
+from t2bench.svf import (
+    TargetSpec,
+    decompose,
+    identity_expert,
+    load_expert,
+    load_experts,
+    save_expert,
+)
 from t2bench.svf.files import FORMAT
 
 
 @pytest.fixture
 def expert(llama, tmp_path):
     d = decompose(llama, TargetSpec("mlp", "even"), cache_dir=tmp_path / "svd", progress=False)
-    e = identity_expert(d, parameterisation="sigmoid", noise_std=0.3, seed=7, name="math",
-                        provenance={"seed": 7, "task": "gsm8k"})
+    e = identity_expert(
+        d,
+        parameterisation="sigmoid",
+        noise_std=0.3,
+        seed=7,
+        name="math",
+        provenance={"seed": 7, "task": "gsm8k"},
+    )
     return e
 
 
@@ -145,7 +158,9 @@ def _check_loader(path: Path) -> None:
         assert bool(torch.isfinite(v).all())
 
 
-_FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+_FUZZ = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @_FUZZ
@@ -171,16 +186,33 @@ def test_fuzz_mutated_files(expert, tmp_path, data):
 
 
 _json = st.recursive(
-    st.none() | st.booleans() | st.integers(-5, 10**6) | st.floats(allow_nan=True) | st.text(max_size=8),
+    st.none()
+    | st.booleans()
+    | st.integers(-5, 10**6)
+    | st.floats(allow_nan=True)
+    | st.text(max_size=8),
     lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
     max_leaves=12,
 )
 
 
 @_FUZZ
-@given(field=st.sampled_from(["base_model", "shape_fingerprint", "module_set", "layers", "shapes",
-                              "parameterisation", "name", "provenance", "__new__"]),
-       value=_json)
+@given(
+    field=st.sampled_from(
+        [
+            "base_model",
+            "shape_fingerprint",
+            "module_set",
+            "layers",
+            "shapes",
+            "parameterisation",
+            "name",
+            "provenance",
+            "__new__",
+        ]
+    ),
+    value=_json,
+)
 def test_fuzz_metadata_values(expert, tmp_path, field, value):
     src = save_expert(expert, tmp_path / "src", overwrite=True)
     bad = tmp_path / "bad.safetensors"

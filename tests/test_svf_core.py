@@ -29,7 +29,9 @@ def _decomp(model, tmp_path, modules="mlp", layers="all", **kw):
 def _random_expert(d, seed=0, spread=0.5, name="rand"):
     e = identity_expert(d, name=name)
     g = torch.Generator().manual_seed(seed)
-    e.params = {k: 1 + spread * (torch.rand(v.shape, generator=g) - 0.5) for k, v in e.params.items()}
+    e.params = {
+        k: 1 + spread * (torch.rand(v.shape, generator=g) - 0.5) for k, v in e.params.items()
+    }
     return e
 
 
@@ -85,7 +87,9 @@ def test_bad_layer_specs(spec):
 
 def test_find_targets_counts_and_shapes(llama):
     ts = find_targets(llama, TargetSpec("all", "even"))
-    assert [t.key for t in ts[:7]] == [f"layers.0.{r}" for r in ("q", "k", "v", "o", "gate", "up", "down")]
+    assert [t.key for t in ts[:7]] == [
+        f"layers.0.{r}" for r in ("q", "k", "v", "o", "gate", "up", "down")
+    ]
     assert {t.layer for t in ts} == {0, 2}
     shapes = {t.role: t.shape for t in ts}
     assert shapes == {
@@ -165,7 +169,9 @@ def test_identity_expert_is_exactly_the_base_model(tiny_model, tokens, tmp_path,
     patcher = SVFPatcher(tiny_model, d)
     patcher.apply(identity_expert(d, parameterisation=parameterisation, init_logit=0.37))
     assert torch.equal(tiny_model(tokens).logits, before)
-    for z in effective_z(identity_expert(d, parameterisation=parameterisation), d.sigmas()).values():
+    for z in effective_z(
+        identity_expert(d, parameterisation=parameterisation), d.sigmas()
+    ).values():
         assert torch.equal(z, torch.ones_like(z))
 
 
@@ -187,7 +193,9 @@ def test_apply_matches_the_svf_formula_and_restore_is_bit_exact(tiny_model, toke
     patcher.apply(expert)
     torch.testing.assert_close(
         modules[d.targets[0].module_name].weight,
-        d.svd[d.targets[0].key].U @ torch.diag(d.svd[d.targets[0].key].S * expert.params[d.targets[0].key]) @ d.svd[d.targets[0].key].Vh,
+        d.svd[d.targets[0].key].U
+        @ torch.diag(d.svd[d.targets[0].key].S * expert.params[d.targets[0].key])
+        @ d.svd[d.targets[0].key].Vh,
         atol=2e-5,
         rtol=1e-4,
     )
@@ -313,7 +321,10 @@ def test_expert_of_another_model_names_the_mismatch(llama, gemma, tmp_path):
     with pytest.raises(ExpertMismatchError, match=r"adapts 12 matrices.*decomposed for 9"):
         SVFPatcher(gemma, dg).apply(identity_expert(dl))
     dg4 = _decomp(tiny_gemma_layers(4), tmp_path)
-    with pytest.raises(ExpertMismatchError, match=r"other shapes.*layers\.0\.gate: expert \[48, 32\] vs model \[56, 40\]"):
+    with pytest.raises(
+        ExpertMismatchError,
+        match=r"other shapes.*layers\.0\.gate: expert \[48, 32\] vs model \[56, 40\]",
+    ):
         check_fits(identity_expert(dl), dg4)
 
 
@@ -328,7 +339,10 @@ def test_same_shapes_other_model_needs_transfer_flag(tmp_path, tokens):
 
     a, b = tiny_llama(seed=0), tiny_llama(seed=5)
     b.config._name_or_path = "tiny-llama-other"
-    da, db = _decomp(a, tmp_path, model_id="tiny-llama"), _decomp(b, tmp_path, model_id="tiny-llama-other")
+    da, db = (
+        _decomp(a, tmp_path, model_id="tiny-llama"),
+        _decomp(b, tmp_path, model_id="tiny-llama-other"),
+    )
     e = _random_expert(da)
     with pytest.raises(ExpertMismatchError, match="allow_transfer=True"):
         SVFPatcher(b, db).apply(e)

@@ -17,7 +17,14 @@ from t2bench.svf.expert import (
 )
 from t2bench.svf.files import load_expert, load_experts, save_expert
 from t2bench.svf.patch import SVFPatcher, check_fits, compose
-from t2bench.svf.targets import MODULE_SETS, Target, TargetSpec, find_targets, parse_layers, parse_module_set
+from t2bench.svf.targets import (
+    MODULE_SETS,
+    Target,
+    TargetSpec,
+    find_targets,
+    parse_layers,
+    parse_module_set,
+)
 
 __all__ = [
     "MODULE_SETS",

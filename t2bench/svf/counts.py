@@ -68,7 +68,9 @@ def ia3_params(config, modules: str = ",".join(IA3_ROLES), layers: str = "all") 
     return n * sum(ls.shapes[r][1] if r in IA3_FEEDFORWARD else ls.shapes[r][0] for r in roles)
 
 
-def count_table(config, modules: str = "mlp", lora_rank: int = 16, layers: str = "all") -> dict[str, int]:
+def count_table(
+    config, modules: str = "mlp", lora_rank: int = 16, layers: str = "all"
+) -> dict[str, int]:
     """The counts `t2bench params` prints."""
     return {
         f"svf[{modules}]": svf_params(config, modules, layers),
@@ -81,4 +83,12 @@ def count_table(config, modules: str = "mlp", lora_rank: int = 16, layers: str =
     }
 
 
-__all__ = ["ROLE_ORDER", "LayerShapes", "layer_shapes", "svf_params", "lora_params", "ia3_params", "count_table"]
+__all__ = [
+    "ROLE_ORDER",
+    "LayerShapes",
+    "layer_shapes",
+    "svf_params",
+    "lora_params",
+    "ia3_params",
+    "count_table",
+]

@@ -113,13 +113,17 @@ def sigmoid_scale(p: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return s / wmean
 
 
-def effective_z(expert: Expert, sigmas: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+def effective_z(
+    expert: Expert, sigmas: Mapping[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
     """The per-matrix scale z that multiplies σ, whatever the parameterisation."""
     if expert.meta.parameterisation == "z":
         return dict(expert.params)
     if expert.meta.parameterisation == "sigmoid":
         if sigmas is None:
-            raise ConfigError("a sigmoid-parameterised expert needs the singular values σ to give z")
+            raise ConfigError(
+                "a sigmoid-parameterised expert needs the singular values σ to give z"
+            )
         return {k: sigmoid_scale(p, sigmas[k]) for k, p in expert.params.items()}
     raise ConfigError(f"unknown parameterisation {expert.meta.parameterisation!r}")
 
@@ -179,7 +183,9 @@ def mix(
         name=name,
         provenance={
             "mixture_of": [e.meta.name for e in experts],
-            "alphas": a.tolist() if a.shape[1] > 1 and not torch.all(a == a[:, :1]) else a[:, 0].tolist(),
+            "alphas": a.tolist()
+            if a.shape[1] > 1 and not torch.all(a == a[:, :1])
+            else a[:, 0].tolist(),
         },
     )
     return Expert(params, meta)

@@ -41,9 +41,17 @@ def save_expert(expert: Expert, path: str | Path, *, overwrite: bool = False) ->
     if path.suffix != SUFFIX:
         path = path.with_name(path.name + SUFFIX)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) or pick a new name")
-    meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "t2bench": json.dumps(expert.meta.to_dict())}
-    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in expert.params.items()}
+        raise FileExistsError(
+            f"{path} exists; pass overwrite=True (CLI: --overwrite) or pick a new name"
+        )
+    meta = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "t2bench": json.dumps(expert.meta.to_dict()),
+    }
+    tensors = {
+        k: v.detach().to("cpu", torch.float32).contiguous() for k, v in expert.params.items()
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_bytes(st_save(tensors, metadata=meta))
@@ -99,7 +107,9 @@ def _parse_meta(path: Path, header: dict) -> ExpertMeta:
         raise _fail(path, "metadata is missing or not a JSON object", _REFETCH)
     for key, typ in _REQUIRED.items():
         if not isinstance(d.get(key), typ):
-            raise _fail(path, f"metadata field {key!r} is missing or not a {typ.__name__}", _REFETCH)
+            raise _fail(
+                path, f"metadata field {key!r} is missing or not a {typ.__name__}", _REFETCH
+            )
     if d["parameterisation"] not in PARAMETERISATIONS:
         raise _fail(path, f"unknown parameterisation {d['parameterisation']!r}", _REFETCH)
     if not all(isinstance(i, int) and not isinstance(i, bool) for i in d["layers"]):
@@ -110,7 +120,9 @@ def _parse_meta(path: Path, header: dict) -> ExpertMeta:
             and len(shape) == 2
             and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)
         ):
-            raise _fail(path, f"shape of {k!r} must be two positive integers, got {shape!r}", _REFETCH)
+            raise _fail(
+                path, f"shape of {k!r} must be two positive integers, got {shape!r}", _REFETCH
+            )
     return ExpertMeta(**{k: d[k] for k in _REQUIRED})
 
 
@@ -127,11 +139,17 @@ def load_expert(path: str | Path, device: torch.device | str = "cpu") -> Expert:
     try:
         tensors = st_load(data)
     except Exception as exc:
-        raise _fail(path, f"tensor data unreadable ({type(exc).__name__}: {exc})", _REFETCH) from None
+        raise _fail(
+            path, f"tensor data unreadable ({type(exc).__name__}: {exc})", _REFETCH
+        ) from None
     if set(tensors) != set(meta.shapes):
         missing = sorted(set(meta.shapes) - set(tensors))[:4]
         extra = sorted(set(tensors) - set(meta.shapes))[:4]
-        raise _fail(path, f"vectors do not match the metadata (missing {missing}, unexpected {extra})", _REFETCH)
+        raise _fail(
+            path,
+            f"vectors do not match the metadata (missing {missing}, unexpected {extra})",
+            _REFETCH,
+        )
     params = {}
     for key in meta.shapes:  # metadata order is the canonical (layer, role) order
         v = tensors[key]
@@ -150,7 +168,9 @@ def load_expert(path: str | Path, device: torch.device | str = "cpu") -> Expert:
     return Expert(params, meta)
 
 
-def load_experts(paths: str | Path | list[str | Path], device: torch.device | str = "cpu") -> list[Expert]:
+def load_experts(
+    paths: str | Path | list[str | Path], device: torch.device | str = "cpu"
+) -> list[Expert]:
     """Experts from a list of files or a folder of ``*.safetensors`` (sorted by name)."""
     if isinstance(paths, (str, Path)) and Path(paths).is_dir():
         files = sorted(Path(paths).glob(f"*{SUFFIX}"))
@@ -160,4 +180,3 @@ def load_experts(paths: str | Path | list[str | Path], device: torch.device | st
     elif isinstance(paths, (str, Path)):
         paths = [paths]
     return [load_expert(p, device) for p in paths]
-

@@ -26,7 +26,9 @@ def compose(base: torch.Tensor, svd: MatrixSVD, z: torch.Tensor) -> torch.Tensor
     return (base.float() + delta).to(base.dtype)
 
 
-def check_fits(expert: Expert, decomposition: Decomposition, *, allow_transfer: bool = False) -> None:
+def check_fits(
+    expert: Expert, decomposition: Decomposition, *, allow_transfer: bool = False
+) -> None:
     """Raise a named error unless ``expert`` adapts exactly the decomposed matrices.
 
     Same shapes under another base-model id is a transfer: allowed only when asked for.
@@ -124,6 +126,14 @@ class SVFPatcher:
             if key in self._base:
                 weight.copy_(self._base[key])
         self.active = None
+
+    def is_base(self) -> bool:
+        """True when every adapted weight equals the base bit for bit (or nothing was applied)."""
+        return (
+            all(torch.equal(w, self._base[k]) for k, w in self._weights.items())
+            if self._base
+            else True
+        )
 
     @contextmanager
     def use(self, expert: Expert, *, allow_transfer: bool = False) -> Iterator[nn.Module]:

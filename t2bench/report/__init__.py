@@ -1,0 +1,1 @@
+"""Tables, plots and provenance for everything written under results/."""
