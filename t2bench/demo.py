@@ -32,8 +32,8 @@ class DemoConfig:
     modules: str = "mlp"
     prompt: str | None = None
     max_new_tokens: int = 48
-    top_fraction: float = 0.25
-    scale: float = 1.2
+    top_fraction: float = 0.1
+    scale: float = 1.1
     device: str | None = None
     expert: str | None = None  # an expert file to apply instead of the hand-made one
     transfer: bool = False  # allow an expert made for another model of the same shapes
