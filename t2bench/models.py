@@ -32,13 +32,16 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype | str:
+    """A torch dtype, or "auto" (the dtype the checkpoint was saved in)."""
+    if isinstance(dtype, torch.dtype) or dtype == "auto":
         return dtype
     try:
         return DTYPES[dtype.lower()]
     except KeyError:
-        raise ConfigError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}") from None
+        raise ConfigError(
+            f"unknown dtype {dtype!r}: use auto or one of {', '.join(DTYPES)}"
+        ) from None
 
 
 @dataclass

@@ -55,6 +55,27 @@ def tiny_gemma(seed: int = 0, layers: int = 3):
     return Gemma3ForCausalLM(cfg).eval()
 
 
+def tiny_tokenizer():
+    """A word-level tokenizer over the tiny models' 64 ids: w0 .. w61, <unk>, </s>."""
+    from tokenizers import Tokenizer, pre_tokenizers
+    from tokenizers import models as tk_models
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {f"w{i}": i for i in range(62)} | {"<unk>": 62, "</s>": 63}
+    tk = Tokenizer(tk_models.WordLevel(vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", eos_token="</s>")
+
+
+@pytest.fixture
+def llama_dir(tmp_path):
+    """A tiny Llama saved as a Hugging Face folder with its tokenizer."""
+    folder = tmp_path / "tiny-llama"
+    tiny_llama().save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture
 def llama():
     return tiny_llama()

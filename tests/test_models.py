@@ -4,20 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import tiny_tokenizer as _tiny_tokenizer
 
 from t2bench import assets, models
 from t2bench.errors import AssetMissingError, ConfigError, T2BenchError
-
-
-def _tiny_tokenizer():
-    from tokenizers import Tokenizer, pre_tokenizers
-    from tokenizers import models as tk_models
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {f"w{i}": i for i in range(62)} | {"<unk>": 62, "</s>": 63}
-    tk = Tokenizer(tk_models.WordLevel(vocab, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", eos_token="</s>")
 
 
 def test_local_folder_loads_with_its_path_as_id(llama, tmp_path):

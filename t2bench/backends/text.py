@@ -1,0 +1,220 @@
+"""``lm_eval --model t2``: HFLM with SVF experts chosen per request.
+
+Each public request method asks the dispatcher for a choice per request, groups the requests
+by choice, composes each group's weights once (not at all when the active weights already
+match), runs HFLM's own batched method on the group, and returns results in the original
+order. HFLM's tokenisation, length-sorted batching and stop handling are untouched.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections import Counter
+from pathlib import Path
+
+from lm_eval.models.huggingface import HFLM
+
+from t2bench.dispatch import BASE, Choice, DispatchRequest, make_dispatcher
+from t2bench.errors import ConfigError
+from t2bench.models import load_model
+from t2bench.svf import SVFPatcher, TargetSpec, check_fits, decompose, load_experts
+from t2bench.svf.expert import check_same_layout
+
+# HFLM arguments that t2 sets itself from the loaded model.
+_MANAGED = {
+    "pretrained",
+    "tokenizer",
+    "dtype",
+    "device",
+    "backend",
+    "revision",
+    "subfolder",
+    "peft",
+    "delta",
+    "gguf_file",
+    "parallelize",
+    "tp_plan",
+    "autogptq",
+    "gptqmodel",
+}
+T2_ARGS = {"pretrained", "experts", "dispatch", "modules", "layers", "transfer", "dtype", "device"}
+# lm-eval passes these from its own CLI flags; they are not user model_args.
+_LM_EVAL_EXTRA = {"batch_size", "max_batch_size", "device"}
+
+
+def hflm_args() -> set[str]:
+    params = inspect.signature(HFLM.__init__).parameters
+    return {
+        p for p, v in params.items() if p != "self" and v.kind is not inspect.Parameter.VAR_KEYWORD
+    } - _MANAGED
+
+
+def valid_model_args() -> list[str]:
+    return sorted(T2_ARGS | hflm_args())
+
+
+def split_expert_paths(experts) -> list[str]:
+    """A folder, one file, ``a.safetensors;b.safetensors`` or a list (JSON model_args)."""
+    if experts is None or experts == "":
+        return []
+    if isinstance(experts, (list, tuple)):
+        return [str(e) for e in experts]
+    return [p.strip() for p in str(experts).split(";") if p.strip()]
+
+
+def _as_bool(value, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("1", "true", "yes"):
+        return True
+    if str(value).lower() in ("0", "false", "no", ""):
+        return False
+    raise ConfigError(f"model_arg {name}={value!r} is not a boolean: use true or false")
+
+
+class T2LM(HFLM):
+    """An HFLM whose adapted matrices are rewritten per request group by SVF experts."""
+
+    def __init__(
+        self,
+        pretrained: str | None = None,
+        experts=None,
+        dispatch="none",
+        modules: str | None = None,
+        layers: str | None = None,
+        transfer=False,
+        dtype: str = "auto",
+        device: str | None = None,
+        **kwargs,
+    ) -> None:
+        unknown = sorted(set(kwargs) - hflm_args())
+        if unknown:
+            raise ConfigError(
+                f"unknown model_args for t2: {', '.join(unknown)}. Valid: {', '.join(valid_model_args())}"
+            )
+        lm = load_model(pretrained, dtype=dtype, device=device)
+        super().__init__(pretrained=lm.model, tokenizer=lm.tokenizer, **kwargs)
+        self.model_id = lm.model_id
+        self.transfer = _as_bool(transfer, "transfer")
+
+        paths = split_expert_paths(experts)
+        loaded = []
+        for p in paths:
+            loaded.extend(
+                load_experts(p, device=self.device)
+                if Path(p).is_dir()
+                else load_experts([p], device=self.device)
+            )
+        names = [e.meta.name for e in loaded]
+        dupes = sorted(n for n, c in Counter(names).items() if c > 1)
+        if dupes:
+            raise ConfigError(
+                f"several experts are named {dupes}: expert names must be unique (rename one with t2bench expert)"
+            )
+        self.experts = {e.meta.name: e for e in loaded}
+        self.patcher: SVFPatcher | None = None
+        if loaded:
+            check_same_layout(loaded)
+            meta = loaded[0].meta
+            spec = TargetSpec(modules or meta.module_set, layers or ",".join(map(str, meta.layers)))
+            decomposition = decompose(self.model, spec, model_id=self.model_id)
+            self.patcher = SVFPatcher(self.model, decomposition)
+            for e in loaded:  # fail now, not halfway through an evaluation
+                check_fits(e, decomposition, allow_transfer=self.transfer)
+        elif modules or layers:
+            raise ConfigError(
+                "modules/layers only apply with experts=...: pass the experts to evaluate"
+            )
+        self.dispatcher = make_dispatcher(dispatch, self.experts)
+        self.dispatch_counts: Counter[str] = Counter()
+        self.dispatch_seconds = 0.0
+        self.groups_run = 0
+
+    # --- per-request adaptation ---------------------------------------------------------------
+
+    def _activate(self, choice: Choice) -> None:
+        if self.patcher is None:
+            if choice.expert is not None:
+                raise ConfigError(f"dispatch chose expert {choice.key!r} but no experts are loaded")
+            return
+        if self.patcher.active == choice.key or (choice is BASE and self.patcher.active is None):
+            return
+        if choice.expert is None:
+            self.patcher.restore()
+        else:
+            self.patcher.apply(choice.expert, allow_transfer=self.transfer)
+            self.patcher.active = choice.key
+
+    def _dispatched(self, requests, method, **kwargs):
+        if not requests:
+            return []
+        t0 = time.perf_counter()
+        choices = self.dispatcher.choose(
+            [
+                DispatchRequest(
+                    r.args[0], getattr(r, "task_name", None), getattr(r, "doc_id", None)
+                )
+                for r in requests
+            ]
+        )
+        self.dispatch_seconds += time.perf_counter() - t0
+        if len(choices) != len(requests):
+            raise RuntimeError(
+                f"dispatcher {self.dispatcher.name} returned {len(choices)} choices for {len(requests)} requests"
+            )
+        groups: dict[str, list[int]] = {}
+        for i, c in enumerate(choices):
+            groups.setdefault(c.key, []).append(i)
+        results = [None] * len(requests)
+        for key, idxs in groups.items():
+            self._activate(choices[idxs[0]])
+            out = method([requests[i] for i in idxs], **kwargs)
+            for i, o in zip(idxs, out, strict=True):
+                results[i] = o
+            self.dispatch_counts[key] += len(idxs)
+            self.groups_run += 1
+        seen = set()
+        for r, c in zip(
+            requests, choices, strict=True
+        ):  # lm-eval logs req.args per sample: record the expert there
+            if id(r) not in seen:
+                seen.add(id(r))
+                r.arguments = (*r.arguments, {"t2_expert": c.key})
+        return results
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False):
+        return self._dispatched(requests, super().loglikelihood, disable_tqdm=disable_tqdm)
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+        return self._dispatched(requests, super().loglikelihood_rolling, disable_tqdm=disable_tqdm)
+
+    def generate_until(self, requests, disable_tqdm: bool = False):
+        return self._dispatched(requests, super().generate_until, disable_tqdm=disable_tqdm)
+
+    # --- reporting ----------------------------------------------------------------------------
+
+    def t2_summary(self) -> dict:
+        p = self.patcher
+        return {
+            "model_id": self.model_id,
+            "experts": sorted(self.experts),
+            "dispatch": self.dispatcher.describe(),
+            "module_set": p.decomposition.spec.modules if p else None,
+            "layers": p.decomposition.layers if p else None,
+            "weight_fingerprint": p.decomposition.fingerprint if p else None,
+            "dispatch_counts": dict(self.dispatch_counts),
+            "groups": self.groups_run,
+            "weight_compositions": p.applies if p else 0,
+            "matrices_composed": p.compositions if p else 0,
+            "compose_seconds": round(p.compose_seconds, 4) if p else 0.0,
+            "dispatch_seconds": round(self.dispatch_seconds, 4),
+        }
+
+    def get_model_info(self) -> dict:
+        try:
+            info = super().get_model_info()
+        except Exception:  # HFLM asks the hub for a sha; offline that may fail
+            info = {}
+        info["t2"] = self.t2_summary()
+        return info
