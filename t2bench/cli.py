@@ -132,6 +132,13 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    from t2bench.evaluate import run
+
+    run(args.lm_eval_args)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="t2bench", description="Train, dispatch and evaluate SVF experts."
@@ -179,6 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_expert)
 
+    p = sub.add_parser(
+        "eval",
+        help="lm_eval with --model t2 and the offline tasks by default; other arguments go to lm_eval",
+        add_help=False,
+    )
+    p.add_argument("lm_eval_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_eval)
+
     p = sub.add_parser("demo", help="load the model, apply an expert, generate with and without it")
     p.add_argument("--model", default=None, help="default: the embedded SmolLM2-135M-Instruct")
     p.add_argument("--modules", default="mlp")
@@ -198,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["eval"]:  # everything after `eval` belongs to lm_eval, --help included
+        return cmd_eval(argparse.Namespace(lm_eval_args=argv[1:]))
     args = build_parser().parse_args(argv)
     if args.command == "expert" and args.action in ("permute", "mix") and not args.out:
         print("error: --out is required for permute and mix", file=sys.stderr)

@@ -78,3 +78,13 @@ def test_help_lists_subcommands(capsys):
     out = capsys.readouterr().out
     for cmd in ("assets", "params", "decompose", "expert", "demo"):
         assert cmd in out
+
+
+def test_eval_defaults_to_t2_and_the_offline_tasks():
+    from t2bench.evaluate import lm_eval_argv, tasks_dir
+
+    argv = lm_eval_argv(["--tasks", "gsm8k", "--limit", "5"])
+    assert argv[:2] == ["--model", "t2"] and argv[-2:] == ["--include_path", str(tasks_dir())]
+    assert tasks_dir().is_dir()
+    kept = lm_eval_argv(["--model", "hf", "--include_path", "mine", "--tasks", "x"])
+    assert kept == ["--model", "hf", "--include_path", "mine", "--tasks", "x"]

@@ -1,0 +1,34 @@
+"""`t2bench eval`: lm-eval's own CLI with t2's defaults (``--model t2``, the offline tasks)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def tasks_dir() -> Path:
+    """The offline task YAMLs: inside the installed wheel, else the checkout's tasks/."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "_lm_tasks"
+    return packaged if packaged.is_dir() else here.parent / "tasks"
+
+
+def lm_eval_argv(args: list[str]) -> list[str]:
+    """Add ``--model t2`` and ``--include_path <tasks>`` unless the caller gave them."""
+    out = list(args)
+    if not any(a == "--model" or a.startswith("--model=") for a in out):
+        out = ["--model", "t2", *out]
+    if not any(a == "--include_path" or a.startswith("--include_path=") for a in out):
+        out += ["--include_path", str(tasks_dir())]
+    return out
+
+
+def run(args: list[str]) -> None:
+    """Run ``lm_eval run <args>`` in this process, with t2's backends registered."""
+    from lm_eval.__main__ import cli_evaluate
+
+    from t2bench.backends import register
+
+    register()
+    sys.argv = ["lm_eval", "run", *lm_eval_argv(args)]
+    cli_evaluate()
