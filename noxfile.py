@@ -1,4 +1,4 @@
-"""Sessions: tests · tests_real · lint · demo.
+"""Sessions: tests · tests_real · lint · demo · bench.
 
 Virtualenvs see the system site-packages, so a torch the user already has (a CUDA build on a
 GPU machine) is kept. Where there is none, torch is installed first, before anything can pull
@@ -79,3 +79,11 @@ def demo(session: nox.Session) -> None:
     """The main job on the embedded default: load, decompose, apply an expert, generate."""
     install(session)
     session.run("t2bench", "demo", *session.posargs, env=OFFLINE_ENV)
+
+
+@nox.session(**VENV)
+def bench(session: nox.Session) -> None:
+    """Benchmarks on the embedded model; each writes a new JSON record under results/bench/."""
+    install(session)
+    session.run("python", "-m", "t2bench.bench.svf", env=OFFLINE_ENV)
+    session.run("python", "-m", "t2bench.bench.backend", *session.posargs, env=OFFLINE_ENV)

@@ -16,7 +16,7 @@ from lm_eval.api.instance import Instance  # noqa: E402
 from lm_eval.models.huggingface import HFLM  # noqa: E402
 
 from t2bench.backends.text import T2LM  # noqa: E402
-from t2bench.dispatch import Choice, Dispatcher  # noqa: E402
+from t2bench.bench.backend import AlternatingDispatch  # noqa: E402
 from t2bench.errors import ConfigError, ExpertFileError, ExpertMismatchError  # noqa: E402
 from t2bench.models import load_model  # noqa: E402
 from t2bench.svf import TargetSpec, decompose, identity_expert, save_expert  # noqa: E402
@@ -85,21 +85,9 @@ def test_fixed_expert_changes_scores_and_composes_once(llama_dir, expert_dir):
     assert info["experts"] == ["e0", "e1", "e2", "e3"]
 
 
-class Alternating(Dispatcher):
-    """Request i gets expert i mod K (a worst case for grouping)."""
-
-    name = "alternating"
-
-    def __init__(self, experts):
-        self.choices = [Choice(e.meta.name, e) for e in experts.values()]
-
-    def choose(self, requests):
-        return [self.choices[r.doc_id % len(self.choices)] for r in requests]
-
-
 def test_alternating_experts_one_composition_per_group_results_in_order(llama_dir, expert_dir):
     t2 = _t2(llama_dir, experts=str(expert_dir))
-    t2.dispatcher = Alternating(t2.experts)
+    t2.dispatcher = AlternatingDispatch(t2.experts)
     reqs = _ll_requests(12)
     mixed = t2.loglikelihood(reqs)
     info = t2.get_model_info()["t2"]
@@ -118,7 +106,7 @@ def test_alternating_experts_one_composition_per_group_results_in_order(llama_di
 def test_generation_with_expert_and_back_to_base(llama_dir, expert_dir):
     t2 = _t2(llama_dir, experts=str(expert_dir))
     base = t2.generate_until(_gen_requests())
-    t2.dispatcher = Alternating(t2.experts)
+    t2.dispatcher = AlternatingDispatch(t2.experts)
     t2.generate_until(_gen_requests())
     from t2bench.dispatch import NoDispatch
 
