@@ -15,7 +15,14 @@ from pathlib import Path
 
 from lm_eval.models.huggingface import HFLM
 
-from t2bench.dispatch import BASE, Choice, DispatchRequest, make_dispatcher
+from t2bench.dispatch import (
+    BASE,
+    Choice,
+    DispatchRequest,
+    FixedDispatch,
+    NoDispatch,
+    make_dispatcher,
+)
 from t2bench.errors import ConfigError
 from t2bench.models import load_model
 from t2bench.svf import SVFPatcher, TargetSpec, check_fits, decompose, load_experts
@@ -127,6 +134,13 @@ class T2LM(HFLM):
                 "modules/layers only apply with experts=...: pass the experts to evaluate"
             )
         self.dispatcher = make_dispatcher(dispatch, self.experts)
+        if self.world_size > 1 and not isinstance(self.dispatcher, (NoDispatch, FixedDispatch)):
+            # HFLM gathers across ranks inside each call: ranks with different numbers of
+            # expert groups would wait on each other forever.
+            raise ConfigError(
+                f"dispatch={self.dispatcher.name} with {self.world_size} data-parallel processes is not "
+                "supported yet: run a single process, or use dispatch=none / fixed:<expert>"
+            )
         self.dispatch_counts: Counter[str] = Counter()
         self.dispatch_seconds = 0.0
         self.groups_run = 0
