@@ -1,0 +1,58 @@
+"""Thin lm-eval hooks (``!function utils.<name>``) for the offline tasks in this folder.
+
+All logic lives in :mod:`t2bench.tasks`; see ``README.md`` here for sources and deviations.
+lm-eval calls ``custom_dataset`` functions with the task metadata and ``dataset_kwargs`` as
+keyword arguments, so the loaders accept and ignore extra keywords.
+"""
+
+from __future__ import annotations
+
+from t2bench.tasks import code_exec, gsm8k, humaneval, math_answer, mbpp, minerva_math
+from t2bench.tasks.arc import load_arc
+
+# --------------------------------------------------------------------------- datasets
+
+
+def load_gsm8k_dataset(**kwargs):
+    return gsm8k.load_gsm8k()
+
+
+def load_arc_dataset(subset: str, **kwargs):
+    return load_arc(subset)
+
+
+def load_minerva_math_dataset(subject: str, **kwargs):
+    return minerva_math.load_minerva_math(subject)
+
+
+def load_humaneval_dataset(**kwargs):
+    code_exec.require_opt_in()  # fail before generation, as upstream's import-time check
+    return humaneval.load_humaneval()
+
+
+def load_mbpp_dataset(**kwargs):
+    code_exec.require_opt_in()
+    return mbpp.load_mbpp()
+
+
+# --------------------------------------------------------------------------- few-shot pools
+
+gsm8k_fewshot_samples = gsm8k.fewshot_samples
+minerva_math_fewshot_samples = minerva_math.fewshot_samples
+mbpp_fewshot_samples = mbpp.fewshot_samples
+
+# --------------------------------------------------------------------------- prompts, scoring
+
+minerva_math_doc_to_text = minerva_math.doc_to_text
+minerva_math_process_results = math_answer.process_results
+build_predictions = humaneval.build_predictions
+
+
+def pass_at_k(references, predictions, k=None):
+    """humaneval metric; the name makes lm-eval report ``pass@<k>`` like upstream."""
+    return code_exec.pass_at_k(references, predictions, k=[1] if k is None else k)
+
+
+def pass_at_1(references, predictions):
+    """mbpp metric; the name makes lm-eval report ``pass_at_1`` like upstream."""
+    return code_exec.pass_at_k(references, predictions, k=[1])["pass@1"]
