@@ -9,6 +9,7 @@ order. HFLM's tokenisation, length-sorted batching and stop handling are untouch
 from __future__ import annotations
 
 import inspect
+import logging
 import time
 from collections import Counter
 from pathlib import Path
@@ -27,6 +28,8 @@ from t2bench.errors import ConfigError
 from t2bench.models import load_model
 from t2bench.svf import SVFPatcher, TargetSpec, check_fits, decompose, load_experts
 from t2bench.svf.expert import check_same_layout
+
+eval_logger = logging.getLogger(__name__)
 
 # HFLM arguments that t2 sets itself from the loaded model.
 _MANAGED = {
@@ -80,6 +83,18 @@ def _as_bool(value, name: str) -> bool:
     raise ConfigError(f"model_arg {name}={value!r} is not a boolean: use true or false")
 
 
+def _available(device: str | None) -> str | None:
+    """lm-eval's CLI passes device=cuda:0 by default; like hf, fall back to the best available."""
+    import torch
+
+    if device and str(device).startswith("cuda") and not torch.cuda.is_available():
+        eval_logger.warning(
+            f"t2: device {device!r} requested but CUDA is not available; using the best available device"
+        )
+        return None
+    return device
+
+
 class T2LM(HFLM):
     """An HFLM whose adapted matrices are rewritten per request group by SVF experts."""
 
@@ -100,7 +115,7 @@ class T2LM(HFLM):
             raise ConfigError(
                 f"unknown model_args for t2: {', '.join(unknown)}. Valid: {', '.join(valid_model_args())}"
             )
-        lm = load_model(pretrained, dtype=dtype, device=device)
+        lm = load_model(pretrained, dtype=dtype, device=_available(device))
         super().__init__(pretrained=lm.model, tokenizer=lm.tokenizer, **kwargs)
         self.model_id = lm.model_id
         self.transfer = _as_bool(transfer, "transfer")
