@@ -174,3 +174,12 @@ def test_stock_lm_eval_finds_t2_and_keeps_builtins():
     ).stdout
     got = json.loads(out.strip().splitlines()[-1])
     assert got == {"heavy_at_start": [], "t2": "T2LM", "hf": "HFLM"}
+
+
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="checks the fallback on machines without CUDA"
+)
+def test_lm_eval_default_cuda_device_falls_back_like_hf(llama_dir):
+    """lm-eval's run config defaults to device=cuda:0; hf then uses the best available device."""
+    t2 = T2LM(pretrained=str(llama_dir), device="cuda:0", batch_size=2)
+    assert t2.model.device.type == "cpu"
