@@ -83,6 +83,7 @@ def test_fixed_expert_changes_scores_and_composes_once(llama_dir, expert_dir):
     assert info["weight_compositions"] == 1  # the second call found e2 already active
     assert info["dispatch_counts"] == {"e2": 16}
     assert info["experts"] == ["e0", "e1", "e2", "e3"]
+    assert {"commit", "machine", "created_utc"} <= set(info["provenance"])
 
 
 def test_alternating_experts_one_composition_per_group_results_in_order(llama_dir, expert_dir):

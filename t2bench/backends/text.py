@@ -26,6 +26,7 @@ from t2bench.dispatch import (
 )
 from t2bench.errors import ConfigError
 from t2bench.models import load_model
+from t2bench.report.provenance import provenance
 from t2bench.svf import SVFPatcher, TargetSpec, check_fits, decompose, load_experts
 from t2bench.svf.expert import check_same_layout
 
@@ -238,6 +239,7 @@ class T2LM(HFLM):
             "matrices_composed": p.compositions if p else 0,
             "compose_seconds": round(p.compose_seconds, 4) if p else 0.0,
             "dispatch_seconds": round(self.dispatch_seconds, 4),
+            "provenance": provenance(model_source=self.model_id),
         }
 
     def get_model_info(self) -> dict:
