@@ -30,5 +30,21 @@ def run(args: list[str]) -> None:
     from t2bench.backends import register
 
     register()
-    sys.argv = ["lm_eval", "run", *lm_eval_argv(args)]
+    argv = lm_eval_argv(args)
+    sys.argv = ["lm_eval", "run", *argv]
     cli_evaluate()
+    out = _option(argv, "--output_path")
+    if out:
+        from t2bench.report.provenance import write_lm_eval_provenance
+
+        for path in write_lm_eval_provenance(Path(out)):
+            print(f"provenance: {path}")
+
+
+def _option(argv: list[str], name: str) -> str | None:
+    for i, a in enumerate(argv):
+        if a == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(name + "="):
+            return a.split("=", 1)[1]
+    return None

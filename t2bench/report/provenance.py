@@ -70,3 +70,43 @@ def write_new(folder: Path, stem: str, payload: dict) -> Path:
         n += 1
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path
+
+
+def lm_eval_provenance(results_file: Path) -> dict:
+    """Provenance of an lm-eval run, taken only from what lm-eval recorded in its results file."""
+    d = json.loads(Path(results_file).read_text())
+    cfg = d.get("config", {})
+    return {
+        "commit": d.get("git_hash"),
+        "source": f"derived from lm-eval's {Path(results_file).name} by t2bench.report.provenance",
+        "date": d.get("date"),
+        "wall_s": d.get("total_evaluation_time_seconds"),
+        "model": cfg.get("model"),
+        "model_args": cfg.get("model_args"),
+        "t2": cfg.get("t2"),
+        "limit": cfg.get("limit"),
+        "seed": {
+            k: cfg.get(k) for k in ("random_seed", "numpy_seed", "torch_seed", "fewshot_seed")
+        },
+        "data_split": {
+            task: {k: c.get(k) for k in ("test_split", "fewshot_split", "num_fewshot", "metadata")}
+            for task, c in d.get("configs", {}).items()
+        },
+        "n_samples": d.get("n-samples"),
+        "machine": {
+            "env": d.get("pretty_env_info"),
+            "transformers": d.get("transformers_version"),
+            "lm_eval": d.get("lm_eval_version"),
+        },
+    }
+
+
+def write_lm_eval_provenance(output_path: Path) -> list[Path]:
+    """A ``provenance_*.json`` beside every lm-eval ``results_*.json`` under ``output_path`` that has none."""
+    written = []
+    for results in sorted(Path(output_path).rglob("results_*.json")):
+        side = results.with_name("provenance_" + results.name[len("results_") :])
+        if not side.exists():
+            side.write_text(json.dumps(lm_eval_provenance(results), indent=2, default=str) + "\n")
+            written.append(side)
+    return written
