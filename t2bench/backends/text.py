@@ -12,7 +12,6 @@ import inspect
 import logging
 import time
 from collections import Counter
-from pathlib import Path
 
 from lm_eval.models.huggingface import HFLM
 
@@ -50,8 +49,6 @@ _MANAGED = {
     "gptqmodel",
 }
 T2_ARGS = {"pretrained", "experts", "dispatch", "modules", "layers", "transfer", "dtype", "device"}
-# lm-eval passes these from its own CLI flags; they are not user model_args.
-_LM_EVAL_EXTRA = {"batch_size", "max_batch_size", "device"}
 
 
 def hflm_args() -> set[str]:
@@ -123,12 +120,8 @@ class T2LM(HFLM):
 
         paths = split_expert_paths(experts)
         loaded = []
-        for p in paths:
-            loaded.extend(
-                load_experts(p, device=self.device)
-                if Path(p).is_dir()
-                else load_experts([p], device=self.device)
-            )
+        for p in paths:  # a folder or one file
+            loaded.extend(load_experts(p, device=self.device))
         names = [e.meta.name for e in loaded]
         dupes = sorted(n for n, c in Counter(names).items() if c > 1)
         if dupes:
