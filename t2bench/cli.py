@@ -139,6 +139,26 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from t2bench.train.cli_args import config_from_args
+    from t2bench.train.trainer import train
+
+    result = train(config_from_args(args))
+    if result.summary.get("artifact"):
+        print(f"artifact: {result.artifact}")
+        print(
+            f"best valid accuracy: {result.summary['best_valid_accuracy']} (step {result.summary['best_step']})"
+        )
+    return 0
+
+
+def cmd_experts(args) -> int:
+    from t2bench.train.recipes import run_recipes
+
+    run_recipes(args.names or None, profile=args.profile, out_root=args.out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="t2bench", description="Train, dispatch and evaluate SVF experts."
@@ -209,6 +229,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow an expert made for another model of the same shapes",
     )
     p.set_defaults(func=cmd_demo)
+
+    from t2bench.train.cli_args import add_train_args
+
+    p = sub.add_parser(
+        "train",
+        help="train an SVF expert (REINFORCE + KL) or a LoRA / IA3 baseline; resumes from "
+        "output_dir; several processes with `accelerate launch -m t2bench.train`",
+    )
+    add_train_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "experts", help="train the recipes behind results/experts/ (finished runs are skipped)"
+    )
+    p.add_argument("names", nargs="*", help="recipe names (default: all)")
+    p.add_argument("--profile", default="cpu", choices=["cpu", "gpu"])
+    p.add_argument("--out", default="results/experts")
+    p.set_defaults(func=cmd_experts)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Training SVF experts: data splits, rewards and the training loop, apart from evaluation."""

@@ -1,0 +1,170 @@
+"""Resumable checkpoints: safetensors for tensors, JSON for the rest, written atomically.
+
+A checkpoint is a folder ``checkpoints/step-00012/`` holding the adapter (``trainable``), the
+optimizer moments (``optimizer``), the best-on-validation adapter so far (``best``, if any)
+and ``state.json`` (step, scheduler, early-stopping counters, config). It is built under a
+temporary name and renamed into place, and ``state.json`` is written last, so a run killed at
+any moment (kill -9 included) leaves either a complete checkpoint or none: resuming uses the
+newest complete one. No pickles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from t2bench.errors import ConfigError
+from t2bench.train.config import TrainConfig
+
+STATE = "state.json"
+_PREFIX = "step-"
+
+
+@dataclass
+class RunState:
+    """Loop counters that a resumed run continues from."""
+
+    step: int = 0  # optimizer steps completed
+    best_score: float | None = None
+    best_step: int | None = None
+    evals_since_best: int = 0
+    stopped: str | None = None
+    wall_seconds: float = 0.0  # summed over all sessions of the run (resumes included)
+    scheduler: dict = field(default_factory=dict)
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    state: RunState
+    config: dict
+    trainable: dict[str, torch.Tensor]
+    optimizer: dict
+    best: dict[str, torch.Tensor] | None
+
+
+def checkpoint_dir(out: Path) -> Path:
+    return Path(out) / "checkpoints"
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for idx, st in sd["state"].items():
+        for name, value in st.items():
+            if torch.is_tensor(value):
+                tensors[f"{idx}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{idx}.{name}"] = value
+    return tensors, {"scalars": scalars, "param_groups": sd["param_groups"]}
+
+
+def save_checkpoint(
+    out: Path,
+    state: RunState,
+    config: TrainConfig,
+    trainable: dict[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    best: dict[str, torch.Tensor] | None,
+    keep: int = 2,
+) -> Path:
+    """Write checkpoint ``step-<state.step>`` atomically and prune all but the newest ``keep``."""
+    root = checkpoint_dir(out)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"{_PREFIX}{state.step:06d}"
+    tmp = root / f".tmp-{final.name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    save_file({k: v.contiguous() for k, v in trainable.items()}, str(tmp / "trainable.safetensors"))
+    opt_tensors, opt_meta = _optimizer_tensors(optimizer)
+    save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+    (tmp / "optimizer.json").write_text(json.dumps(opt_meta))
+    if best is not None:
+        save_file({k: v.contiguous() for k, v in best.items()}, str(tmp / "best.safetensors"))
+    payload = {"state": state.__dict__, "config": config.to_dict()}
+    (tmp / STATE).write_text(json.dumps(payload, indent=1))
+    for f in tmp.iterdir():
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+    if final.exists():  # a rerun of the same step after a crash: same content, replace it
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _fsync_dir(root)
+    for old in complete_checkpoints(out)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def complete_checkpoints(out: Path) -> list[Path]:
+    """Complete checkpoint folders, oldest first (temporary leftovers are ignored)."""
+    root = checkpoint_dir(out)
+    if not root.is_dir():
+        return []
+    done = [p for p in root.iterdir() if p.name.startswith(_PREFIX) and (p / STATE).is_file()]
+    return sorted(done, key=lambda p: int(p.name[len(_PREFIX) :]))
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    """Read one checkpoint folder; a damaged one raises ConfigError naming the file."""
+    try:
+        payload = json.loads((path / STATE).read_text())
+        trainable = load_file(str(path / "trainable.safetensors"))
+        opt_tensors = load_file(str(path / "optimizer.safetensors"))
+        opt_meta = json.loads((path / "optimizer.json").read_text())
+        best_file = path / "best.safetensors"
+        best = load_file(str(best_file)) if best_file.exists() else None
+    except (OSError, ValueError, json.JSONDecodeError) as exc:
+        raise ConfigError(
+            f"checkpoint {path} is damaged ({exc}); delete that folder to resume from the one "
+            "before it"
+        ) from None
+    state_dict: dict = {"state": {}, "param_groups": opt_meta["param_groups"]}
+    for key, value in opt_tensors.items():
+        idx, name = key.split(".", 1)
+        state_dict["state"].setdefault(int(idx), {})[name] = value
+    for key, value in opt_meta["scalars"].items():
+        idx, name = key.split(".", 1)
+        state_dict["state"].setdefault(int(idx), {})[name] = value
+    return Checkpoint(
+        path=path,
+        state=RunState(**payload["state"]),
+        config=payload["config"],
+        trainable=trainable,
+        optimizer=state_dict,
+        best=best,
+    )
+
+
+def latest_checkpoint(out: Path, config: TrainConfig) -> Checkpoint | None:
+    """The newest complete checkpoint of ``out``, checked against ``config``; None for a new run."""
+    done = complete_checkpoints(out)
+    if not done:
+        return None
+    ckpt = load_checkpoint(done[-1])
+    saved = TrainConfig.from_dict(ckpt.config)
+    diff = config.differences(saved)
+    if diff:
+        shown = ", ".join(f"{k}: now {a!r}, checkpoint {b!r}" for k, (a, b) in sorted(diff.items()))
+        raise ConfigError(
+            f"{out} holds a checkpoint of a different run ({shown}). Resume with the same "
+            "settings, or pick a new output_dir to start a new run."
+        )
+    return ckpt

@@ -1,0 +1,140 @@
+"""Training configuration: one dataclass, validated once, saved with every checkpoint.
+
+Defaults follow the Transformer² paper where it states them (AdamW, lr 2e-3, cosine decay,
+grad-norm clip 1e-3, reward +1/-1, λ·KL to the base model, best-on-validation checkpoint);
+choices where the paper and its public code differ are options (KL direction, greedy vs
+sampled rollouts, reward normalisation, parameterisation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+
+from t2bench.errors import ConfigError
+from t2bench.svf.expert import PARAMETERISATIONS
+
+METHODS = ("svf", "lora", "ia3")
+OBJECTIVES = ("pg", "ntp")
+KL_DIRECTIONS = ("policy_ref", "ref_policy")
+ADVANTAGES = ("raw", "center", "whiten")
+REDUCTIONS = ("mean", "sum")
+LOGGERS = ("none", "tensorboard", "wandb")
+
+#: Fields that may change between a run and its resumption without changing its result.
+RESUMABLE_FIELDS = ("output_dir", "log_with", "progress")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on. ``output_dir`` holds checkpoints and the result."""
+
+    task: str = "math"
+    output_dir: str = "runs/expert"
+    model: str | None = None  # packaged name, local folder or hub id; None = SmolLM2-135M
+    method: str = "svf"  # svf | lora | ia3
+    objective: str = "pg"  # pg (REINFORCE) | ntp (next-token prediction on references)
+    data: str | None = None  # JSONL file replacing the packaged training split
+    valid_data: str | None = None  # JSONL file replacing the packaged validation split
+    # SVF
+    modules: str = "mlp"
+    layers: str = "all"
+    parameterisation: str = "z"
+    init_noise: float = 0.0
+    # peft baselines (paper: r16, alpha 32, dropout 0.05 on q_proj+v_proj)
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: str = "q_proj,v_proj"
+    ia3_targets: str = "k_proj,v_proj,down_proj"
+    # optimisation
+    steps: int = 20
+    global_batch: int = 16
+    micro_batch: int = 4
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    grad_clip: float = 1e-3  # 0 disables
+    # policy gradient
+    reward_correct: float = 1.0
+    reward_wrong: float = -1.0
+    kl_coef: float = 0.0
+    kl_direction: str = "policy_ref"
+    temperature: float = 1.0
+    greedy: bool = False
+    max_new_tokens: int | None = None  # None: the task's default (see rollout.DEFAULT_NEW_TOKENS)
+    advantage: str = "raw"  # raw rewards | center (minus batch mean) | whiten (z-score)
+    logprob_reduction: str = "mean"  # per-sequence mean or sum of token log-probs
+    # validation, checkpoints, logging
+    eval_every: int = 5
+    eval_size: int = 64
+    eval_batch: int = 16
+    patience: int = 0  # evaluations without improvement before stopping; 0 = never stop early
+    checkpoint_every: int = 1
+    keep_checkpoints: int = 2
+    seed: int = 0
+    dtype: str = "float32"
+    device: str = "auto"  # auto: cuda if present, else cpu (multi-process CPU uses gloo)
+    mixed_precision: str = "no"
+    log_with: str = "none"
+    progress: bool = True
+    name: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        _choice("method", self.method, METHODS)
+        _choice("objective", self.objective, OBJECTIVES)
+        _choice("kl_direction", self.kl_direction, KL_DIRECTIONS)
+        _choice("advantage", self.advantage, ADVANTAGES)
+        _choice("logprob_reduction", self.logprob_reduction, REDUCTIONS)
+        _choice("log_with", self.log_with, LOGGERS)
+        for name in ("steps", "global_batch", "micro_batch", "eval_batch", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.global_batch % self.micro_batch:
+            raise ConfigError(
+                f"global_batch {self.global_batch} is not a multiple of micro_batch "
+                f"{self.micro_batch}: pick sizes where micro_batch divides global_batch"
+            )
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.lr <= 0 or self.temperature <= 0:
+            raise ConfigError("lr and temperature must be positive")
+        if self.kl_coef < 0 or self.grad_clip < 0:
+            raise ConfigError("kl_coef and grad_clip must be >= 0")
+        _choice("parameterisation", self.parameterisation, PARAMETERISATIONS)
+
+    @property
+    def run_name(self) -> str:
+        return self.name or f"{self.task}-{self.method}-{self.objective}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown training option(s) {unknown}; valid options: {', '.join(sorted(known))}"
+            )
+        return cls(**d)
+
+    def fingerprint(self) -> str:
+        """Hash of the fields that determine the result (not paths or logging)."""
+        d = {k: v for k, v in self.to_dict().items() if k not in RESUMABLE_FIELDS}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    def differences(self, other: TrainConfig) -> dict[str, tuple]:
+        a, b = self.to_dict(), other.to_dict()
+        return {k: (a[k], b[k]) for k in a if k not in RESUMABLE_FIELDS and a[k] != b[k]}
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"unknown {name} {value!r}: use one of {', '.join(allowed)}")

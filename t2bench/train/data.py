@@ -1,0 +1,671 @@
+"""Train / validation / held-out test splits for training SVF experts.
+
+An expert must never see the items it is evaluated on, nor be selected (checkpoint choice,
+hyper-parameter tuning) on them. Every task therefore has three disjoint splits; ``test`` is
+for the final evaluation of an expert only. All splits are deterministic given ``seed``
+(only ``math`` and ``classifier`` depend on it; the others are fixed partitions).
+
+* ``math``: no GSM8K train split is packaged and GSM8K test must never be trained on, so the
+  items are short arithmetic word problems from a seeded generator (15 templates, one and
+  two steps: addition, subtraction, multiplication, exact division, "each/per" rates and
+  whole-dollar money; varied names, objects and wording; integer answers 0..~1200).
+  Sizes 2000 / 200 / 300. Each split has its own stream (``random.Random(f"{seed}-<split>")``),
+  generated in the order test, valid, train; a question whose normalised text is already in
+  an earlier split (or earlier in the same split) is skipped, so the held-out split does not
+  depend on the training size. The result is checked against every GSM8K test question
+  (:func:`~t2bench.tasks.splits.normalize_question`); any overlap raises ``LeakageError``.
+  ``reference`` is a one- or two-sentence worked solution ending ``The answer is N.``
+* ``reasoning``: ARC-Easy validation (570 items; :func:`arc_train_pool` checks it against
+  both ARC test sets), even positions -> train (285), odd positions -> valid (285);
+  test = the ARC-Easy test split (2376). Choices are lettered ``A, B, ...`` by position
+  (some validation items use labels ``1..4``). ``reference`` = ``The answer is (X).``
+* ``code``: the 500 MBPP problems sorted by ``task_id``; task ids 311-510 (the last 200) are
+  test. The first 300 are the training pool, minus any problem whose normalised text is also
+  a test problem's or an earlier pool problem's: MBPP 76 is the same problem, with the same
+  first test, as MBPP 347, so it is dropped. Train = the first 200 of the pool, valid = the
+  remaining 99. ``target`` is the tested function's name, ``reference`` the gold code in a
+  ```python block.
+* ``classifier``: route a question to ``code``, ``math`` or ``reasoning`` (reply
+  ``\\boxed{label}``). The items are the original question texts (without the task
+  instructions) of the other tasks' splits: train = math train[:200] + reasoning train (285)
+  + code train (200) = 685; valid = the first 100 (at most) of each valid split = 299;
+  test = the first 200 of each test split = 600. Each split is shuffled with
+  ``random.Random(f"{seed}-classifier-<split>")``. Since the source splits are disjoint,
+  so are these; the check below re-verifies it by uid and normalised question.
+
+:func:`check_disjoint` (run by :func:`load_splits`) raises ``LeakageError`` when a uid or a
+normalised prompt occurs in two of train / valid / test. :func:`load_jsonl_items` reads
+user-supplied items instead.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from itertools import combinations
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from t2bench.errors import ConfigError
+from t2bench.tasks.splits import LeakageError, normalize_question
+
+__all__ = [
+    "CLASSIFIER_LABELS",
+    "SPLIT_NAMES",
+    "TASKS",
+    "Splits",
+    "TrainItem",
+    "check_disjoint",
+    "load_jsonl_items",
+    "load_splits",
+]
+
+TASKS = ("math", "reasoning", "code", "classifier")
+SPLIT_NAMES = ("train", "valid", "test")
+CLASSIFIER_LABELS = ("code", "math", "reasoning")
+
+MATH_SIZES = {"test": 300, "valid": 200, "train": 2000}
+MATH_INSTRUCTION = "Solve the problem. End your reply with 'The answer is <number>.'"
+REASONING_INSTRUCTION = "Answer with the letter of the correct choice, as 'The answer is (X).'"
+CODE_INSTRUCTION = "Answer with the complete Python code in a single ```python code block."
+CLASSIFIER_INSTRUCTION = (
+    "Classify the following question as one of: code, math, reasoning. "
+    "Reply with the label in \\boxed{}, e.g. \\boxed{math}."
+)
+CODE_TRAIN_POOL, CODE_TRAIN = 300, 200
+# How many items of each source task the classifier takes per split ("*": every task not
+# named; no entry: all of them).
+CLASSIFIER_TAKE = {"train": {"math": 200}, "valid": {"*": 100}, "test": {"*": 200}}
+
+
+@dataclass(frozen=True)
+class TrainItem:
+    """One training / evaluation example, in the form the trainer and rewards use."""
+
+    uid: str
+    task: str
+    prompt: str
+    target: str
+    reference: str
+    tests: tuple[str, ...] = ()
+    setup: str = ""
+
+
+@dataclass
+class Splits:
+    """The three disjoint splits of one task; ``test`` is only for final evaluation."""
+
+    task: str
+    train: list[TrainItem]
+    valid: list[TrainItem]
+    test: list[TrainItem]
+    description: dict[str, Any]
+
+
+class _Source(NamedTuple):
+    """An item with its bare question, which the classifier task reuses."""
+
+    item: TrainItem
+    question: str
+
+
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise ConfigError(f"unknown training task {task!r}; valid tasks: {', '.join(TASKS)}")
+
+
+def load_splits(task: str, seed: int = 0) -> Splits:
+    """Train / valid / test splits of ``task`` (see the module docstring), leak-checked."""
+    _check_task(task)
+    if task == "classifier":
+        splits = _classifier_splits(seed)
+    else:
+        sources, description = _SOURCES[task](seed)
+        parts = {name: [s.item for s in sources[name]] for name in SPLIT_NAMES}
+        splits = Splits(task, parts["train"], parts["valid"], parts["test"], description)
+    check_disjoint(splits)
+    return splits
+
+
+def check_disjoint(splits: Splits) -> None:
+    """Raise ``LeakageError`` if a uid or normalised prompt is in two of the splits."""
+    for a, b in combinations(SPLIT_NAMES, 2):
+        left: list[TrainItem] = getattr(splits, a)
+        right: list[TrainItem] = getattr(splits, b)
+        uids = {i.uid for i in left} & {i.uid for i in right}
+        prompts = {normalize_question(i.prompt) for i in left} & {
+            normalize_question(i.prompt) for i in right
+        }
+        if uids or prompts:
+            raise LeakageError(
+                f"{splits.task}: the {a} and {b} splits share {len(uids)} uid(s) "
+                f"{sorted(uids)[:3]} and {len(prompts)} prompt(s) {sorted(prompts)[:1]}; "
+                "a split must never contain items of another"
+            )
+
+
+# --------------------------------------------------------------------------- math
+
+
+# fmt: off
+_NAMES = (
+    "Ava", "Ben", "Carla", "Diego", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jamal",
+    "Kira", "Liam", "Maya", "Noah", "Olga", "Pedro", "Quinn", "Rosa", "Sam", "Tara",
+    "Umar", "Vera", "Wes", "Ximena", "Yusuf", "Zoe", "Amara", "Bruno", "Chen", "Dana",
+)
+_OBJECTS = (
+    "apples", "marbles", "stickers", "pencils", "cookies", "books", "trading cards",
+    "stamps", "seashells", "beads", "toy cars", "balloons", "crayons", "oranges", "eggs",
+    "cupcakes", "flowers", "building blocks", "ribbons", "postcards",
+)
+_CONTAINERS = (("box", "boxes"), ("bag", "bags"), ("basket", "baskets"), ("jar", "jars"),
+               ("pack", "packs"), ("crate", "crates"))
+_GOODS = (("notebook", "notebooks"), ("sandwich", "sandwiches"), ("movie ticket", "movie tickets"),
+          ("toy", "toys"), ("shirt", "shirts"), ("plant", "plants"), ("puzzle", "puzzles"),
+          ("mug", "mugs"), ("scarf", "scarves"), ("lamp", "lamps"))
+_ACTIVITIES = (("reads", "read", "pages"), ("walks", "walked", "miles"),
+               ("bakes", "baked", "cookies"), ("writes", "written", "letters"),
+               ("folds", "folded", "paper cranes"), ("plants", "planted", "seeds"),
+               ("swims", "swum", "laps"), ("knits", "knitted", "rows"))
+_ROWS = (("orchard", "trees"), ("theater", "seats"), ("parking lot", "parking spaces"),
+         ("garden", "tulips"), ("classroom", "desks"), ("vineyard", "vines"))
+_SHARED = ("restaurant bill", "taxi fare", "birthday gift", "cabin rental", "pizza order")
+# fmt: on
+
+# A template draws numbers and words from ``rng`` and returns (question, worked solution,
+# integer answer); every division in a template is exact by construction.
+_Problem = tuple[str, str, int]
+
+
+def _two_names(rng: random.Random) -> tuple[str, str]:
+    first, second = rng.sample(_NAMES, 2)
+    return first, second
+
+
+def _t_add(rng: random.Random) -> _Problem:
+    n, m = _two_names(rng)
+    obj, a, b = rng.choice(_OBJECTS), rng.randint(5, 400), rng.randint(5, 400)
+    q = f"{n} has {a} {obj}. {m} gives {n} {b} more {obj}. How many {obj} does {n} have now?"
+    return q, f"{n} has {a} + {b} = {a + b} {obj}.", a + b
+
+
+def _t_sub(rng: random.Random) -> _Problem:
+    n, m = _two_names(rng)
+    obj, a = rng.choice(_OBJECTS), rng.randint(20, 900)
+    b = rng.randint(1, a - 2)
+    q = f"{n} had {a} {obj} and gave {b} of them to {m}. How many {obj} does {n} have left?"
+    return q, f"{n} has {a} - {b} = {a - b} {obj} left.", a - b
+
+
+def _t_containers(rng: random.Random) -> _Problem:
+    n, (one, many), obj = rng.choice(_NAMES), rng.choice(_CONTAINERS), rng.choice(_OBJECTS)
+    k, e = rng.randint(2, 25), rng.randint(2, 40)
+    q = (
+        f"{n} buys {k} {many} of {obj}. Each {one} holds {e} {obj}. "
+        f"How many {obj} does {n} buy in total?"
+    )
+    return q, f"{n} buys {k} x {e} = {k * e} {obj}.", k * e
+
+
+def _t_share(rng: random.Random) -> _Problem:
+    n, obj = rng.choice(_NAMES), rng.choice(_OBJECTS)
+    each, k = rng.randint(2, 50), rng.randint(2, 12)
+    q = (
+        f"{n} has {each * k} {obj} and shares them equally among {k} friends. "
+        f"How many {obj} does each friend get?"
+    )
+    return q, f"Each friend gets {each * k} / {k} = {each} {obj}.", each
+
+
+def _t_buy(rng: random.Random) -> _Problem:
+    n, (_, many) = rng.choice(_NAMES), rng.choice(_GOODS)
+    c, p = rng.randint(2, 20), rng.randint(1, 50)
+    q = f"{n} buys {c} {many} for ${p} each. How many dollars does {n} spend?"
+    return q, f"{n} spends {c} x ${p} = ${c * p}.", c * p
+
+
+def _t_change(rng: random.Random) -> _Problem:
+    n, (_, many) = rng.choice(_NAMES), rng.choice(_GOODS)
+    c, p = rng.randint(2, 10), rng.randint(1, 30)
+    cost = c * p
+    money = cost + rng.randint(0, 200)
+    q = f"{n} has ${money}. {n} buys {c} {many} at ${p} each. How many dollars does {n} have left?"
+    sol = (
+        f"The {many} cost {c} x ${p} = ${cost}. {n} has ${money} - ${cost} = ${money - cost} left."
+    )
+    return q, sol, money - cost
+
+
+def _t_rate(rng: random.Random) -> _Problem:
+    n, (verb, done, unit) = rng.choice(_NAMES), rng.choice(_ACTIVITIES)
+    r, d, start = rng.randint(2, 60), rng.randint(2, 14), rng.randint(0, 200)
+    q = (
+        f"{n} {verb} {r} {unit} per day and has already {done} {start} {unit}. "
+        f"How many {unit} will {n} have {done} in total after {d} more days?"
+    )
+    sol = (
+        f"In {d} days {n} adds {d} x {r} = {d * r} {unit}. "
+        f"In total that is {start} + {d * r} = {start + d * r} {unit}."
+    )
+    return q, sol, start + d * r
+
+
+def _t_add_remove(rng: random.Random) -> _Problem:
+    n, (one, _), obj = rng.choice(_NAMES), rng.choice(_CONTAINERS), rng.choice(_OBJECTS)
+    a, b = rng.randint(10, 500), rng.randint(1, 300)
+    c = rng.randint(1, a + b - 2)
+    q = (
+        f"There are {a} {obj} in a {one}. {n} puts in {b} more and then takes out {c}. "
+        f"How many {obj} are in the {one} now?"
+    )
+    sol = (
+        f"After adding there are {a} + {b} = {a + b} {obj}; "
+        f"then {a + b} - {c} = {a + b - c} remain."
+    )
+    return q, sol, a + b - c
+
+
+def _t_bags(rng: random.Random) -> _Problem:
+    n, (_, many), obj = rng.choice(_NAMES), rng.choice(_CONTAINERS), rng.choice(_OBJECTS)
+    k, full = rng.randint(2, 20), rng.randint(3, 40)
+    g = rng.randint(1, full - 2)
+    q = (
+        f"{n} packs {k * full} {obj} into {many} of {k}. Then {n} gives away {g} of the {many}. "
+        f"How many {many} does {n} have left?"
+    )
+    sol = f"{n} fills {k * full} / {k} = {full} {many}. {n} keeps {full} - {g} = {full - g} {many}."
+    return q, sol, full - g
+
+
+def _t_more_than(rng: random.Random) -> _Problem:
+    n, m = _two_names(rng)
+    obj, a, b = rng.choice(_OBJECTS), rng.randint(5, 400), rng.randint(1, 200)
+    q = f"{n} has {a} {obj}. {m} has {b} more {obj} than {n}. How many {obj} do they have together?"
+    sol = f"{m} has {a} + {b} = {a + b} {obj}. Together they have {a} + {a + b} = {2 * a + b}."
+    return q, sol, 2 * a + b
+
+
+def _t_times(rng: random.Random) -> _Problem:
+    n, m = _two_names(rng)
+    obj, a, k = rng.choice(_OBJECTS), rng.randint(2, 100), rng.randint(2, 9)
+    q = (
+        f"{n} has {a} {obj}. {m} has {k} times as many {obj} as {n}. "
+        f"How many more {obj} does {m} have than {n}?"
+    )
+    sol = f"{m} has {k} x {a} = {k * a} {obj}, which is {k * a} - {a} = {(k - 1) * a} more."
+    return q, sol, (k - 1) * a
+
+
+def _t_split_bill(rng: random.Random) -> _Problem:
+    thing, k, each = rng.choice(_SHARED), rng.randint(2, 12), rng.randint(3, 80)
+    q = (
+        f"{k} friends split a {thing} of ${k * each} equally. "
+        "How many dollars does each friend pay?"
+    )
+    return q, f"Each friend pays ${k * each} / {k} = ${each}.", each
+
+
+def _t_wage(rng: random.Random) -> _Problem:
+    n = rng.choice(_NAMES)
+    w, h, d = rng.randint(8, 30), rng.randint(2, 8), rng.randint(1, 5)
+    q = (
+        f"{n} earns ${w} per hour and works {h} hours a day for {d} days. "
+        f"How many dollars does {n} earn?"
+    )
+    sol = f"{n} works {h} x {d} = {h * d} hours and earns {h * d} x ${w} = ${h * d * w}."
+    return q, sol, h * d * w
+
+
+def _t_spend_two(rng: random.Random) -> _Problem:
+    n = rng.choice(_NAMES)
+    (_, first), (_, second) = rng.sample(_GOODS, 2)
+    money = rng.randint(50, 1000)
+    a = rng.randint(1, money // 2)
+    b = rng.randint(1, money - a)
+    q = (
+        f"{n} had ${money}, spent ${a} on {first} and ${b} on {second}. "
+        f"How many dollars does {n} have left?"
+    )
+    sol = (
+        f"{n} spent ${a} + ${b} = ${a + b}, so {n} has ${money} - ${a + b} = ${money - a - b} left."
+    )
+    return q, sol, money - a - b
+
+
+def _t_rows(rng: random.Random) -> _Problem:
+    (place, things), r, p = rng.choice(_ROWS), rng.randint(2, 30), rng.randint(2, 30)
+    q = (
+        f"A {place} has {r} rows with {p} {things} in each row. "
+        f"How many {things} are in the {place}?"
+    )
+    return q, f"There are {r} x {p} = {r * p} {things}.", r * p
+
+
+# fmt: off
+_TEMPLATES: tuple[Callable[[random.Random], _Problem], ...] = (
+    _t_add, _t_sub, _t_containers, _t_share, _t_buy, _t_change, _t_rate, _t_add_remove,
+    _t_bags, _t_more_than, _t_times, _t_split_bill, _t_wage, _t_spend_two, _t_rows,
+)
+# fmt: on
+
+
+def _math_sources(seed: int) -> tuple[dict[str, list[_Source]], dict[str, Any]]:
+    from t2bench.tasks.gsm8k import load_gsm8k
+
+    seen: set[str] = set()
+    sources: dict[str, list[_Source]] = {}
+    for split, size in MATH_SIZES.items():  # test first: it never depends on the others
+        rng = random.Random(f"{seed}-{split}")
+        out: list[_Source] = []
+        while len(out) < size:
+            question, solution, answer = rng.choice(_TEMPLATES)(rng)
+            key = normalize_question(question)
+            if key in seen:
+                continue
+            seen.add(key)
+            item = TrainItem(
+                uid=f"arith-{split}-{len(out):05d}",
+                task="math",
+                prompt=f"{question}\n\n{MATH_INSTRUCTION}",
+                target=str(answer),
+                reference=f"{solution} The answer is {answer}.",
+            )
+            out.append(_Source(item, question))
+        sources[split] = out
+    gsm8k = {normalize_question(q) for q in load_gsm8k()["test"]["question"]}
+    leaked = seen & gsm8k
+    if leaked:  # cannot happen for these templates; the check is the guarantee
+        raise LeakageError(f"generated math items equal GSM8K test questions: {sorted(leaked)[:3]}")
+    description = {
+        "task": "math",
+        "seed": seed,
+        "splits": {
+            s: {
+                "source": f"arithmetic word-problem generator, random.Random('{seed}-{s}')",
+                "size": len(sources[s]),
+            }
+            for s in SPLIT_NAMES
+        },
+        "templates": len(_TEMPLATES),
+        "disjointness": "generated test, valid, train in that order, skipping any question "
+        "whose normalised text was already generated; checked against all 1319 GSM8K test "
+        "questions (normalised text), and by uid and normalised prompt across splits",
+    }
+    return sources, description
+
+
+# --------------------------------------------------------------------------- reasoning
+
+
+def _arc_source(row: dict[str, Any], uid: str) -> _Source:
+    """Letter the choices by position, whatever the row's own labels are."""
+    texts, labels = row["choices"]["text"], row["choices"]["label"]
+    letters = [chr(ord("A") + i) for i in range(len(texts))]
+    gold = letters[labels.index(row["answerKey"])]
+    lines = "\n".join(f"{letter}. {text}" for letter, text in zip(letters, texts, strict=True))
+    item = TrainItem(
+        uid=uid,
+        task="reasoning",
+        prompt=f"{row['question']}\n{lines}\n{REASONING_INSTRUCTION}",
+        target=gold,
+        reference=f"The answer is ({gold}).",
+    )
+    return _Source(item, row["question"])
+
+
+def _reasoning_sources(seed: int) -> tuple[dict[str, list[_Source]], dict[str, Any]]:
+    from t2bench.tasks.arc import load_arc_test
+    from t2bench.tasks.splits import arc_train_pool
+
+    pool = [_arc_source(r, f"arc-easy-val-{r['id']}") for r in arc_train_pool("ARC-Easy")]
+    test = [_arc_source(r, f"arc-easy-test-{r['id']}") for r in load_arc_test("ARC-Easy")]
+    sources = {"train": pool[0::2], "valid": pool[1::2], "test": test}
+    description = {
+        "task": "reasoning",
+        "seed": seed,
+        "seed_used": False,
+        "splits": {
+            "train": {"source": "ARC-Easy validation, even positions", "size": len(pool[0::2])},
+            "valid": {"source": "ARC-Easy validation, odd positions", "size": len(pool[1::2])},
+            "test": {"source": "ARC-Easy test", "size": len(test)},
+        },
+        "disjointness": "arc_train_pool checks ARC-Easy validation against both ARC test "
+        "splits by normalised question; then uid and normalised prompt across splits",
+    }
+    return sources, description
+
+
+# --------------------------------------------------------------------------- code
+
+
+def _function_name(code: str, first_test: str) -> str:
+    """The ``def`` the first test calls; else the first ``def``; else ``""``."""
+    names = re.findall(r"^[ \t]*def\s+(\w+)\s*\(", code, re.M)
+    called = [n for n in names if re.search(rf"\b{re.escape(n)}\s*\(", first_test)]
+    return (called or names or [""])[0]
+
+
+def _unix_newlines(text: str) -> str:
+    """MBPP code uses ``\\r\\n`` and, at a few line ends, a lone ``\\r``."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _mbpp_source(row: dict[str, Any]) -> _Source:
+    text = row["text"].strip()
+    first = row["test_list"][0]
+    code = _unix_newlines(row["code"]).strip("\n")
+    item = TrainItem(
+        uid=f"mbpp-{row['task_id']}",
+        task="code",
+        prompt=f"{text}\nYour code should pass this test:\n{first}\n\n{CODE_INSTRUCTION}",
+        target=_function_name(code, first),
+        reference=f"```python\n{code}\n```",
+        tests=tuple(row["test_list"]),
+        setup=_unix_newlines(row["test_setup_code"]),
+    )
+    return _Source(item, text)
+
+
+def _code_sources(seed: int) -> tuple[dict[str, list[_Source]], dict[str, Any]]:
+    from t2bench.tasks.mbpp import load_mbpp
+
+    rows = sorted(load_mbpp()["test"], key=lambda r: r["task_id"])
+    test = [_mbpp_source(r) for r in rows[CODE_TRAIN_POOL:]]
+    seen = {normalize_question(s.question) for s in test}
+    pool: list[_Source] = []
+    dropped: list[str] = []
+    for row in rows[:CODE_TRAIN_POOL]:
+        source = _mbpp_source(row)
+        key = normalize_question(source.question)
+        if key in seen:
+            dropped.append(source.item.uid)
+            continue
+        seen.add(key)
+        pool.append(source)
+    sources = {"train": pool[:CODE_TRAIN], "valid": pool[CODE_TRAIN:], "test": test}
+    ids = [r["task_id"] for r in rows]
+    description = {
+        "task": "code",
+        "seed": seed,
+        "seed_used": False,
+        "splits": {
+            "train": {
+                "source": f"MBPP task_id {ids[0]}-{ids[CODE_TRAIN_POOL - 1]} (training pool), "
+                f"first {CODE_TRAIN}",
+                "size": len(sources["train"]),
+            },
+            "valid": {"source": "the rest of the training pool", "size": len(sources["valid"])},
+            "test": {"source": f"MBPP task_id {ids[CODE_TRAIN_POOL]}-{ids[-1]}", "size": len(test)},
+        },
+        "dropped_from_pool": dropped,
+        "disjointness": "pool problems whose normalised text equals a test problem's or an "
+        "earlier pool problem's are dropped; then uid and normalised prompt across splits",
+    }
+    return sources, description
+
+
+_SOURCES: dict[str, Callable[[int], tuple[dict[str, list[_Source]], dict[str, Any]]]] = {
+    "math": _math_sources,
+    "reasoning": _reasoning_sources,
+    "code": _code_sources,
+}
+
+
+# --------------------------------------------------------------------------- classifier
+
+
+def _classifier_item(source: _Source, label: str) -> TrainItem:
+    return TrainItem(
+        uid=f"cls-{source.item.uid}",
+        task="classifier",
+        prompt=f"{CLASSIFIER_INSTRUCTION}\n\nQuestion: {source.question}",
+        target=label,
+        reference=f"\\boxed{{{label}}}",
+    )
+
+
+def _classifier_splits(seed: int) -> Splits:
+    per_task = {task: _SOURCES[task](seed)[0] for task in ("math", "reasoning", "code")}
+    parts: dict[str, list[TrainItem]] = {}
+    composition: dict[str, dict[str, int]] = {}
+    for split in SPLIT_NAMES:
+        take = CLASSIFIER_TAKE[split]
+        items: list[TrainItem] = []
+        composition[split] = {}
+        for label, sources in per_task.items():
+            limit = take.get(label, take.get("*"))
+            chosen = sources[split][:limit]
+            items += [_classifier_item(s, label) for s in chosen]
+            composition[split][label] = len(chosen)
+        random.Random(f"{seed}-classifier-{split}").shuffle(items)
+        parts[split] = items
+    description = {
+        "task": "classifier",
+        "seed": seed,
+        "labels": list(CLASSIFIER_LABELS),
+        "splits": {
+            s: {
+                "source": f"bare questions of the math / reasoning / code {s} splits, "
+                f"shuffled with random.Random('{seed}-classifier-{s}')",
+                "per_label": composition[s],
+                "size": len(parts[s]),
+            }
+            for s in SPLIT_NAMES
+        },
+        "disjointness": "the source splits are disjoint; uid (cls-<source uid>) and "
+        "normalised question are re-checked across splits",
+    }
+    return Splits("classifier", parts["train"], parts["valid"], parts["test"], description)
+
+
+# --------------------------------------------------------------------------- user data
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return Decimal(text.replace(",", "")).is_finite()
+    except InvalidOperation:
+        return False
+
+
+def _target_problem(task: str, prompt: str, target: str) -> str | None:
+    """Why ``target`` cannot be scored for ``task``, or ``None`` when it can."""
+    if task == "math" and not _is_number(target):
+        return f"'target' must be a number for the math task, got {target!r}"
+    if task == "reasoning" and not re.fullmatch(r"[A-Z]", target):
+        return f"'target' must be one capital letter for the reasoning task, got {target!r}"
+    if task == "reasoning" and target not in re.findall(r"^([A-Z])\. ", prompt, re.M):
+        return (
+            f"target {target!r} is not among the prompt's choices; the reward reads the "
+            "choices from prompt lines of the form 'A. text'"
+        )
+    if task == "classifier" and target not in CLASSIFIER_LABELS:
+        return f"'target' must be one of {', '.join(CLASSIFIER_LABELS)}, got {target!r}"
+    return None
+
+
+def _default_reference(task: str, target: str) -> str:
+    """A reference in the format the reward extracts (code has no gold program here)."""
+    return {
+        "math": f"The answer is {target}.",
+        "reasoning": f"The answer is ({target}).",
+        "classifier": f"\\boxed{{{target}}}",
+    }.get(task, "")
+
+
+def _string_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def load_jsonl_items(path: str | Path, task: str) -> list[TrainItem]:
+    """Items from a JSON-lines file: ``prompt`` and ``target`` per line (strings), optional
+    ``uid``, ``reference``, ``tests`` (list of assert lines, required for code) and ``setup``.
+
+    Every error is a ``ConfigError`` naming the file, the line and the fix, so a bad file
+    fails before any training starts.
+    """
+    _check_task(task)
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"training data file {path} does not exist; pass a JSON-lines file")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text ({exc}); save it as UTF-8") from exc
+    items: list[TrainItem] = []
+    first_line: dict[str, int] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}, line {number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"{where}: invalid JSON ({exc.msg}); each line must be one JSON object"
+            ) from exc
+        if not isinstance(row, dict):
+            raise ConfigError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        for key in ("prompt", "target"):
+            if not isinstance(row.get(key), str) or not row[key].strip():
+                raise ConfigError(
+                    f"{where}: missing or non-string {key!r}; add a non-empty {key!r} string"
+                )
+        for key in ("uid", "reference", "setup"):
+            if key in row and not isinstance(row[key], str):
+                raise ConfigError(f"{where}: {key!r} must be a string")
+        if "tests" in row and not _string_list(row["tests"]):
+            raise ConfigError(f"{where}: 'tests' must be a list of strings (assert lines)")
+        if task == "code" and not row.get("tests"):
+            raise ConfigError(f"{where}: code items need 'tests' (assert lines) to be scored")
+        target = row["target"].strip()
+        problem = _target_problem(task, row["prompt"], target)
+        if problem:
+            raise ConfigError(f"{where}: {problem}")
+        uid = row.get("uid") or f"{path.stem}-{number}"
+        if uid in first_line:
+            raise ConfigError(
+                f"{where}: duplicate uid {uid!r} (first on line {first_line[uid]}); "
+                "make every uid unique"
+            )
+        first_line[uid] = number
+        items.append(
+            TrainItem(
+                uid=uid,
+                task=task,
+                prompt=row["prompt"],
+                target=target,
+                reference=row.get("reference") or _default_reference(task, target),
+                tests=tuple(row.get("tests", ())),
+                setup=row.get("setup", ""),
+            )
+        )
+    if not items:
+        raise ConfigError(
+            f"no items in {path}: write one JSON object per line with 'prompt' and 'target'"
+        )
+    return items

@@ -1,0 +1,176 @@
+"""Rollouts and log-probabilities for policy-gradient training.
+
+Sampling is seeded *per sample*: sample ``i`` of step ``s`` draws its Gumbel noise from its own
+generator, so what it generates does not depend on which process or micro-batch it lands in.
+That is what makes a 2-process run reproduce a 1-process run with the same global batch.
+Sampling with temperature T is done as argmax(logits / T + Gumbel noise), which draws exactly
+from softmax(logits / T), inside Hugging Face ``generate`` (greedy search + a logits processor).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+
+#: Generation budget per task when the config does not set ``max_new_tokens``.
+DEFAULT_NEW_TOKENS = {"math": 96, "reasoning": 16, "code": 192, "classifier": 12}
+
+
+def sample_seed(seed: int, step: int, index: int) -> int:
+    """Seed of one sample, from the run seed, the step and its index in the global batch."""
+    return zlib.crc32(f"{seed}:{step}:{index}".encode())
+
+
+def format_prompt(tokenizer, prompt: str) -> str:
+    """The prompt as the model sees it: its chat template if it has one, else plain text."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
+    return f"{prompt}\n\nAnswer: "
+
+
+def encode_prompts(tokenizer, prompts: list[str]) -> list[list[int]]:
+    """Token ids of the formatted prompts (special tokens only where the template puts them)."""
+    chat = bool(getattr(tokenizer, "chat_template", None))
+    texts = [format_prompt(tokenizer, p) for p in prompts]
+    return [tokenizer(t, add_special_tokens=not chat)["input_ids"] for t in texts]
+
+
+def eos_ids(model, tokenizer) -> list[int]:
+    ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = [ids] if isinstance(ids, int) else list(ids or [])
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+class GumbelNoise(LogitsProcessor):
+    """Adds per-row seeded Gumbel noise to logits / T, turning greedy search into sampling."""
+
+    def __init__(self, seeds: list[int], temperature: float):
+        self.temperature = temperature
+        self.generators = [torch.Generator().manual_seed(s) for s in seeds]
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        vocab = scores.shape[-1]
+        u = torch.stack(
+            [torch.rand(vocab, generator=g, dtype=torch.float64) for g in self.generators]
+        )
+        gumbel = -torch.log(-torch.log(u.clamp_min(1e-300))).to(scores.device, torch.float32)
+        return scores.float() / self.temperature + gumbel
+
+
+@dataclass
+class Rollout:
+    prompt_ids: list[list[int]]
+    completion_ids: list[list[int]]
+    texts: list[str]
+
+
+def _left_pad(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, width - len(s) :] = torch.tensor(s)
+        mask[i, width - len(s) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+@torch.no_grad()
+def generate(
+    model: nn.Module,
+    tokenizer,
+    prompt_ids: list[list[int]],
+    *,
+    max_new_tokens: int,
+    seeds: list[int] | None = None,
+    temperature: float = 1.0,
+) -> Rollout:
+    """Greedy (``seeds=None``) or seeded sampled completions for a batch of prompts.
+
+    Completions are cut after the first end-of-sequence token, which is kept so that the
+    policy learns to stop.
+    """
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    stops = eos_ids(model, tokenizer)
+    ids, mask = _left_pad(prompt_ids, pad, device)
+    gen_cfg = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        eos_token_id=stops,
+        pad_token_id=pad,
+    )
+    processors = LogitsProcessorList()
+    if seeds is not None:
+        processors.append(GumbelNoise(seeds, temperature))
+    out = model.generate(
+        input_ids=ids, attention_mask=mask, generation_config=gen_cfg, logits_processor=processors
+    )
+    completions = []
+    for row in out[:, ids.shape[1] :].tolist():
+        cut = next((j + 1 for j, t in enumerate(row) if t in stops), len(row))
+        completions.append(row[:cut])
+    texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
+    return Rollout([list(p) for p in prompt_ids], completions, texts)
+
+
+def join_batch(
+    prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_id: int, device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded prompt+completion ids, attention mask, and a mask of completion tokens."""
+    seqs = [p + c for p, c in zip(prompt_ids, completion_ids, strict=True)]
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    attn = torch.zeros_like(ids)
+    target = torch.zeros_like(ids)
+    for i, (p, s) in enumerate(zip(prompt_ids, seqs, strict=True)):
+        ids[i, : len(s)] = torch.tensor(s)
+        attn[i, : len(s)] = 1
+        target[i, len(p) : len(s)] = 1
+    return ids.to(device), attn.to(device), target.to(device)
+
+
+def completion_logprobs(
+    logits: torch.Tensor,
+    input_ids: torch.Tensor,
+    target_mask: torch.Tensor,
+    temperature: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Log-probabilities of the completion tokens.
+
+    Returns (token log-probs of the selected positions (N,), full log-softmax rows (N, V),
+    row index of each selected position (N,)), where N counts completion tokens in the batch.
+    """
+    sel = target_mask[:, 1:].bool()
+    rows = torch.nonzero(sel, as_tuple=True)[0]
+    logp = F.log_softmax(logits[:, :-1][sel].float() / temperature, dim=-1)
+    tok = logp.gather(-1, input_ids[:, 1:][sel][:, None]).squeeze(-1)
+    return tok, logp, rows
+
+
+def per_sequence(
+    values: torch.Tensor, rows: torch.Tensor, batch: int, reduction: str
+) -> torch.Tensor:
+    """Sum (or mean) of per-token values for each sequence of the batch."""
+    total = torch.zeros(batch, dtype=values.dtype, device=values.device).index_add(0, rows, values)
+    if reduction == "sum":
+        return total
+    count = torch.zeros(batch, dtype=values.dtype, device=values.device).index_add(
+        0, rows, torch.ones_like(values)
+    )
+    return total / count.clamp_min(1)
+
+
+def token_kl(logp_policy: torch.Tensor, logp_ref: torch.Tensor, direction: str) -> torch.Tensor:
+    """Full-vocabulary KL per position: KL(policy‖ref) or KL(ref‖policy)."""
+    if direction == "policy_ref":
+        return (logp_policy.exp() * (logp_policy - logp_ref)).sum(-1)
+    return (logp_ref.exp() * (logp_ref - logp_policy)).sum(-1)

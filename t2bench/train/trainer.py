@@ -1,0 +1,439 @@
+"""The training loop: REINFORCE (+ λ·KL to the base model) or next-token prediction, on accelerate.
+
+One optimizer step consumes ``global_batch`` training items, split evenly over the processes
+and, inside a process, into micro-batches (gradient accumulation). For policy gradient each
+step (1) samples one completion per item with the current adapter, (2) scores them with the
+task's reward and gathers the rewards of the whole global batch, (3) turns them into
+advantages (raw, centred or whitened over the global batch), (4) back-propagates
+-A·log π(completion) + λ·KL(policy‖ref) per micro-batch. Gradients are averaged over
+processes by DDP, clipped, and applied by AdamW with a cosine schedule.
+
+The loss of a micro-batch is its sum over samples divided by the process's share of the
+global batch, so 1 process × k micro-batches and k processes × 1 micro-batch give the same
+update; sampling noise is seeded per sample (see :mod:`t2bench.train.rollout`) and the data
+order per step, so a run is a function of its config and seed alone. That is what makes
+resume-after-kill and the 1-vs-2-process check exact.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import zlib
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from t2bench.errors import ConfigError, T2BenchError
+from t2bench.train import checkpoint as ckpt_io
+from t2bench.train import rewards as rw
+from t2bench.train.config import TrainConfig
+from t2bench.train.data import TrainItem, load_jsonl_items, load_splits
+from t2bench.train.rollout import (
+    DEFAULT_NEW_TOKENS,
+    completion_logprobs,
+    encode_prompts,
+    generate,
+    join_batch,
+    per_sequence,
+    sample_seed,
+    token_kl,
+)
+
+SUMMARY = "summary.json"
+LOG = "log.jsonl"
+
+
+class TrainingDiverged(T2BenchError):
+    """A reward, loss or gradient became NaN/inf; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    artifact: Path
+    summary: dict
+
+
+# --------------------------------------------------------------------------- data order
+
+
+def batch_indices(step: int, n: int, global_batch: int, seed: int) -> list[int]:
+    """Dataset indices of one step's global batch: seeded epoch permutations, read in order."""
+    out = []
+    for pos in range(step * global_batch, (step + 1) * global_batch):
+        epoch, offset = divmod(pos, n)
+        gen = torch.Generator().manual_seed(zlib.crc32(f"{seed}:epoch:{epoch}".encode()))
+        out.append(int(torch.randperm(n, generator=gen)[offset]))
+    return out
+
+
+def advantages(rewards: torch.Tensor, mode: str) -> torch.Tensor:
+    if mode == "raw":
+        return rewards
+    centred = rewards - rewards.mean()
+    if mode == "center":
+        return centred
+    std = rewards.std(unbiased=False)
+    return centred / (std + 1e-6) if std > 0 else centred
+
+
+def cosine_lambda(warmup: int, total: int):
+    def fn(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return fn
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _training_items(cfg: TrainConfig) -> tuple[list[TrainItem], list[TrainItem], dict]:
+    splits = load_splits(cfg.task, seed=cfg.seed)
+    train = load_jsonl_items(cfg.data, cfg.task) if cfg.data else splits.train
+    valid = load_jsonl_items(cfg.valid_data, cfg.task) if cfg.valid_data else splits.valid
+    if not train:
+        raise ConfigError(f"no training items for task {cfg.task!r}: the dataset is empty")
+    desc = dict(splits.description)
+    if cfg.data:
+        desc["train_override"] = {"file": str(cfg.data), "items": len(train)}
+    if cfg.valid_data:
+        desc["valid_override"] = {"file": str(cfg.valid_data), "items": len(valid)}
+    return train, valid, desc
+
+
+def _check_finite(name: str, value: torch.Tensor, step: int, out: Path) -> None:
+    if not torch.isfinite(value).all():
+        done = ckpt_io.complete_checkpoints(out)
+        kept = (
+            f"the last good checkpoint {done[-1]} is kept"
+            if done
+            else "no checkpoint was written yet"
+        )
+        raise TrainingDiverged(
+            f"step {step}: the {name} is not finite ({value.flatten()[:4].tolist()}); training "
+            f"stopped and {kept}. Lower lr, keep grad_clip on, or check the reward function; "
+            "rerunning the same command resumes from that checkpoint."
+        )
+
+
+class _Log:
+    """JSONL log, truncated on resume to the records before the checkpoint's step."""
+
+    def __init__(self, path: Path, resume_step: int, enabled: bool):
+        self.path, self.enabled = path, enabled
+        if not enabled:
+            return
+        keep = []
+        if path.exists():
+            for line in path.read_text().splitlines():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut by a kill
+                if rec.get("step", 0) <= resume_step:
+                    keep.append(line)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(line + "\n" for line in keep))
+
+    def write(self, record: dict) -> None:
+        if self.enabled:
+            with open(self.path, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def evaluate(
+    policy,
+    tokenizer,
+    items: list[TrainItem],
+    task: str,
+    *,
+    max_new_tokens: int,
+    batch: int,
+    spec: rw.RewardSpec | None = None,
+    progress: bool = False,
+) -> list[bool]:
+    """Greedy accuracy of the policy's adapted model on ``items`` (one bool per item)."""
+    correct: list[bool] = []
+    with policy.generating() as model:
+        for i in tqdm(range(0, len(items), batch), desc="eval", disable=not progress, leave=False):
+            chunk = items[i : i + batch]
+            ids = encode_prompts(tokenizer, [it.prompt for it in chunk])
+            roll = generate(model, tokenizer, ids, max_new_tokens=max_new_tokens)
+            correct += rw.score(task, roll.texts, chunk, spec or rw.RewardSpec())[1]
+    return correct
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Run (or resume) one training run; returns the exported artifact and summary."""
+    from accelerate import Accelerator
+
+    from t2bench.models import load_model
+    from t2bench.report.provenance import git_commit, provenance
+    from t2bench.train.policy import build_policy
+
+    t_start = time.perf_counter()
+    commit = git_commit()  # the code that runs, read before anything can change the tree
+    out = Path(cfg.output_dir)
+    if (out / SUMMARY).exists():
+        raise ConfigError(
+            f"{out} already holds a finished run ({SUMMARY}); pick a new output_dir, results are "
+            "never overwritten"
+        )
+    rw.check_task(cfg.task)
+    train_items, valid_items, split_desc = _training_items(cfg)
+    spec = rw.RewardSpec(cfg.reward_correct, cfg.reward_wrong)
+    new_tokens = cfg.max_new_tokens or DEFAULT_NEW_TOKENS.get(cfg.task, 64)
+
+    acc = Accelerator(
+        cpu=cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available()),
+        mixed_precision=cfg.mixed_precision,
+        log_with=None if cfg.log_with == "none" else cfg.log_with,
+        project_dir=str(out),
+    )
+    world, rank = acc.num_processes, acc.process_index
+    if cfg.global_batch % (world * cfg.micro_batch):
+        raise ConfigError(
+            f"global_batch {cfg.global_batch} must be a multiple of processes ({world}) × "
+            f"micro_batch ({cfg.micro_batch})"
+        )
+    local = cfg.global_batch // world
+    main = acc.is_main_process
+    resume = ckpt_io.latest_checkpoint(out, cfg)
+    state = resume.state if resume else ckpt_io.RunState()
+
+    loaded = load_model(cfg.model, dtype=cfg.dtype, device=acc.device)
+    tok = loaded.tokenizer
+    policy = build_policy(cfg, loaded.model, loaded.model_id, acc.device)
+    params = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, cosine_lambda(cfg.warmup_steps, cfg.steps)
+    )
+    best = None
+    if resume:
+        policy.load_trainable_state(resume.trainable)
+        optimizer.load_state_dict(resume.optimizer)
+        scheduler.load_state_dict(state.scheduler)
+        best = resume.best
+        if main:
+            print(f"resuming {out} from {resume.path.name} (step {state.step})", flush=True)
+    wrapped = acc.prepare(policy)
+    if cfg.log_with != "none":
+        acc.init_trackers(cfg.run_name, config={k: str(v) for k, v in cfg.to_dict().items()})
+    log = _Log(out / LOG, state.step, main)
+    if main and not resume:
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+    eval_items = valid_items[: cfg.eval_size]
+    bar = tqdm(
+        total=cfg.steps, initial=state.step, desc=cfg.run_name, disable=not (main and cfg.progress)
+    )
+    while state.step < cfg.steps and not state.stopped:
+        step = state.step
+        t0 = time.perf_counter()
+        torch.manual_seed(zlib.crc32(f"{cfg.seed}:dropout:{step}:{rank}".encode()))
+        gidx = batch_indices(step, len(train_items), cfg.global_batch, cfg.seed)
+        mine = list(range(rank * local, (rank + 1) * local))  # positions in the global batch
+        micro = [mine[i : i + cfg.micro_batch] for i in range(0, local, cfg.micro_batch)]
+        items = {pos: train_items[gidx[pos]] for pos in mine}
+        prompt_ids = dict(
+            zip(mine, encode_prompts(tok, [items[p].prompt for p in mine]), strict=True)
+        )
+        gen_tokens = 0
+        if cfg.objective == "pg":
+            completions: dict[int, list[int]] = {}
+            local_rewards = torch.zeros(cfg.global_batch, device=acc.device)
+            local_correct = torch.zeros(cfg.global_batch, device=acc.device)
+            unwrapped = acc.unwrap_model(wrapped)
+            with unwrapped.generating() as gen_model:
+                for mb in micro:
+                    roll = generate(
+                        gen_model,
+                        tok,
+                        [prompt_ids[p] for p in mb],
+                        max_new_tokens=new_tokens,
+                        seeds=None if cfg.greedy else [sample_seed(cfg.seed, step, p) for p in mb],
+                        temperature=cfg.temperature,
+                    )
+                    r, c = rw.score(cfg.task, roll.texts, [items[p] for p in mb], spec)
+                    for p, ids, ri, ci in zip(mb, roll.completion_ids, r, c, strict=True):
+                        completions[p] = ids
+                        local_rewards[p], local_correct[p] = ri, float(ci)
+                        gen_tokens += len(ids)
+            rewards = acc.reduce(local_rewards, "sum")  # each position is filled by one process
+            correct = acc.reduce(local_correct, "sum")
+            _check_finite("reward", rewards, step, out)
+            adv = advantages(rewards, cfg.advantage)
+        else:
+            ref_ids = [tok(items[p].reference, add_special_tokens=False)["input_ids"] for p in mine]
+            eos = tok.eos_token_id
+            completions = {p: ids + [eos] for p, ids in zip(mine, ref_ids, strict=True)}
+            rewards = correct = adv = None
+
+        loss_sum = torch.zeros((), device=acc.device)
+        kl_sum = torch.zeros((), device=acc.device)
+        fwd_tokens = 0
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        for j, mb in enumerate(micro):
+            sync = acc.no_sync(wrapped) if j < len(micro) - 1 else nullcontext()
+            with sync:
+                ids, attn, target = join_batch(
+                    [prompt_ids[p] for p in mb], [completions[p] for p in mb], pad, acc.device
+                )
+                fwd_tokens += int(attn.sum())
+                logits = wrapped(ids, attn)
+                temp = cfg.temperature if cfg.objective == "pg" and not cfg.greedy else 1.0
+                tok_lp, logp, rows = completion_logprobs(logits, ids, target, temp)
+                if cfg.objective == "pg":
+                    seq_lp = per_sequence(tok_lp, rows, len(mb), cfg.logprob_reduction)
+                    a = adv[torch.tensor(mb, device=acc.device)]
+                    per_sample = -a * seq_lp
+                    if cfg.kl_coef > 0:
+                        ref = acc.unwrap_model(wrapped).reference_logits(ids, attn)
+                        _, ref_logp, _ = completion_logprobs(ref, ids, target, temp)
+                        kl = per_sequence(
+                            token_kl(logp, ref_logp, cfg.kl_direction), rows, len(mb), "mean"
+                        )
+                        per_sample = per_sample + cfg.kl_coef * kl
+                        kl_sum = kl_sum + kl.detach().sum()
+                else:
+                    per_sample = -per_sequence(tok_lp, rows, len(mb), "mean")
+                loss = per_sample.sum() / local
+                loss_sum = loss_sum + loss.detach()
+                acc.backward(loss)
+        loss_all = acc.reduce(loss_sum, "mean")
+        _check_finite("loss", loss_all, step, out)
+        if cfg.grad_clip > 0:
+            gnorm = acc.clip_grad_norm_(params, cfg.grad_clip)
+        else:
+            gnorm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
+        _check_finite("gradient norm", torch.as_tensor(gnorm), step, out)
+        lr = scheduler.get_last_lr()[0]
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        state.step = step + 1
+
+        counts = acc.reduce(
+            torch.tensor([gen_tokens, fwd_tokens], device=acc.device, dtype=torch.float64), "sum"
+        )
+        seconds = time.perf_counter() - t0
+        rec = {
+            "step": state.step,
+            "loss": float(loss_all),
+            "lr": lr,
+            "grad_norm": float(gnorm),
+            "seconds": round(seconds, 3),
+            "tokens_per_s": round(float(counts.sum()) / seconds, 1),
+        }
+        if cfg.objective == "pg":
+            rec |= {
+                "reward": float(rewards.mean()),
+                "accuracy": float(correct.mean()),
+                "kl": float(acc.reduce(kl_sum, "sum")) / cfg.global_batch,
+                "generated_tokens": int(counts[0]),
+            }
+
+        if (
+            cfg.eval_every
+            and (state.step % cfg.eval_every == 0 or state.step == cfg.steps)
+            and eval_items
+        ):
+            shard = eval_items[rank::world]
+            flags = evaluate(
+                acc.unwrap_model(wrapped),
+                tok,
+                shard,
+                cfg.task,
+                max_new_tokens=new_tokens,
+                batch=cfg.eval_batch,
+            )
+            tally = acc.reduce(
+                torch.tensor([sum(flags), len(flags)], device=acc.device, dtype=torch.float64),
+                "sum",
+            )
+            score = float(tally[0] / tally[1])
+            rec["valid_accuracy"] = score
+            rec["valid_n"] = int(tally[1])
+            if state.best_score is None or score > state.best_score:
+                state.best_score, state.best_step, state.evals_since_best = score, state.step, 0
+                best = acc.unwrap_model(wrapped).trainable_state()
+            else:
+                state.evals_since_best += 1
+                if cfg.patience and state.evals_since_best >= cfg.patience:
+                    state.stopped = f"early stop: no improvement in {cfg.patience} evaluations"
+        state.wall_seconds += time.perf_counter() - t0
+        log.write(rec)
+        if cfg.log_with != "none":
+            acc.log({k: v for k, v in rec.items() if k != "step"}, step=state.step)
+        state.scheduler = scheduler.state_dict()
+        if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps or state.stopped:
+            if main:
+                ckpt_io.save_checkpoint(
+                    out,
+                    state,
+                    cfg,
+                    acc.unwrap_model(wrapped).trainable_state(),
+                    optimizer,
+                    best,
+                    keep=cfg.keep_checkpoints,
+                )
+            acc.wait_for_everyone()
+        bar.update(1)
+        bar.set_postfix({k: rec[k] for k in ("reward", "valid_accuracy", "loss") if k in rec})
+    bar.close()
+
+    policy = acc.unwrap_model(wrapped)
+    final_state = best if best is not None else policy.trainable_state()
+    summary = {
+        "run": cfg.run_name,
+        "config": cfg.to_dict(),
+        "steps_done": state.step,
+        "best_step": state.best_step,
+        "best_valid_accuracy": state.best_score,
+        "stopped": state.stopped,
+        "selected": "best-on-validation" if best is not None else "last",
+        "processes": world,
+        "trainable_parameters": sum(p.numel() for p in params),
+        "data": split_desc,
+    }
+    artifact = out
+    if main:
+        prov = provenance(
+            commit=commit,
+            base_model=loaded.model_id,
+            seed=cfg.seed,
+            data_split=f"{cfg.task}: train split for updates, {len(eval_items)} valid items for selection",
+            wall_seconds=round(state.wall_seconds, 1),
+            wall_seconds_last_session=round(time.perf_counter() - t_start, 1),
+            train_config=cfg.to_dict(),
+            best_step=state.best_step,
+            best_valid_accuracy=state.best_score,
+        )
+        if cfg.method == "svf":
+            prov["weight_fingerprint"] = policy.decomposition.fingerprint
+        artifact = policy.export(final_state, out, cfg.run_name, prov)
+        summary |= {"artifact": str(artifact), "provenance": prov}
+        tmp = out / f".{SUMMARY}.tmp"
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        os.replace(tmp, out / SUMMARY)
+    acc.wait_for_everyone()
+    if cfg.log_with != "none":
+        acc.end_training()
+    return TrainResult(Path(artifact), summary)
