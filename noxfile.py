@@ -1,4 +1,4 @@
-"""Sessions: tests · tests_real · lint · demo · bench.
+"""Sessions: tests · tests_real · lint · demo · bench · train.
 
 Virtualenvs see the system site-packages, so a torch the user already has (a CUDA build on a
 GPU machine) is kept. Where there is none, torch is installed first, before anything can pull
@@ -101,3 +101,25 @@ def bench(session: nox.Session) -> None:
     install(session)
     session.run("python", "-m", "t2bench.bench.svf", env=OFFLINE_ENV)
     session.run("python", "-m", "t2bench.bench.backend", *session.posargs, env=OFFLINE_ENV)
+
+
+HELDOUT_N = {"reasoning": "100", "math": "60", "code": "30", "classifier": "150"}
+
+
+@nox.session(**VENV)
+def train(session: nox.Session) -> None:
+    """Train the experts and baselines of results/experts/, then compare them on held-out items.
+
+    Recipes are in t2bench/train/recipes.py; the ``gpu`` profile is used where ``nvidia-smi``
+    exists (``T2BENCH_PROFILE=cpu|gpu`` overrides). Finished runs are kept, never retrained;
+    an interrupted run resumes. Extra arguments name the recipes to run. The code recipes run
+    model-written Python in the sandbox of t2bench/tasks/code_exec.py: this session opts in
+    (HF_ALLOW_CODE_EVAL=1).
+    """
+    install(session)
+    session.run("t2bench", "assets", "fetch", "smollm2-135m-instruct", *DATA_ASSETS)
+    profile = os.environ.get("T2BENCH_PROFILE") or ("gpu" if shutil.which("nvidia-smi") else "cpu")
+    env = OFFLINE_ENV | {"HF_ALLOW_CODE_EVAL": "1"}
+    session.run("t2bench", "experts", "--profile", profile, *session.posargs, env=env)
+    for task, n in HELDOUT_N.items():
+        session.run("t2bench", "heldout", "--tasks", task, "--n", n, env=env)

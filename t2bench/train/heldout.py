@@ -1,0 +1,224 @@
+"""Held-out comparison of trained adapters: each variant vs the base model on the same items.
+
+Items come from the task's *test* split only (never used for training, checkpoint selection or
+tuning; see :mod:`t2bench.train.data`), a seeded sample of ``n`` of them. Every variant answers
+the same items with greedy decoding and the same generation budget, and is scored by the
+task's reward function, so the per-item results are paired. The difference to the base model
+is reported with a paired 95% t-interval and an exact McNemar test on the discordant items.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from t2bench.errors import ConfigError
+from t2bench.train import rewards as rw
+from t2bench.train.data import TrainItem, load_splits
+from t2bench.train.rollout import DEFAULT_NEW_TOKENS, encode_prompts, generate
+
+#: Variant suffixes in table order (the base model comes first).
+ORDER = ("svf-pg", "lora-ntp", "lora-pg", "ia3-ntp")
+
+
+@dataclass
+class Variant:
+    name: str  # "base" or the run name, e.g. "math-svf-pg"
+    kind: str  # base | svf | peft
+    path: Path | None = None
+
+
+def greedy_correct(
+    model,
+    tokenizer,
+    items: list[TrainItem],
+    task: str,
+    *,
+    max_new_tokens: int,
+    batch: int,
+    progress: bool = False,
+    desc: str = "eval",
+) -> list[bool]:
+    """Greedy answers of ``model`` to ``items``, scored by the task's reward (one bool each)."""
+    correct: list[bool] = []
+    for i in tqdm(range(0, len(items), batch), desc=desc, disable=not progress, leave=False):
+        chunk = items[i : i + batch]
+        ids = encode_prompts(tokenizer, [it.prompt for it in chunk])
+        roll = generate(model, tokenizer, ids, max_new_tokens=max_new_tokens)
+        correct += rw.score(task, roll.texts, chunk)[1]
+    return correct
+
+
+def paired_difference(base: list[bool], other: list[bool], level: float = 0.95) -> dict:
+    """Mean of other − base over paired items, its t-interval, and McNemar's exact p-value."""
+    from scipy import stats
+
+    if len(base) != len(other) or not base:
+        raise ValueError(f"need equally many paired results, got {len(base)} and {len(other)}")
+    d = [int(b) - int(a) for a, b in zip(base, other, strict=True)]
+    n = len(d)
+    mean = sum(d) / n
+    var = sum((x - mean) ** 2 for x in d) / (n - 1) if n > 1 else 0.0
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * math.sqrt(var / n) if n > 1 else float("nan")
+    wins, losses = d.count(1), d.count(-1)
+    p = stats.binomtest(wins, wins + losses, 0.5).pvalue if wins + losses else 1.0
+    return {
+        "n": n,
+        "diff": mean,
+        "ci_low": mean - half,
+        "ci_high": mean + half,
+        "level": level,
+        "wins": wins,
+        "losses": losses,
+        "mcnemar_p": p,
+    }
+
+
+def heldout_items(task: str, n: int, seed: int = 0) -> tuple[list[TrainItem], dict]:
+    """A seeded sample of ``n`` items of the task's test split, in split order."""
+    splits = load_splits(task, seed=0)
+    test = splits.test
+    if n <= 0 or n > len(test):
+        raise ConfigError(f"n must be between 1 and {len(test)} (the {task} test split), got {n}")
+    idx = sorted(random.Random(f"heldout:{seed}").sample(range(len(test)), n))
+    desc = {
+        "task": task,
+        "split": "test",
+        "test_items": len(test),
+        "n": n,
+        "sample_seed": seed,
+        "source": splits.description.get("splits", {}).get("test", {}).get("source"),
+    }
+    return [test[i] for i in idx], desc
+
+
+def discover(task: str, runs: Path) -> list[Variant]:
+    """Finished runs of ``task`` under ``runs`` (folders with summary.json), in table order."""
+    found = {}
+    for summary in sorted(Path(runs).glob(f"{task}-*/summary.json")):
+        info = json.loads(summary.read_text())
+        art = Path(info["artifact"])
+        if not art.is_absolute() and not art.exists():
+            art = summary.parent / art.name
+        kind = "svf" if art.suffix == ".safetensors" else "peft"
+        found[info["run"]] = Variant(info["run"], kind, art)
+    order = {f"{task}-{s}": i for i, s in enumerate(ORDER)}
+    return [Variant("base", "base")] + sorted(found.values(), key=lambda v: order.get(v.name, 99))
+
+
+def _score(variant: Variant, model_name, items, task, new_tokens, batch) -> list[bool]:
+    from t2bench.models import load_model
+    from t2bench.svf import SVFPatcher, TargetSpec, decompose, load_expert
+
+    loaded = load_model(model_name)
+    model, tok = loaded.model, loaded.tokenizer
+    desc = variant.name
+    if variant.kind == "svf":
+        expert = load_expert(variant.path)
+        spec = TargetSpec(expert.meta.module_set, ",".join(map(str, expert.meta.layers)))
+        decomp = decompose(model, spec, model_id=loaded.model_id, progress=False)
+        with SVFPatcher(model, decomp).use(expert):
+            return greedy_correct(
+                model,
+                tok,
+                items,
+                task,
+                max_new_tokens=new_tokens,
+                batch=batch,
+                progress=True,
+                desc=desc,
+            )
+    if variant.kind == "peft":
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(variant.path)).eval()
+    return greedy_correct(
+        model, tok, items, task, max_new_tokens=new_tokens, batch=batch, progress=True, desc=desc
+    )
+
+
+def compare(
+    task: str,
+    *,
+    n: int,
+    runs: Path = Path("results/experts"),
+    out: Path | None = None,
+    model: str | None = None,
+    seed: int = 0,
+    batch: int = 16,
+    max_new_tokens: int | None = None,
+) -> dict:
+    """Score base and every finished run of ``task`` on ``n`` held-out items; write a record."""
+    from t2bench.report.provenance import git_commit, provenance, write_new
+
+    commit = git_commit()
+    rw.check_task(task)
+    items, split = heldout_items(task, n, seed)
+    new_tokens = max_new_tokens or DEFAULT_NEW_TOKENS[task]
+    variants = discover(task, runs)
+    if len(variants) == 1:
+        raise ConfigError(f"no finished {task} runs under {runs}: train them first (nox -s train)")
+    results, seconds = {}, {}
+    for v in variants:
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            results[v.name] = _score(v, model, items, task, new_tokens, batch)
+        seconds[v.name] = round(time.perf_counter() - t0, 1)
+    rows = []
+    for v in variants:
+        acc = sum(results[v.name]) / len(items)
+        row = {"variant": v.name, "kind": v.kind, "accuracy": acc, "seconds": seconds[v.name]}
+        if v.kind != "base":
+            row |= paired_difference(results["base"], results[v.name])
+            row["artifact"] = str(v.path)
+        rows.append(row)
+    payload = {
+        "table": rows,
+        "per_item": {k: [int(x) for x in r] for k, r in results.items()},
+        "item_uids": [it.uid for it in items],
+        "max_new_tokens": new_tokens,
+        "decoding": "greedy",
+        "provenance": provenance(
+            commit=commit,
+            base_model=model or "smollm2-135m-instruct",
+            data_split=split,
+            seed=seed,
+            wall_seconds=round(sum(seconds.values()), 1),
+        ),
+    }
+    if out is not None:
+        path = write_new(Path(out), f"heldout-{task}", payload)
+        path.with_suffix(".md").write_text(markdown(task, payload))
+        payload["path"] = str(path)
+    return payload
+
+
+def markdown(task: str, payload: dict) -> str:
+    """The comparison as a Markdown table (differences in points, with the paired 95% CI)."""
+    prov = payload["provenance"]
+    lines = [
+        f"# Held-out {task}: {payload['table'][0].get('n', len(payload['item_uids']))} test items",
+        "",
+        f"commit `{prov['commit']}`, model {prov['base_model']}, {prov['created_utc']}, "
+        f"greedy, max_new_tokens {payload['max_new_tokens']}, wall {prov['wall_seconds']} s",
+        "",
+        "| variant | accuracy | Δ vs base | paired 95% CI | wins/losses | McNemar p |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in payload["table"]:
+        if r["kind"] == "base":
+            lines.append(f"| base | {r['accuracy']:.3f} | | | | |")
+            continue
+        lines.append(
+            f"| {r['variant']} | {r['accuracy']:.3f} | {100 * r['diff']:+.1f} | "
+            f"[{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}] | {r['wins']}/{r['losses']} | "
+            f"{r['mcnemar_p']:.3g} |"
+        )
+    return "\n".join(lines) + "\n"

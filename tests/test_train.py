@@ -1,0 +1,336 @@
+"""The RL / next-token trainer on a tiny local Llama: equality across processes, kill/resume,
+bad inputs, and the pieces of the loss."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from t2bench.errors import ConfigError
+from t2bench.train import checkpoint as ckpt_io
+from t2bench.train.config import TrainConfig
+from t2bench.train.rollout import GumbelNoise, per_sequence, token_kl
+from t2bench.train.trainer import (
+    TrainingDiverged,
+    advantages,
+    batch_indices,
+    cosine_lambda,
+    train,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def data(tmp_path):
+    """12 tiny 'reasoning' items the word-level tokenizer can read."""
+    path = tmp_path / "data.jsonl"
+    with open(path, "w") as fh:
+        for i in range(12):
+            item = {"prompt": f"w{i} w{i + 1} w{i + 2}\nA. w1\nB. w2", "target": "AB"[i % 2]}
+            fh.write(json.dumps(item | {"reference": "w3 w4"}) + "\n")
+    return path
+
+
+def _cfg(llama_dir, data, out, **kw) -> TrainConfig:
+    base = dict(
+        model=str(llama_dir),
+        task="reasoning",
+        data=str(data),
+        valid_data=str(data),
+        output_dir=str(out),
+        steps=4,
+        global_batch=4,
+        micro_batch=2,
+        eval_every=2,
+        eval_size=4,
+        max_new_tokens=4,
+        progress=False,
+        seed=3,
+    )
+    return TrainConfig(**(base | kw))
+
+
+def _args(cfg: TrainConfig) -> list[str]:
+    out = []
+    for k, v in cfg.to_dict().items():
+        if v is None or isinstance(v, dict):
+            continue
+        flag = "--" + k.replace("_", "-")
+        if isinstance(v, bool):
+            out.append(flag if v else "--no-" + k.replace("_", "-"))
+        else:
+            out += [flag, str(v)]
+    return out
+
+
+def _env() -> dict:
+    return os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+
+def _vectors(out: Path, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    return load_file(str(out / f"{cfg.run_name}.safetensors"))
+
+
+# --------------------------------------------------------------------------- pure pieces
+
+
+def test_batch_indices_cover_each_epoch_once_and_are_deterministic():
+    n, g = 10, 4
+    stream = [i for s in range(5) for i in batch_indices(s, n, g, seed=1)]
+    assert sorted(stream[:10]) == list(range(10)) and sorted(stream[10:20]) == list(range(10))
+    assert stream == [i for s in range(5) for i in batch_indices(s, n, g, seed=1)]
+    assert stream != [i for s in range(5) for i in batch_indices(s, n, g, seed=2)]
+
+
+def test_advantages_modes():
+    r = torch.tensor([1.0, -1.0, -1.0, -1.0])
+    assert torch.equal(advantages(r, "raw"), r)
+    assert advantages(r, "center").sum().abs() < 1e-6
+    w = advantages(r, "whiten")
+    assert abs(float(w.mean())) < 1e-6 and abs(float(w.std(unbiased=False)) - 1) < 1e-4
+    assert torch.equal(advantages(-torch.ones(4), "whiten"), torch.zeros(4))  # no signal, no update
+
+
+def test_cosine_schedule_with_warmup():
+    f = cosine_lambda(warmup=2, total=10)
+    assert f(0) < f(1) < f(2) == 1.0
+    assert f(10) == pytest.approx(0.0) and f(6) == pytest.approx(0.5)
+
+
+def test_gumbel_sampling_matches_softmax():
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]])
+    proc = GumbelNoise([7], temperature=1.0)
+    counts = torch.zeros(4)
+    for _ in range(4000):
+        counts[int(proc(None, logits).argmax())] += 1
+    assert torch.allclose(counts / 4000, torch.softmax(logits[0], -1), atol=0.03)
+    # the same seed gives the same draws, whatever else is in the batch
+    a = GumbelNoise([5], 1.0)(None, logits)
+    b = GumbelNoise([5, 9], 1.0)(None, logits.repeat(2, 1))
+    assert torch.equal(a[0], b[0])
+
+
+def test_kl_and_sequence_reduction():
+    p = torch.log_softmax(torch.randn(5, 7), -1)
+    q = torch.log_softmax(torch.randn(5, 7), -1)
+    assert torch.allclose(token_kl(p, p, "policy_ref"), torch.zeros(5), atol=1e-6)
+    assert (token_kl(p, q, "policy_ref") > 0).all() and (token_kl(p, q, "ref_policy") > 0).all()
+    assert not torch.allclose(token_kl(p, q, "policy_ref"), token_kl(p, q, "ref_policy"))
+    rows = torch.tensor([0, 0, 1])
+    v = torch.tensor([1.0, 3.0, 5.0])
+    assert per_sequence(v, rows, 2, "sum").tolist() == [4.0, 5.0]
+    assert per_sequence(v, rows, 2, "mean").tolist() == [2.0, 5.0]
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ConfigError, match="global_batch 6 is not a multiple of micro_batch 4"):
+        TrainConfig(global_batch=6, micro_batch=4)
+    with pytest.raises(ConfigError, match="unknown kl_direction"):
+        TrainConfig(kl_direction="sideways")
+    with pytest.raises(ConfigError, match="unknown training option"):
+        TrainConfig.from_dict({"learning_rate": 1.0})
+
+
+# --------------------------------------------------------------------------- training runs
+
+
+def test_pg_run_exports_a_loadable_expert_with_logs(llama_dir, data, tmp_path):
+    from t2bench.svf import load_expert
+
+    cfg = _cfg(llama_dir, data, tmp_path / "run", kl_coef=0.1)
+    result = train(cfg)
+    expert = load_expert(result.artifact)
+    assert expert.meta.base_model.endswith("tiny-llama")
+    assert expert.meta.provenance["best_step"] in (2, 4)
+    assert any((v - 1).abs().max() > 0 for v in expert.params.values())  # it trained
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4]
+    assert log[0]["kl"] == 0.0  # the identity start equals the reference model exactly
+    assert log[-1]["kl"] > 0
+    assert {"reward", "accuracy", "lr", "tokens_per_s", "loss"} <= set(log[0])
+    assert "valid_accuracy" in log[1]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["provenance"]["commit"] and summary["data"]["train_override"]["items"] == 12
+    with pytest.raises(ConfigError, match="already holds a finished run"):
+        train(cfg)
+
+
+def test_ntp_lowers_the_loss(llama_dir, data, tmp_path):
+    cfg = _cfg(
+        llama_dir,
+        data,
+        tmp_path / "ntp",
+        objective="ntp",
+        steps=12,
+        lr=0.3,
+        eval_every=0,
+        grad_clip=0.0,
+    )
+    train(cfg)
+    log = [json.loads(line) for line in (tmp_path / "ntp" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["loss"] < log[0]["loss"] - 0.05
+
+
+@pytest.mark.parametrize("method,objective", [("lora", "pg"), ("lora", "ntp"), ("ia3", "ntp")])
+def test_peft_baselines_train_and_save_adapters(llama_dir, data, tmp_path, method, objective):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    cfg = _cfg(llama_dir, data, tmp_path / method, method=method, objective=objective, steps=2)
+    result = train(cfg)
+    assert (result.artifact / "adapter_model.safetensors").exists()
+    assert json.loads((result.artifact / "t2bench_provenance.json").read_text())["seed"] == 3
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(llama_dir), result.artifact
+    )
+    trained = {n: p for n, p in model.named_parameters() if ("lora_B" in n or "ia3" in n)}
+    assert trained and any(
+        (p - (0 if "lora_B" in n else 1)).abs().max() > 0 for n, p in trained.items()
+    )
+
+
+def test_two_processes_equal_one_process(llama_dir, data, tmp_path):
+    """Same global batch and seed: 1 process × 2 micro-batches == 2 processes × 1 micro-batch."""
+    cfg1 = _cfg(llama_dir, data, tmp_path / "p1", eval_every=0, steps=3)
+    cfg2 = _cfg(llama_dir, data, tmp_path / "p2", eval_every=0, steps=3)
+    subprocess.run(
+        [sys.executable, "-m", "t2bench.train", *_args(cfg1)],
+        check=True,
+        env=_env(),
+        capture_output=True,
+    )
+    launch = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "t2bench.train",
+        *_args(cfg2),
+    ]
+    proc = subprocess.run(launch, env=_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "p2" / "summary.json").read_text())["processes"] == 2
+    a, b = _vectors(tmp_path / "p1", cfg1), _vectors(tmp_path / "p2", cfg2)
+    assert max(float((a[k] - 1).abs().max()) for k in a) > 1e-4  # the steps moved z
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-5
+
+
+def _kill_when(proc: subprocess.Popen, log: Path, step: int, timeout: float = 120) -> None:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if log.exists() and sum(1 for _ in log.open()) >= step:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return
+        if proc.poll() is not None:
+            raise AssertionError("the run ended before it could be killed")
+        time.sleep(0.005)
+    proc.kill()
+    raise AssertionError("timed out waiting for the run")
+
+
+@pytest.mark.parametrize("kill_at", [2, 5])
+def test_killed_run_resumes_to_the_same_expert(llama_dir, data, tmp_path, kill_at):
+    kw = dict(steps=8, eval_every=3, patience=0, kl_coef=0.1)
+    ref_cfg = _cfg(llama_dir, data, tmp_path / "ref", **kw)
+    cfg = _cfg(llama_dir, data, tmp_path / "killed", **kw)
+    # all three runs in subprocesses with the same thread count, so float sums match bit for bit
+    run = [sys.executable, "-m", "t2bench.train"]
+    subprocess.run([*run, *_args(ref_cfg)], check=True, env=_env(), capture_output=True)
+    proc = subprocess.Popen(
+        [*run, *_args(cfg)], env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    _kill_when(proc, tmp_path / "killed" / "log.jsonl", kill_at)
+    assert not (tmp_path / "killed" / "summary.json").exists()
+    done = ckpt_io.complete_checkpoints(tmp_path / "killed")
+    assert done, "a checkpoint should exist when the kill came"
+    # debris of a kill during a checkpoint write must be ignored
+    (tmp_path / "killed" / "checkpoints" / ".tmp-step-000099-1").mkdir()
+    (tmp_path / "killed" / "checkpoints" / "step-000098").mkdir()
+    subprocess.run([*run, *_args(cfg)], check=True, env=_env(), capture_output=True)
+    a, b = _vectors(tmp_path / "ref", ref_cfg), _vectors(tmp_path / "killed", cfg)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    logs = [
+        [json.loads(x) for x in (tmp_path / d / "log.jsonl").read_text().splitlines()]
+        for d in ("ref", "killed")
+    ]
+    strip = [
+        [{k: v for k, v in r.items() if k not in ("seconds", "tokens_per_s")} for r in log]
+        for log in logs
+    ]
+    assert strip[0] == strip[1]
+
+
+def test_resume_refuses_a_changed_config(llama_dir, data, tmp_path):
+    cfg = _cfg(llama_dir, data, tmp_path / "r", steps=2, eval_every=0)
+    state = ckpt_io.RunState(step=1)
+    from t2bench.train.policy import SVFPolicy  # noqa: F401  (import check only)
+
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.ones(2))])
+    ckpt_io.save_checkpoint(Path(cfg.output_dir), state, cfg, {"x": torch.ones(2)}, opt, None)
+    changed = _cfg(llama_dir, data, tmp_path / "r", steps=2, eval_every=0, lr=0.5)
+    with pytest.raises(ConfigError, match=r"different run \(lr: now 0.5, checkpoint 0.002\)"):
+        train(changed)
+
+
+def test_nan_reward_stops_and_keeps_last_good_checkpoint(llama_dir, data, tmp_path, monkeypatch):
+    from t2bench.train import rewards
+
+    real = rewards.score
+    calls = {"n": 0}
+
+    def flaky(task, completions, items, spec=None, max_workers=4):
+        calls["n"] += 1
+        r, c = real(task, completions, items, spec or rewards.RewardSpec())
+        return ([float("nan")] * len(r), c) if calls["n"] > 4 else (r, c)
+
+    monkeypatch.setattr(rewards, "score", flaky)
+    cfg = _cfg(llama_dir, data, tmp_path / "nan", steps=6, eval_every=0)
+    with pytest.raises(TrainingDiverged, match=r"step 2: the reward is not finite.*step-000002"):
+        train(cfg)
+    done = ckpt_io.complete_checkpoints(tmp_path / "nan")
+    assert [p.name for p in done] == ["step-000001", "step-000002"]
+    good = ckpt_io.load_checkpoint(done[-1])
+    assert all(torch.isfinite(v).all() for v in good.trainable.values())
+    assert not (tmp_path / "nan" / "summary.json").exists()
+
+
+def test_nan_loss_stops_with_a_clear_error(llama_dir, data, tmp_path, monkeypatch):
+    from t2bench.train.policy import SVFPolicy
+
+    real = SVFPolicy.forward
+
+    def poisoned(self, input_ids, attention_mask):
+        return real(self, input_ids, attention_mask) * float("nan")
+
+    monkeypatch.setattr(SVFPolicy, "forward", poisoned)
+    cfg = _cfg(llama_dir, data, tmp_path / "nanloss", steps=3, eval_every=0)
+    with pytest.raises(TrainingDiverged, match="step 0: the loss is not finite.*no checkpoint"):
+        train(cfg)
+
+
+def test_bad_inputs_name_the_problem(llama_dir, data, tmp_path):
+    with pytest.raises(ConfigError, match="unknown reward task 'poetry'; valid tasks: math"):
+        train(_cfg(llama_dir, data, tmp_path / "a", task="poetry"))
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match="no items in"):
+        train(_cfg(llama_dir, empty, tmp_path / "b"))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "w1\\nA. w1\\nB. w2", "target": "A"}\n{not json\n')
+    with pytest.raises(ConfigError, match="line 2"):
+        train(_cfg(llama_dir, bad, tmp_path / "c"))
+    with pytest.raises(ConfigError, match="missing.jsonl does not exist"):
+        train(_cfg(llama_dir, tmp_path / "missing.jsonl", tmp_path / "d"))
