@@ -271,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "heldout",
-        help="score base and every trained run of a task on held-out test items (paired 95% CI)",
+        help="score base and every trained run of a task on held-out test items (paired 95%% CI)",
     )
     p.add_argument("--tasks", default="reasoning,math,code,classifier")
     p.add_argument("--n", type=int, default=100, help="test items per task (seeded sample)")

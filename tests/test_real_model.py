@@ -80,3 +80,28 @@ def test_gemma_loads_and_identity_is_exact(tmp_path):
         assert (lm.model(**enc).logits - base).abs().max().item() <= 1e-5
     patcher.restore()
     assert patcher.is_base()
+
+
+def test_one_policy_gradient_step_on_real_smollm2(tmp_path):
+    """The trainer end to end on the real model and packaged ARC-Easy split: one RL step."""
+    from t2bench.train.config import TrainConfig
+    from t2bench.train.trainer import train
+
+    cfg = TrainConfig(
+        task="reasoning",
+        output_dir=str(tmp_path / "run"),
+        steps=1,
+        global_batch=2,
+        micro_batch=2,
+        max_new_tokens=6,
+        eval_every=1,
+        eval_size=2,
+        kl_coef=0.1,
+        progress=False,
+    )
+    result = train(cfg)
+    expert = load_expert(result.artifact)
+    assert expert.meta.base_model == "smollm2-135m-instruct"
+    assert expert.num_parameters() == 51_840
+    assert any((v - 1).abs().max() > 0 for v in expert.params.values())
+    assert result.summary["data"]["splits"]["train"]["size"] == 285
