@@ -34,7 +34,23 @@ def _pkey(key: str) -> str:
     return key.replace(".", "__")
 
 
-class SVFPolicy(nn.Module):
+class _Adapter(nn.Module):
+    """Reading and writing the trainable tensors (checkpoints, best-so-far, export)."""
+
+    def _trainable(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu().clone() for k, v in self._trainable().items()}
+
+    @torch.no_grad()
+    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        _check_state(self.trainable_state(), state)
+        for k, v in self._trainable().items():
+            v.copy_(state[k].to(v))
+
+
+class SVFPolicy(_Adapter):
     """SVF: one trainable vector per adapted matrix; W' = W + U diag(σ⊙(z−1)) Vᵀ."""
 
     kind = "svf"
@@ -67,6 +83,8 @@ class SVFPolicy(nn.Module):
 
     def named_vectors(self) -> dict[str, torch.Tensor]:
         return {k: self.vectors[_pkey(k)] for k in self.decomposition.keys}
+
+    _trainable = named_vectors
 
     def z(self) -> dict[str, torch.Tensor]:
         """Effective z per matrix (differentiable)."""
@@ -106,15 +124,6 @@ class SVFPolicy(nn.Module):
         finally:
             self.patcher.restore()
 
-    def trainable_state(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().cpu().clone() for k, v in self.named_vectors().items()}
-
-    @torch.no_grad()
-    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
-        _check_state(self.trainable_state(), state)
-        for k, v in self.named_vectors().items():
-            v.copy_(state[k].to(v))
-
     def export(
         self, state: dict[str, torch.Tensor], out: Path, name: str, provenance: dict
     ) -> Path:
@@ -125,7 +134,7 @@ class SVFPolicy(nn.Module):
         return save_expert(expert, out / f"{name}.safetensors")
 
 
-class PeftPolicy(nn.Module):
+class PeftPolicy(_Adapter):
     """A peft adapter (LoRA or IA3) on the frozen base model."""
 
     def __init__(self, model: nn.Module, peft_config, kind: str):
@@ -159,15 +168,6 @@ class PeftPolicy(nn.Module):
 
     def _trainable(self) -> dict[str, nn.Parameter]:
         return {n: p for n, p in self.peft.named_parameters() if p.requires_grad}
-
-    def trainable_state(self) -> dict[str, torch.Tensor]:
-        return {n: p.detach().cpu().clone() for n, p in self._trainable().items()}
-
-    @torch.no_grad()
-    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
-        _check_state(self.trainable_state(), state)
-        for n, p in self._trainable().items():
-            p.copy_(state[n].to(p))
 
     def export(
         self, state: dict[str, torch.Tensor], out: Path, name: str, provenance: dict
