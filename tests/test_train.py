@@ -163,6 +163,9 @@ def test_pg_run_exports_a_loadable_expert_with_logs(llama_dir, data, tmp_path):
     assert summary["provenance"]["commit"] and summary["data"]["train_override"]["items"] == 12
     with pytest.raises(ConfigError, match="already holds a finished run"):
         train(cfg)
+    from t2bench.train.recipes import runs_markdown
+
+    assert "| reasoning-svf-pg | svf | pg | 384 | 4 | 4 |" in runs_markdown(tmp_path)
 
 
 def test_ntp_lowers_the_loss(llama_dir, data, tmp_path):

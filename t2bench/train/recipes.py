@@ -101,4 +101,31 @@ def run_recipes(
         print(f"[{name}] {' '.join(cmd[1:])} --output-dir {out}", flush=True)
         subprocess.run([*cmd, "--output-dir", str(out)], check=True)
         ran.append(name)
+    table = Path(out_root) / "runs.md"
+    table.write_text(runs_markdown(Path(out_root)))
+    print(f"run table: {table}", flush=True)
     return ran
+
+
+def runs_markdown(root) -> str:
+    """One row per finished run under ``root``, read from each ``summary.json``."""
+    import json
+    from pathlib import Path
+
+    rows = [
+        "| run | method | objective | trainable params | steps | global batch | lr | KL λ | "
+        "best step | best valid acc (n) | processes | wall s | commit |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for f in sorted(Path(root).glob("*/summary.json")):
+        s = json.loads(f.read_text())
+        c, prov = s["config"], s.get("provenance", {})
+        acc = s["best_valid_accuracy"]
+        rows.append(
+            f"| {s['run']} | {c['method']} | {c['objective']} | {s['trainable_parameters']:,} | "
+            f"{s['steps_done']} | {c['global_batch']} | {c['lr']:g} | {c['kl_coef']:g} | "
+            f"{s['best_step']} | {'-' if acc is None else f'{acc:.3f}'} ({c['eval_size']}) | "
+            f"{s['processes']} | {prov.get('wall_seconds', '-')} | "
+            f"`{str(prov.get('commit', '?'))[:12]}` |"
+        )
+    return "# Trained runs\n\nGenerated from each run's summary.json.\n\n" + "\n".join(rows) + "\n"
