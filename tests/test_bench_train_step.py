@@ -82,3 +82,16 @@ def test_summarize_ratio_and_memory():
 def test_summarize_without_lora_has_no_ratio():
     s = summarize([_fake("svf", [1.0], 1100)])
     assert "svf_over_lora_step_time" not in s and s["variants"]["svf"]["rounds"] == 1
+
+
+def test_parity_difference_is_the_largest_entry_gap():
+    import torch
+
+    from t2bench.bench.train_parity import max_abs_difference
+
+    a = {"x": torch.tensor([1.0, 2.0]), "y": torch.tensor([0.5])}
+    b = {"x": torch.tensor([1.0, 2.5]), "y": torch.tensor([0.25])}
+    assert max_abs_difference(a, b) == 0.5
+    assert max_abs_difference(a, a) == 0.0
+    with pytest.raises(ValueError, match="different matrices"):
+        max_abs_difference(a, {"x": a["x"]})

@@ -233,8 +233,6 @@ def train(cfg: TrainConfig) -> TrainResult:
     if cfg.log_with != "none":
         acc.init_trackers(cfg.run_name, config={k: str(v) for k, v in cfg.to_dict().items()})
     log = _Log(out / LOG, state.step, main)
-    if main and not resume:
-        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
 
     eval_items = valid_items[: cfg.eval_size]
     bar = tqdm(
