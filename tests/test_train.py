@@ -337,3 +337,42 @@ def test_bad_inputs_name_the_problem(llama_dir, data, tmp_path):
         train(_cfg(llama_dir, bad, tmp_path / "c"))
     with pytest.raises(ConfigError, match="missing.jsonl does not exist"):
         train(_cfg(llama_dir, tmp_path / "missing.jsonl", tmp_path / "d"))
+
+
+def test_early_stopping_after_patience_evaluations(llama_dir, data, tmp_path):
+    cfg = _cfg(llama_dir, data, tmp_path / "es", steps=10, eval_every=1, patience=2)
+    result = train(cfg)
+    # the tiny model never answers right: no evaluation improves on the first one
+    assert result.summary["steps_done"] == 3
+    assert result.summary["stopped"] == "early stop: no improvement in 2 evaluations"
+    assert result.summary["best_step"] == 1
+
+
+def test_sigmoid_parameterisation_starts_at_the_base_model(llama_dir, data, tmp_path):
+    from t2bench.svf import load_expert
+
+    cfg = _cfg(
+        llama_dir, data, tmp_path / "sig", parameterisation="sigmoid", kl_coef=0.1, steps=2, lr=0.5
+    )
+    result = train(cfg)
+    log = [json.loads(x) for x in (tmp_path / "sig" / "log.jsonl").read_text().splitlines()]
+    assert log[0]["kl"] == 0.0 and log[1]["kl"] > 1e-6
+    assert load_expert(result.artifact).meta.parameterisation == "sigmoid"
+
+
+def test_greedy_rollouts_ignore_seeds_and_sampling_uses_them():
+    from conftest import tiny_llama, tiny_tokenizer
+
+    from t2bench.train.rollout import generate
+
+    model, tok = tiny_llama(), tiny_tokenizer()
+    prompts = [[1, 2, 3], [4, 5]]
+    greedy = [generate(model, tok, prompts, max_new_tokens=6).completion_ids for _ in range(2)]
+    assert greedy[0] == greedy[1]
+    a = generate(model, tok, prompts, max_new_tokens=6, seeds=[1, 2]).completion_ids
+    b = generate(model, tok, prompts, max_new_tokens=6, seeds=[1, 2]).completion_ids
+    c = generate(model, tok, prompts, max_new_tokens=6, seeds=[3, 4]).completion_ids
+    assert a == b and a != c
+    # a sample's tokens do not depend on the other rows of its batch
+    alone = generate(model, tok, prompts[:1], max_new_tokens=6, seeds=[1]).completion_ids
+    assert alone[0] == a[0]
