@@ -1,1 +1,2 @@
-"""Training SVF experts: data splits, rewards and the training loop, apart from evaluation."""
+"""Training adapters: splits, rewards, rollouts, SVF / peft policies, checkpoints, the accelerate
+loop, named recipes and the held-out comparison of the trained runs."""
