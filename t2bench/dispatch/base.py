@@ -1,14 +1,22 @@
-"""The dispatch interface and the two trivial strategies (``none``, ``fixed:<expert>``).
+"""The dispatch interface, its registry and the two trivial strategies (``none``, ``fixed``).
 
 A dispatcher sees the prompts of a batch of requests (and their task names) and returns one
-Choice per request. Requests with the same ``Choice.key`` share one composition of weights.
+Choice per request: an expert, a mixture (an Expert built by ``svf.mix``) or the base weights.
+Requests with the same ``Choice.key`` share one composition of weights.
+
+Strategies that run a first pass need the model: the backend calls ``bind`` once with a
+DispatchContext before the first ``choose``. Specs are ``name``, ``name:<arg>`` or
+``name:key=value;key=value`` (``;`` because lm-eval splits model_args on commas).
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+import dataclasses
+import typing
+from abc import ABC
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from t2bench.errors import ConfigError
 from t2bench.svf.expert import Expert
@@ -16,7 +24,7 @@ from t2bench.svf.expert import Expert
 
 @dataclass(frozen=True)
 class DispatchRequest:
-    """What a first pass may look at: the prompt text and, for oracles, the task name."""
+    """What a first pass may look at: the prompt text and, for per-task strategies, the task."""
 
     text: str
     task: str | None = None
@@ -34,13 +42,46 @@ class Choice:
 BASE = Choice("base", None)
 
 
+@dataclass
+class DispatchContext:
+    """What a first pass may use: the live model and, where the backend has one, a runner.
+
+    ``run(choice, method, requests)`` evaluates lm-eval requests (``loglikelihood`` or
+    ``generate_until``) under a choice without dispatching them again; CEM scores its shots
+    with it.
+    """
+
+    model: Any
+    tokenizer: Any
+    experts: Mapping[str, Expert]
+    patcher: Any = None  # t2bench.svf.SVFPatcher, None without experts
+    model_id: str = ""
+    batch_size: int = 16
+    run: Callable[[Choice, str, list], list] | None = None
+    extra: dict = field(default_factory=dict)
+
+
 class Dispatcher(ABC):
     """Picks a Choice per request. Subclasses set ``name`` and implement ``choose``."""
 
     name: str = "dispatcher"
+    needs_model: bool = False
+    ctx: DispatchContext | None = None
 
-    @abstractmethod
-    def choose(self, requests: Sequence[DispatchRequest]) -> list[Choice]: ...
+    def bind(self, ctx: DispatchContext) -> None:
+        """Called once by the backend before the first ``choose``."""
+        self.ctx = ctx
+
+    def context(self) -> DispatchContext:
+        if self.ctx is None:
+            raise ConfigError(
+                f"dispatch={self.name} runs a first pass on the model: call bind(DispatchContext(...)) "
+                "first (the t2 backend does this)"
+            )
+        return self.ctx
+
+    def choose(self, requests: Sequence[DispatchRequest]) -> list[Choice]:
+        raise NotImplementedError
 
     def describe(self) -> dict:
         return {"strategy": self.name}
@@ -69,6 +110,69 @@ class FixedDispatch(Dispatcher):
     def describe(self) -> dict:
         return {"strategy": self.name, "expert": self.choice.key}
 
+
+# --------------------------------------------------------------------------- spec parsing
+
+
+def parse_options(arg: str | None) -> dict[str, str]:
+    """``key=value;key=value`` → dict (an empty or missing arg → {})."""
+    out: dict[str, str] = {}
+    for part in (arg or "").split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(
+                f"dispatch option {part!r} is not key=value: write e.g. cem:shots=5;population=8"
+            )
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _convert(value: str, kind, key: str, strategy: str):
+    origin = typing.get_origin(kind)
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    if origin is typing.Union or (origin is not None and type(None) in typing.get_args(kind)):
+        if value.lower() in ("none", ""):
+            return None
+        kind = args[0]
+    if origin is typing.Literal:
+        if value not in typing.get_args(kind):
+            raise ConfigError(
+                f"dispatch={strategy}: {key}={value!r} is not one of {list(typing.get_args(kind))}"
+            )
+        return value
+    try:
+        if kind is bool:
+            if value.lower() in ("1", "true", "yes"):
+                return True
+            if value.lower() in ("0", "false", "no"):
+                return False
+            raise ValueError(value)
+        if kind in (int, float, str):
+            return kind(value)
+    except ValueError:
+        raise ConfigError(
+            f"dispatch={strategy}: {key}={value!r} is not a valid {kind.__name__}"
+        ) from None
+    return value
+
+
+def options_to_config(cls, arg: str | None, strategy: str):
+    """Build the strategy's config dataclass from ``key=value;…``, naming unknown keys."""
+    given = parse_options(arg)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(given) - fields)
+    if unknown:
+        raise ConfigError(
+            f"dispatch={strategy}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(fields))}"
+        )
+    return cls(**{k: _convert(v, hints[k], k, strategy) for k, v in given.items()})
+
+
+# --------------------------------------------------------------------------- registry
 
 Factory = Callable[[str | None, Mapping[str, Expert]], Dispatcher]
 _REGISTRY: dict[str, Factory] = {}
@@ -115,6 +219,8 @@ def make_dispatcher(spec: str | Dispatcher, experts: Mapping[str, Expert]) -> Di
     """Build a dispatcher from ``name`` or ``name:arg`` (or pass an instance through)."""
     if isinstance(spec, Dispatcher):
         return spec
+    import t2bench.dispatch.strategies  # noqa: F401  (registers the first-pass strategies)
+
     name, _, arg = str(spec).partition(":")
     factory = _REGISTRY.get(name.strip().lower())
     if factory is None:

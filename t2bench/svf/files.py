@@ -171,11 +171,21 @@ def load_expert(path: str | Path, device: torch.device | str = "cpu") -> Expert:
 def load_experts(
     paths: str | Path | list[str | Path], device: torch.device | str = "cpu"
 ) -> list[Expert]:
-    """Experts from a list of files or a folder of ``*.safetensors`` (sorted by name)."""
+    """Experts from a list of files or a folder (sorted by name).
+
+    A folder's own ``*.safetensors`` files, or, when it has none, the experts of the training
+    runs inside it (``<run>/<run>.safetensors``, the layout of ``results/experts``).
+    """
     if isinstance(paths, (str, Path)) and Path(paths).is_dir():
-        files = sorted(Path(paths).glob(f"*{SUFFIX}"))
+        folder = Path(paths)
+        files = sorted(folder.glob(f"*{SUFFIX}")) or sorted(
+            f for f in folder.glob(f"*/*{SUFFIX}") if f.stem == f.parent.name
+        )
         if not files:
-            raise ExpertFileError(f"folder {paths} holds no *{SUFFIX} expert files")
+            raise ExpertFileError(
+                f"folder {paths} holds no *{SUFFIX} expert files (nor training runs "
+                f"<run>/<run>{SUFFIX}): pass an expert file or a folder of them"
+            )
         paths = files
     elif isinstance(paths, (str, Path)):
         paths = [paths]

@@ -1,0 +1,118 @@
+"""Category labels: which expert answers each, the classification prompt and its parser.
+
+The paper's four categories are code, math, reasoning and other; ``other`` (and anything the
+parser cannot read) answers with the base weights. An expert serves a label when its training
+task (``provenance.train_config.task``) is that label, or when its name is the label or starts
+with ``<label>-`` / ``<label>_``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+from t2bench.dispatch.base import BASE, Choice
+from t2bench.errors import ConfigError
+from t2bench.svf.expert import Expert
+
+EXPERT_LABELS = ("code", "math", "reasoning")
+LABELS = (*EXPERT_LABELS, "other")
+
+# Our own wording of the paper's four-way, boxed-label classification.
+CLASSIFY_INSTRUCTION = (
+    "Sort the question below into exactly one category.\n"
+    "code: it asks for a program, a function or code.\n"
+    "math: it asks to compute or prove something mathematical.\n"
+    "reasoning: it asks to pick or explain an answer using knowledge or common sense.\n"
+    "other: none of these.\n"
+    "Give only the category name inside \\boxed{}, for example \\boxed{math}."
+)
+
+
+def expert_task(expert: Expert) -> str | None:
+    cfg = (expert.meta.provenance or {}).get("train_config") or {}
+    return cfg.get("task") if isinstance(cfg, dict) else None
+
+
+def serves(expert: Expert, label: str) -> bool:
+    name = expert.meta.name.lower()
+    task = expert_task(expert)
+    if task is not None:
+        return task == label
+    return name == label or name.startswith((f"{label}-", f"{label}_"))
+
+
+def label_experts(
+    experts: Mapping[str, Expert], labels: Sequence[str] = EXPERT_LABELS, *, strategy: str
+) -> dict[str, Expert]:
+    """The expert serving each label; an error names a label with none or with several."""
+    if not experts:
+        raise ConfigError(
+            f"dispatch={strategy} routes to experts but none are loaded: pass experts=<folder or "
+            f"files> with one expert per label ({', '.join(labels)})"
+        )
+    out: dict[str, Expert] = {}
+    for label in labels:
+        found = [e for e in experts.values() if serves(e, label)]
+        if not found:
+            raise ConfigError(
+                f"dispatch={strategy}: no expert serves label {label!r} among {sorted(experts)}: "
+                f"add an expert trained on task {label!r} or named '{label}-…'"
+            )
+        if len(found) > 1:
+            raise ConfigError(
+                f"dispatch={strategy}: several experts serve label {label!r}: "
+                f"{sorted(e.meta.name for e in found)}; load only one of them"
+            )
+        out[label] = found[0]
+    return out
+
+
+def choice_for(label: str | None, mapping: Mapping[str, Expert]) -> Choice:
+    """The expert for a label; ``other``, unknown labels and None → the base weights."""
+    expert = mapping.get(label) if label else None
+    return Choice(expert.meta.name, expert) if expert is not None else BASE
+
+
+def question_of(text: str, max_chars: int) -> str:
+    """The tail of an lm-eval context (its last question sits at the end)."""
+    text = text.strip()
+    return text if max_chars <= 0 or len(text) <= max_chars else "…" + text[-max_chars:]
+
+
+_BOXED = re.compile(r"\\boxed\s*\{\s*([^{}]*?)\s*\}")
+_WORD = re.compile(r"[a-z]+")
+
+
+def parse_label(text: str, labels: Sequence[str] = LABELS) -> str | None:
+    """The label of a classification reply, or None when it cannot be read.
+
+    The last ``\\boxed{…}`` wins (``\\text{}``, case and punctuation ignored; synonyms such as
+    ``Coding`` or ``mathematics`` count); without a box, a reply naming exactly
+    one label does.
+    """
+    boxed = _BOXED.findall(text.replace("\\text{", "").replace("\\textbf{", ""))
+    for candidate in reversed(boxed):
+        words = _WORD.findall(candidate.lower())
+        hit = _match(words, labels)
+        if hit:
+            return hit
+    words = set(_WORD.findall(text.lower()))
+    named = [label for label in labels if words & {label, *SYNONYMS.get(label, ())}]
+    return named[0] if len(named) == 1 else None
+
+
+SYNONYMS = {
+    "code": ("code", "coding", "programming", "program", "python"),
+    "math": ("math", "maths", "mathematics", "mathematical", "arithmetic"),
+    "reasoning": ("reasoning", "reason", "logic", "science"),
+    "other": ("other", "none"),
+}
+
+
+def _match(words: list[str], labels: Sequence[str]) -> str | None:
+    for w in words:
+        for label in labels:
+            if w == label or w in SYNONYMS.get(label, ()):
+                return label
+    return None
