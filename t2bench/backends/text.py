@@ -18,6 +18,7 @@ from lm_eval.models.huggingface import HFLM
 from t2bench.dispatch import (
     BASE,
     Choice,
+    DispatchContext,
     DispatchRequest,
     FixedDispatch,
     NoDispatch,
@@ -152,7 +153,20 @@ class T2LM(HFLM):
             )
         self.dispatch_counts: Counter[str] = Counter()
         self.dispatch_seconds = 0.0
+        self.second_pass_seconds = 0.0
         self.groups_run = 0
+        batch = getattr(self, "batch_size_per_gpu", 16)
+        self.dispatcher.bind(
+            DispatchContext(
+                model=self.model,
+                tokenizer=self.tokenizer,
+                experts=self.experts,
+                patcher=self.patcher,
+                model_id=self.model_id,
+                batch_size=int(batch) if str(batch).isdigit() else 16,
+                run=self._run_choice,
+            )
+        )
 
     # --- per-request adaptation ---------------------------------------------------------------
 
@@ -168,6 +182,11 @@ class T2LM(HFLM):
         else:
             self.patcher.apply(choice.expert, allow_transfer=self.transfer)
             self.patcher.active = choice.key
+
+    def _run_choice(self, choice: Choice, method: str, requests: list) -> list:
+        """Run requests under a choice without dispatching them (first passes use this)."""
+        self._activate(choice)
+        return getattr(HFLM, method)(self, requests, disable_tqdm=True)
 
     def _dispatched(self, requests, method, **kwargs):
         if not requests:
@@ -191,8 +210,10 @@ class T2LM(HFLM):
             groups.setdefault(c.key, []).append(i)
         results = [None] * len(requests)
         for key, idxs in groups.items():
+            t1 = time.perf_counter()
             self._activate(choices[idxs[0]])
             out = method([requests[i] for i in idxs], **kwargs)
+            self.second_pass_seconds += time.perf_counter() - t1
             for i, o in zip(idxs, out, strict=True):
                 results[i] = o
             self.dispatch_counts[key] += len(idxs)
@@ -232,6 +253,10 @@ class T2LM(HFLM):
             "matrices_composed": p.compositions if p else 0,
             "compose_seconds": round(p.compose_seconds, 4) if p else 0.0,
             "dispatch_seconds": round(self.dispatch_seconds, 4),
+            "second_pass_seconds": round(self.second_pass_seconds, 4),
+            "first_pass_fraction": round(self.dispatch_seconds / self.second_pass_seconds, 4)
+            if self.second_pass_seconds
+            else None,
             "provenance": provenance(model_source=self.model_id),
         }
 

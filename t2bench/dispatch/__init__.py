@@ -3,6 +3,7 @@
 from t2bench.dispatch.base import (
     BASE,
     Choice,
+    DispatchContext,
     Dispatcher,
     DispatchRequest,
     FixedDispatch,
@@ -15,6 +16,7 @@ from t2bench.dispatch.base import (
 __all__ = [
     "BASE",
     "Choice",
+    "DispatchContext",
     "DispatchRequest",
     "Dispatcher",
     "FixedDispatch",

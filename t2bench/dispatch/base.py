@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from abc import ABC
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,8 +80,8 @@ class Dispatcher(ABC):
             )
         return self.ctx
 
-    def choose(self, requests: Sequence[DispatchRequest]) -> list[Choice]:
-        raise NotImplementedError
+    @abstractmethod
+    def choose(self, requests: Sequence[DispatchRequest]) -> list[Choice]: ...
 
     def describe(self) -> dict:
         return {"strategy": self.name}

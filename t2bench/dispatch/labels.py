@@ -18,15 +18,18 @@ from t2bench.svf.expert import Expert
 EXPERT_LABELS = ("code", "math", "reasoning")
 LABELS = (*EXPERT_LABELS, "other")
 
-# Our own wording of the paper's four-way, boxed-label classification.
+# Our own wording of the paper's four-way, boxed-label classification. The question comes
+# first and the instruction last: a 135M model follows an instruction it has just read far
+# more often than one placed before a long question.
 CLASSIFY_INSTRUCTION = (
-    "Sort the question below into exactly one category.\n"
-    "code: it asks for a program, a function or code.\n"
-    "math: it asks to compute or prove something mathematical.\n"
-    "reasoning: it asks to pick or explain an answer using knowledge or common sense.\n"
-    "other: none of these.\n"
-    "Give only the category name inside \\boxed{}, for example \\boxed{math}."
+    "Which category fits the question above: code (write a program), math (calculate or "
+    "solve), reasoning (choose an answer using knowledge or common sense) or other? Reply with "
+    "only the category inside \\boxed{}, for example \\boxed{math}."
 )
+
+
+def classify_prompt(question: str) -> str:
+    return f"Question:\n{question}\n\n---\n{CLASSIFY_INSTRUCTION}"
 
 
 def expert_task(expert: Expert) -> str | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from t2bench.dispatch.base import Dispatcher, DispatchContext, make_dispatcher
+from t2bench.dispatch.base import DispatchContext, Dispatcher, make_dispatcher
 from t2bench.models import LoadedModel, load_model
 from t2bench.svf import SVFPatcher, TargetSpec, check_fits, decompose, load_experts
 from t2bench.svf.expert import check_same_layout
@@ -39,8 +39,11 @@ def load_bound(
     if loaded:
         check_same_layout(loaded)
         meta = loaded[0].meta
-        dec = decompose(lm.model, TargetSpec(meta.module_set, ",".join(map(str, meta.layers))),
-                        model_id=lm.model_id)
+        dec = decompose(
+            lm.model,
+            TargetSpec(meta.module_set, ",".join(map(str, meta.layers))),
+            model_id=lm.model_id,
+        )
         for e in loaded:
             check_fits(e, dec)
         patcher = SVFPatcher(lm.model, dec)

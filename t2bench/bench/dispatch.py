@@ -1,0 +1,269 @@
+"""Two-pass measurements through lm-eval: first-pass cost per strategy, and few-shot CEM
+against the single experts and the base model.
+
+    python -m t2bench.bench.dispatch cost    [--strategies prompt,classifier,label,router,cem]
+                                             [--tasks arc_challenge:40,gsm8k:10,humaneval:10]
+    python -m t2bench.bench.dispatch fewshot [--tasks arc_challenge:100,humaneval:40,minerva_math_prealgebra:30]
+
+Every run is ``lm_eval.simple_evaluate(model="t2", ...)`` on the embedded model, so the
+numbers are those of ``lm_eval --model t2 --model_args ...,dispatch=<strategy>``.
+
+* cost: the backend's own clocks (``config.t2``): first-pass seconds (the dispatcher's
+  ``choose``), second-pass seconds (HFLM's batched methods per expert group), their ratio; for
+  CEM the one-off α search per task is reported apart and the ratio is given with and without it.
+* fewshot: per task, the first ``n`` evaluation documents under base, each single expert and
+  CEM; per-document scores are paired to give each variant's difference to base with a 95%
+  t-interval and McNemar's p. CEM's shots never overlap the scored documents (the dispatcher
+  refuses that).
+
+Writes a new JSON + Markdown record under results/bench/ (cost) or results/dispatch/ (fewshot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from pathlib import Path
+
+from t2bench.evaluate import tasks_dir
+from t2bench.report.provenance import provenance, write_new
+
+METRICS = {
+    "arc": "acc",
+    "humaneval": "pass@1",
+    "minerva_math": "exact_match",
+    "gsm8k": "exact_match",
+}
+EXPERTS = "results/experts"
+
+
+def parse_tasks(spec: str) -> list[tuple[str, int]]:
+    out = []
+    for part in spec.split(","):
+        name, _, n = part.strip().partition(":")
+        out.append((name, int(n or 20)))
+    return out
+
+
+def metric_of(task: str) -> str:
+    for prefix, metric in METRICS.items():
+        if task.startswith(prefix):
+            return metric
+    raise SystemExit(f"no per-document metric known for task {task!r}: add it to METRICS")
+
+
+def evaluate(model_args: str, task: str, limit: int, max_gen_toks: int, batch_size: int) -> dict:
+    """One lm-eval run: per-document scores, the aggregate, the backend's t2 summary, wall time."""
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    t0 = time.perf_counter()
+    out = simple_evaluate(
+        model="t2",
+        model_args=model_args,
+        tasks=[task],
+        limit=limit,
+        batch_size=batch_size,
+        task_manager=TaskManager(include_path=str(tasks_dir())),
+        log_samples=True,
+        bootstrap_iters=0,
+        gen_kwargs=f"max_gen_toks={max_gen_toks}" if max_gen_toks else None,
+        confirm_run_unsafe_code=True,
+    )
+    wall = time.perf_counter() - t0
+    metric = metric_of(task)
+    samples = out["samples"][task]
+    first_filter = samples[0].get("filter")
+    per_doc = {s["doc_id"]: float(s[metric]) for s in samples if s.get("filter") == first_filter}
+    score = next(v for k, v in out["results"][task].items() if k.split(",")[0] == metric)
+    return {
+        "per_doc": per_doc,
+        "score": score,
+        "metric": metric,
+        "filter": first_filter,
+        "t2": out["config"].get("t2"),
+        "wall_seconds": round(wall, 2),
+    }
+
+
+def _search_seconds(t2: dict) -> float:
+    tasks = (t2.get("dispatch") or {}).get("tasks") or {}
+    return sum(
+        (t.get("cost") or {}).get("seconds", 0.0) for t in tasks.values() if not t.get("from_cache")
+    )
+
+
+def cost(args) -> dict:
+    rows = []
+    for task, n in parse_tasks(args.tasks):
+        for strategy in ["none", *args.strategies.split(",")]:
+            spec = strategy if strategy != "cem" else f"cem:{args.cem}"
+            r = evaluate(
+                f"experts={args.experts},dispatch={spec}",
+                task,
+                n,
+                args.max_gen_toks,
+                args.batch_size,
+            )
+            t2 = r["t2"]
+            first, second = t2["dispatch_seconds"], t2["second_pass_seconds"]
+            search = _search_seconds(t2)
+            row = {
+                "task": task,
+                "n": len(r["per_doc"]),
+                "strategy": strategy,
+                "score": r["score"],
+                "first_pass_s": round(first, 3),
+                "second_pass_s": round(second, 3),
+                "fraction": round(first / second, 4) if second else None,
+                "cem_search_s": round(search, 2) if strategy == "cem" else None,
+                "fraction_without_search": round((first - search) / second, 4)
+                if strategy == "cem" and second
+                else None,
+                "dispatch_counts": t2["dispatch_counts"],
+                "wall_seconds": r["wall_seconds"],
+                "dispatch": t2["dispatch"],
+            }
+            rows.append(row)
+            print(
+                f"{task:24} {strategy:10} first {first:8.2f}s second {second:8.2f}s "
+                f"fraction {row['fraction']}  counts {t2['dispatch_counts']}",
+                flush=True,
+            )
+    return {"kind": "dispatch-cost", "rows": rows}
+
+
+def cost_markdown(payload: dict) -> str:
+    lines = [
+        "| task | n | strategy | score | first pass s | second pass s | first/second | CEM search s | without search | experts chosen |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in payload["rows"]:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(r["dispatch_counts"].items()))
+        frac = "" if r["fraction"] is None else f"{100 * r['fraction']:.1f}%"
+        wo = (
+            ""
+            if r["fraction_without_search"] is None
+            else f"{100 * r['fraction_without_search']:.1f}%"
+        )
+        lines.append(
+            f"| {r['task']} | {r['n']} | {r['strategy']} | {r['score']:.3f} | {r['first_pass_s']:.2f} | "
+            f"{r['second_pass_s']:.2f} | {frac} | {r['cem_search_s'] or ''} | {wo} | {counts} |"
+        )
+    return "\n".join(lines)
+
+
+def fewshot(args) -> dict:
+    from t2bench.dispatch.labels import EXPERT_LABELS
+    from t2bench.train.heldout import paired_difference
+
+    rows = []
+    for task, n in parse_tasks(args.tasks):
+        variants = {"base": "dispatch=none"}
+        for label in EXPERT_LABELS:
+            variants[f"{label}-svf-pg"] = f"dispatch=fixed:{label}-svf-pg"
+        variants["cem"] = f"dispatch=cem:{args.cem}"
+        runs = {}
+        for name, spec in variants.items():
+            runs[name] = evaluate(
+                f"experts={args.experts},{spec}", task, n, args.max_gen_toks, args.batch_size
+            )
+            print(
+                f"{task:24} {name:18} {runs[name]['score']:.3f} ({runs[name]['wall_seconds']}s)",
+                flush=True,
+            )
+        docs = sorted(runs["base"]["per_doc"])
+        base = [runs["base"]["per_doc"][d] >= 0.5 for d in docs]
+        for name, r in runs.items():
+            mine = [r["per_doc"][d] >= 0.5 for d in docs]
+            acc = sum(mine) / len(mine)
+            half = 1.96 * math.sqrt(acc * (1 - acc) / len(mine))
+            row = {
+                "task": task,
+                "variant": name,
+                "n": len(docs),
+                "metric": r["metric"],
+                "score": acc,
+                "ci95": [max(0.0, acc - half), min(1.0, acc + half)],
+                "wall_seconds": r["wall_seconds"],
+            }
+            if name != "base":
+                row["vs_base"] = paired_difference(base, mine)
+            if name == "cem":
+                row["cem"] = r["t2"]["dispatch"]["tasks"][task]
+            rows.append(row)
+    return {"kind": "fewshot-vs-experts", "rows": rows}
+
+
+def fewshot_markdown(payload: dict) -> str:
+    lines = [
+        "| task | n | variant | score | 95% CI | Δ vs base (points) | paired 95% CI | McNemar p |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in payload["rows"]:
+        d = r.get("vs_base")
+        diff = "" if d is None else f"{100 * d['diff']:+.1f}"
+        ci = "" if d is None else f"[{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]"
+        p = "" if d is None else f"{d['mcnemar_p']:.2f}"
+        lines.append(
+            f"| {r['task']} | {r['n']} | {r['variant']} | {r['score']:.3f} | "
+            f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] | {diff} | {ci} | {p} |"
+        )
+    cem = [r for r in payload["rows"] if r["variant"] == "cem"]
+    if cem:
+        lines += [
+            "",
+            "| task | α (code, math, reasoning) | shots (split) | shot accuracy | candidates | compositions | forward passes | search s |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in cem:
+            c = r["cem"]
+            alpha = c["alpha"] if isinstance(c["alpha"], list) else c["alpha_mean_per_expert"]
+            cost_ = c["cost"]
+            lines.append(
+                f"| {r['task']} | {', '.join(f'{a:.2f}' for a in alpha)} | {len(c['shot_doc_ids'])} ({c['shot_split']}) | "
+                f"{c['fitness']['accuracy']:.2f} | {cost_['candidates_scored']} | {cost_['weight_compositions']} | "
+                f"{cost_['forward_passes']} | {cost_['seconds']} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("what", choices=["cost", "fewshot"])
+    p.add_argument("--tasks", default=None, help="task:n,... (first n evaluation documents)")
+    p.add_argument("--strategies", default="prompt,classifier,label,router,cem")
+    p.add_argument("--experts", default=EXPERTS)
+    p.add_argument("--cem", default="shots=5;population=6;iterations=3;max_gen_toks=160")
+    p.add_argument("--max-gen-toks", type=int, default=160, help="cap on second-pass generations")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--out", default=None)
+    a = p.parse_args(argv)
+    os.environ.setdefault("HF_ALLOW_CODE_EVAL", "1")
+    t0 = time.perf_counter()
+    if a.what == "cost":
+        a.tasks = a.tasks or "arc_challenge:40,gsm8k:10,humaneval:10"
+        payload, md, out, stem = cost(a), cost_markdown, a.out or "results/bench", "dispatch-cost"
+    else:
+        a.tasks = a.tasks or "arc_challenge:100,humaneval:40,minerva_math_prealgebra:30"
+        payload, md, out, stem = (
+            fewshot(a),
+            fewshot_markdown,
+            a.out or "results/dispatch",
+            "fewshot",
+        )
+    payload["args"] = vars(a)
+    payload["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    payload["provenance"] = provenance(model_source="smollm2-135m-instruct")
+    path = write_new(Path(out), stem, payload)
+    text = md(payload)
+    path.with_suffix(".md").write_text(text + "\n")
+    print(text)
+    print(f"record: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
