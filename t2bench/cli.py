@@ -180,6 +180,24 @@ def cmd_heldout(args) -> int:
     return 0
 
 
+def cmd_confusion(args) -> int:
+    from t2bench.dispatch.confusion import run
+
+    folder = run(
+        args.strategies,
+        n_per_task=args.n,
+        experts=args.experts or None,
+        out_dir=args.out,
+        pretrained=args.model,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        tasks=[t.strip() for t in args.tasks.split(",") if t.strip()],
+    )
+    print((folder / "confusion.md").read_text())
+    print(f"written: {folder}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="t2bench", description="Train, dispatch and evaluate SVF experts."
@@ -282,6 +300,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--no-write", action="store_true")
     p.set_defaults(func=cmd_heldout)
+
+    p = sub.add_parser(
+        "confusion",
+        help="dispatch accuracy: true task category x chosen expert per strategy, on held-out "
+        "lm-eval prompts (tables, plots, 95%% CI) in a new <out>/confusion-<UTC time>/",
+    )
+    p.add_argument("--strategies", default="prompt,label,classifier,router")
+    p.add_argument("--n", type=int, default=50, help="evaluation docs per task (seeded sample)")
+    p.add_argument(
+        "--experts", default="results/experts", help="expert file or folder ('' for none)"
+    )
+    p.add_argument("--out", default="results/dispatch")
+    p.add_argument("--tasks", default="gsm8k,minerva_math,humaneval,mbpp,arc_challenge")
+    p.add_argument("--model", default=None, help="default: the embedded SmolLM2-135M-Instruct")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.set_defaults(func=cmd_confusion)
     return parser
 
 

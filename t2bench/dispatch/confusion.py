@@ -471,11 +471,12 @@ def _save(fig: Any, canvas_cls: Any, path: Path) -> Path:
 def plot(cm: ConfusionMatrix, path: str | Path, title: str) -> Path:
     """One matrix as a PNG heatmap (Agg canvas, so no display and no global backend change)."""
     Figure, Canvas = _figure_class()
-    fig = Figure(figsize=(1.0 * len(cm.columns) + 2.4, 0.7 * len(cm.rows) + 2.2))
+    fig = Figure(
+        figsize=(1.0 * len(cm.columns) + 2.4, 0.7 * len(cm.rows) + 2.2), layout="constrained"
+    )
     ax = fig.add_subplot()
     image = _draw(ax, cm, title)
     fig.colorbar(image, ax=ax, label="fraction of row")
-    fig.tight_layout()
     return _save(fig, Canvas, Path(path))
 
 
@@ -487,11 +488,13 @@ def plot_grid(matrices: Mapping[str, ConfusionMatrix], path: str | Path) -> Path
     k = len(matrices)
     width = max(len(cm.columns) for cm in matrices.values())
     height = max(len(cm.rows) for cm in matrices.values())
-    fig = Figure(figsize=(k * (1.0 * width + 1.6) + 1.0, 0.7 * height + 2.2))
+    fig = Figure(figsize=(k * (1.0 * width + 1.6) + 1.2, 0.7 * height + 2.4), layout="constrained")
     axes = fig.subplots(1, k, squeeze=False)[0]
     image = None
-    for ax, (name, cm) in zip(axes, matrices.items(), strict=True):
+    for i, (ax, (name, cm)) in enumerate(zip(axes, matrices.items(), strict=True)):
         image = _draw(ax, cm, name)
+        if i:
+            ax.set_ylabel("")
     fig.colorbar(image, ax=list(axes), label="fraction of row", shrink=0.9)
     return _save(fig, Canvas, Path(path))
 
