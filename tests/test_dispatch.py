@@ -472,3 +472,58 @@ def test_load_experts_reads_a_folder_of_training_runs(setup, tmp_path):
     (tmp_path / "runs" / "code-x" / "checkpoints").mkdir()
     save_expert(experts["math-x"], tmp_path / "runs" / "code-x" / "checkpoints" / "math-x")
     assert [e.meta.name for e in load_experts(tmp_path / "runs")] == ["code-x", "math-x"]
+
+
+# --------------------------------------------------------------------------- through the backend
+
+
+@pytest.mark.parametrize("spec", ["label", "prompt:max_new_tokens=2"])
+def test_backend_binds_first_pass_strategies_and_times_both_passes(tmp_path, monkeypatch, spec):
+    pytest.importorskip("lm_eval")
+    from lm_eval.api.instance import Instance
+
+    from t2bench.backends.text import T2LM
+    from t2bench.models import load_model
+
+    monkeypatch.setenv("T2BENCH_HOME", str(tmp_path / "home"))
+    folder = tmp_path / "tiny"
+    tiny_llama().save_pretrained(folder)
+    word_tokenizer().save_pretrained(folder)
+    lm = load_model(str(folder))
+    d = decompose(lm.model, TargetSpec("mlp"), model_id=lm.model_id, progress=False)
+    for name, e in make_experts(d, ["code-x", "math-x", "reasoning-x"]).items():
+        save_expert(e, tmp_path / "experts" / name)
+    t2 = T2LM(
+        pretrained=str(folder),
+        device="cpu",
+        batch_size=4,
+        experts=str(tmp_path / "experts"),
+        dispatch=spec,
+    )
+    reqs = [
+        Instance("loglikelihood", {}, (f"w{i} w{i + 1} ?", f" w{i + 2}"), i, ("toy", i, 1))
+        for i in range(6)
+    ]
+    out = t2.loglikelihood(reqs)
+    assert len(out) == 6 and all(isinstance(ll, float) for ll, _ in out)
+    summary = t2.t2_summary()
+    assert summary["dispatch"]["strategy"] == spec.split(":")[0]
+    assert summary["dispatch"]["classified"] == 6
+    assert summary["dispatch_seconds"] > 0 and summary["second_pass_seconds"] > 0
+    assert summary["first_pass_fraction"] == pytest.approx(
+        summary["dispatch_seconds"] / summary["second_pass_seconds"], rel=1e-2
+    )
+    chosen = [r.arguments[-1]["t2_expert"] for r in reqs]
+    assert sum(summary["dispatch_counts"].values()) == 6 and set(chosen) <= {
+        "base",
+        "code-x",
+        "math-x",
+        "reasoning-x",
+    }
+    # the answer for each request is the one its chosen weights give
+    for r, (ll, _) in zip(reqs, out, strict=True):
+        choice = t2.dispatcher.choose([DispatchRequest(r.args[0])])[0]
+        alone = t2._run_choice(
+            choice, "loglikelihood", [Instance("loglikelihood", {}, r.args[:2], 0)]
+        )
+        assert alone[0][0] == pytest.approx(ll, abs=1e-4)
