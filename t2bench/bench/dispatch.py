@@ -39,6 +39,15 @@ METRICS = {
 EXPERTS = "results/experts"
 
 
+def cem_spec(args, task: str) -> str:
+    """The CEM options for a task: ``--cem-for task=options`` overrides ``--cem``."""
+    for item in args.cem_for or []:
+        name, _, spec = item.partition("=")
+        if name == task:
+            return spec
+    return args.cem
+
+
 def parse_tasks(spec: str) -> list[tuple[str, int]]:
     out = []
     for part in spec.split(","):
@@ -99,7 +108,7 @@ def cost(args) -> dict:
     rows = []
     for task, n in parse_tasks(args.tasks):
         for strategy in ["none", *args.strategies.split(",")]:
-            spec = strategy if strategy != "cem" else f"cem:{args.cem}"
+            spec = strategy if strategy != "cem" else f"cem:{cem_spec(args, task)}"
             r = evaluate(
                 f"experts={args.experts},dispatch={spec}",
                 task,
@@ -164,7 +173,7 @@ def fewshot(args) -> dict:
         variants = {"base": "dispatch=none"}
         for label in EXPERT_LABELS:
             variants[f"{label}-svf-pg"] = f"dispatch=fixed:{label}-svf-pg"
-        variants["cem"] = f"dispatch=cem:{args.cem}"
+        variants["cem"] = f"dispatch=cem:{cem_spec(args, task)}"
         runs = {}
         for name, spec in variants.items():
             runs[name] = evaluate(
@@ -237,6 +246,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--strategies", default="prompt,classifier,label,router,cem")
     p.add_argument("--experts", default=EXPERTS)
     p.add_argument("--cem", default="shots=5;population=6;iterations=3;max_gen_toks=160")
+    p.add_argument(
+        "--cem-for",
+        action="append",
+        metavar="TASK=OPTIONS",
+        help="CEM options for one task (repeatable), e.g. humaneval='shots=3;population=4'",
+    )
     p.add_argument("--max-gen-toks", type=int, default=160, help="cap on second-pass generations")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--out", default=None)
