@@ -71,14 +71,9 @@ class FewShotConfig:
     cache: bool = True
 
     def cem(self) -> CEMConfig:
+        """The optimiser's settings: the fields both dataclasses share."""
         return CEMConfig(
-            population=self.population,
-            elite_ratio=self.elite_ratio,
-            iterations=self.iterations,
-            init_std=self.init_std,
-            low=self.low,
-            high=self.high,
-            seed=self.seed,
+            **{f.name: getattr(self, f.name) for f in fields(CEMConfig) if hasattr(self, f.name)}
         )
 
 
