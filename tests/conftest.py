@@ -55,6 +55,18 @@ def tiny_gemma(seed: int = 0, layers: int = 3):
     return Gemma3ForCausalLM(cfg).eval()
 
 
+def need_data(*names: str) -> None:
+    """Skip (with the reason) unless the packaged data assets are cached; never download."""
+    from t2bench.assets import ensure_data
+    from t2bench.errors import AssetMissingError
+
+    for name in names:
+        try:
+            ensure_data(name, download=False)
+        except AssetMissingError as exc:
+            pytest.skip(f"data asset {name!r} is not cached ({exc}); fetch it to run this test")
+
+
 def tiny_tokenizer():
     """A word-level tokenizer over the tiny models' 64 ids: w0 .. w61, <unk>, </s>."""
     from tokenizers import Tokenizer, pre_tokenizers

@@ -168,7 +168,7 @@ def _canned(dispatcher, replies):
 
     def fake(prompts):
         calls["prompts"] += len(prompts)
-        return [replies[p.split("Question")[1][:40]] if False else replies[_q(p)] for p in prompts]
+        return [replies[_q(p)] for p in prompts]
 
     dispatcher._generate = fake
     return calls

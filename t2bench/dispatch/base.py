@@ -15,7 +15,7 @@ import dataclasses
 import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from t2bench.errors import ConfigError
@@ -58,14 +58,12 @@ class DispatchContext:
     model_id: str = ""
     batch_size: int = 16
     run: Callable[[Choice, str, list], list] | None = None
-    extra: dict = field(default_factory=dict)
 
 
 class Dispatcher(ABC):
     """Picks a Choice per request. Subclasses set ``name`` and implement ``choose``."""
 
     name: str = "dispatcher"
-    needs_model: bool = False
     ctx: DispatchContext | None = None
 
     def bind(self, ctx: DispatchContext) -> None:

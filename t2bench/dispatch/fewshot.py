@@ -339,7 +339,6 @@ class FewShotDispatch(Dispatcher):
     """Per task: α by CEM on the task's shots, then every request of the task uses the mix."""
 
     name = "cem"
-    needs_model = True
 
     def __init__(self, config: FewShotConfig, experts: Mapping[str, Expert]):
         config.cem().check()

@@ -81,7 +81,6 @@ class UnreadableClassification(ConfigError):
 class _FirstPass(Dispatcher):
     """Shared machinery: memo per text, batching, counters, label → Choice."""
 
-    needs_model = True
     labels: Sequence[str] = LABELS
 
     def __init__(self, config, experts: Mapping[str, Expert]):

@@ -622,7 +622,6 @@ class RouterDispatch(Dispatcher):
     """Embedding router → expert per request; ``other`` → base weights."""
 
     name = "router"
-    needs_model = True
 
     def __init__(self, config: RouterConfig, experts: Mapping[str, Expert]):
         self.config = config
