@@ -12,7 +12,7 @@ BUDGET = ("steps", "global_batch", "micro_batch", "max_new_tokens", "eval_size",
 @pytest.mark.parametrize("profile", ["cpu", "gpu"])
 def test_recipes_are_valid_and_fair(profile):
     names = recipe_names()
-    assert len(names) == 13 and "classifier-svf-pg" in names
+    assert len(names) == 17 and "classifier-svf-pg" in names
     for name in names:
         TrainConfig.from_dict(recipe(name, profile))
     for task in ("reasoning", "math", "code"):
@@ -29,3 +29,13 @@ def test_unknown_recipe_or_profile():
         recipe("math-dora")
     with pytest.raises(ConfigError, match="unknown profile 'tpu'"):
         recipe("math-svf-pg", "tpu")
+
+
+def test_table4_recipes_set_modules_and_targets():
+    attn = TrainConfig.from_dict(recipe("math-svf-pg-attn"))
+    assert (attn.method, attn.objective, attn.modules) == ("svf", "pg", "attn")
+    assert TrainConfig.from_dict(recipe("math-svf-ntp-attn")).objective == "ntp"
+    assert TrainConfig.from_dict(recipe("math-svf-pg-mlp+attn")).modules == "mlp+attn"
+    lora = TrainConfig.from_dict(recipe("math-lora-ntp-mlp+attn"))
+    assert lora.lora_targets.split(",") == ["q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"]
+    assert recipe("math-svf-pg")["modules"] == "mlp"

@@ -2,7 +2,7 @@
 
 Two profiles share the same recipes and differ only in budget:
 
-* ``cpu`` — what a 2-core machine can run in about an hour for all thirteen artifacts. The
+* ``cpu`` — what a 2-core machine can run in about an hour for the thirteen main artifacts. The
   budgets are tiny (a few optimizer steps of 8–16 samples): they exercise the full pipeline
   on the real model and give honest, small-sample numbers, not converged experts.
 * ``gpu`` — the paper's shape (global batch 256 for RL, more steps, best-on-validation over
@@ -26,6 +26,15 @@ METHODS = {  # artifact suffix -> (method, objective, lr)
     "lora-pg": ("lora", "pg", 2e-4),
     "ia3-ntp": ("ia3", "ntp", 2e-3),
 }
+#: The paper's Table 4 ablation (module set x objective), trained on math only as in the paper.
+#: suffix -> (method, objective, lr, SVF module set, LoRA targets)
+ABLATION_TASK = "math"
+ABLATION_METHODS = {
+    "svf-pg-attn": ("svf", "pg", 2e-3, "attn", None),
+    "svf-pg-mlp+attn": ("svf", "pg", 2e-3, "mlp+attn", None),
+    "svf-ntp-attn": ("svf", "ntp", 2e-3, "attn", None),
+    "lora-ntp-mlp+attn": ("lora", "ntp", 2e-4, "mlp", "q_proj,v_proj,gate_proj,up_proj,down_proj"),
+}
 #: Per-task budget on the CPU profile: steps, global batch, micro batch, new tokens, eval size.
 _CPU = {
     "reasoning": dict(steps=8, global_batch=16, micro_batch=8, max_new_tokens=12, eval_size=24),
@@ -47,7 +56,7 @@ PROFILES = {"cpu": _CPU, "gpu": _GPU}
 def recipe_names() -> list[str]:
     """All artifact names: every method for the three skill tasks, SVF only for the classifier."""
     names = [f"{t}-{m}" for t in TASKS if t != "classifier" for m in METHODS]
-    return names + ["classifier-svf-pg"]
+    return names + ["classifier-svf-pg"] + [f"{ABLATION_TASK}-{m}" for m in ABLATION_METHODS]
 
 
 def recipe(name: str, profile: str = "cpu") -> dict:
@@ -57,15 +66,21 @@ def recipe(name: str, profile: str = "cpu") -> dict:
     if name not in recipe_names():
         raise ConfigError(f"unknown recipe {name!r}; recipes: {', '.join(recipe_names())}")
     task, suffix = name.split("-", 1)
-    method, objective, lr = METHODS[suffix]
+    modules, targets = "mlp", None
+    if suffix in METHODS:
+        method, objective, lr = METHODS[suffix]
+    else:
+        method, objective, lr, modules, targets = ABLATION_METHODS[suffix]
     budget = PROFILES[profile][task]
+    extra = {"lora_targets": targets} if targets else {}
     return {
         "task": task,
         "method": method,
         "objective": objective,
         "lr": lr,
         "name": name,
-        "modules": "mlp",
+        "modules": modules,
+        **extra,
         "kl_coef": 0.1 if objective == "pg" else 0.0,
         "advantage": "whiten",
         "temperature": 1.0,
