@@ -184,3 +184,33 @@ def test_lm_eval_default_cuda_device_falls_back_like_hf(llama_dir):
     """lm-eval's run config defaults to device=cuda:0; hf then uses the best available device."""
     t2 = T2LM(pretrained=str(llama_dir), device="cuda:0", batch_size=2)
     assert t2.model.device.type == "cpu"
+
+
+def _lora_adapter(llama_dir, folder):
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    model = load_model(str(llama_dir)).model
+    cfg = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    peft_model = get_peft_model(model, cfg)
+    peft_model.save_pretrained(folder)
+    return peft_model.merge_and_unload().eval()
+
+
+def test_peft_adapter_is_merged_not_ignored(llama_dir, tmp_path):
+    merged = _lora_adapter(llama_dir, tmp_path / "lora")
+    hf = HFLM(pretrained=merged, tokenizer=load_model(str(llama_dir)).tokenizer, batch_size=4)
+    t2 = _t2(llama_dir, peft=str(tmp_path / "lora"))
+    base = _t2(llama_dir).loglikelihood(_ll_requests())
+    got = t2.loglikelihood(_ll_requests())
+    assert got == hf.loglikelihood(_ll_requests())
+    assert got != base  # the adapter changed the scores: it was applied
+    assert t2.t2_summary()["peft"] == str(tmp_path / "lora")
+
+
+def test_peft_errors_name_the_fix(llama_dir, tmp_path, expert_dir):
+    with pytest.raises(ConfigError, match="no adapter_config.json"):
+        _t2(llama_dir, peft=str(tmp_path))
+    _lora_adapter(llama_dir, tmp_path / "lora")
+    with pytest.raises(ConfigError, match="separate runs"):
+        _t2(llama_dir, peft=str(tmp_path / "lora"), experts=str(expert_dir))

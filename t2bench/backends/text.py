@@ -49,7 +49,17 @@ _MANAGED = {
     "autogptq",
     "gptqmodel",
 }
-T2_ARGS = {"pretrained", "experts", "dispatch", "modules", "layers", "transfer", "dtype", "device"}
+T2_ARGS = {
+    "pretrained",
+    "experts",
+    "dispatch",
+    "modules",
+    "layers",
+    "transfer",
+    "dtype",
+    "device",
+    "peft",
+}
 
 
 def hflm_args() -> set[str]:
@@ -82,6 +92,20 @@ def _as_bool(value, name: str) -> bool:
     raise ConfigError(f"model_arg {name}={value!r} is not a boolean: use true or false")
 
 
+def merge_adapter(model, path: str):
+    """``model`` with the peft adapter at ``path`` (LoRA, IA3, ...) merged into its weights."""
+    from pathlib import Path
+
+    if not (Path(path) / "adapter_config.json").is_file():
+        raise ConfigError(
+            f"peft={path}: no adapter_config.json there. Pass the folder a peft adapter was "
+            "saved to (e.g. results/experts/math-lora-ntp/math-lora-ntp)"
+        )
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, path).merge_and_unload().eval()
+
+
 def _available(device: str | None) -> str | None:
     """lm-eval's CLI passes device=cuda:0 by default; like hf, fall back to the best available."""
     import torch
@@ -105,6 +129,7 @@ class T2LM(HFLM):
         modules: str | None = None,
         layers: str | None = None,
         transfer=False,
+        peft: str | None = None,
         dtype: str = "auto",
         device: str | None = None,
         **kwargs,
@@ -115,7 +140,18 @@ class T2LM(HFLM):
                 f"unknown model_args for t2: {', '.join(unknown)}. Valid: {', '.join(valid_model_args())}"
             )
         lm = load_model(pretrained, dtype=dtype, device=_available(device))
+        peft_path = peft
+        if peft_path:
+            # HFLM ignores peft= when handed a model object; merge the adapter here instead.
+            if experts:
+                raise ConfigError(
+                    "peft= and experts= together: SVF experts are decompositions of the base "
+                    "weights, not of LoRA-merged ones. Evaluate the adapter and the experts in "
+                    "separate runs"
+                )
+            lm.model = merge_adapter(lm.model, peft_path)
         super().__init__(pretrained=lm.model, tokenizer=lm.tokenizer, **kwargs)
+        self.peft = peft_path or None
         self.model_id = lm.model_id
         self.transfer = _as_bool(transfer, "transfer")
 
@@ -242,6 +278,7 @@ class T2LM(HFLM):
         p = self.patcher
         return {
             "model_id": self.model_id,
+            "peft": self.peft,
             "experts": sorted(self.experts),
             "dispatch": self.dispatcher.describe(),
             "module_set": p.decomposition.spec.modules if p else None,
