@@ -25,6 +25,7 @@ from t2bench.svf.targets import (
     parse_layers,
     parse_module_set,
 )
+from t2bench.svf.transfer import resample_vector, shuffled_transfer, transfer_expert
 
 __all__ = [
     "MODULE_SETS",
@@ -52,7 +53,10 @@ __all__ = [
     "parse_layers",
     "parse_module_set",
     "permute",
+    "resample_vector",
     "save_expert",
+    "shuffled_transfer",
     "sigmoid_scale",
     "svf_params",
+    "transfer_expert",
 ]
