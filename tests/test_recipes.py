@@ -4,7 +4,7 @@ import pytest
 
 from t2bench.errors import ConfigError
 from t2bench.train.config import TrainConfig
-from t2bench.train.recipes import recipe, recipe_names
+from t2bench.train.recipes import recipe, recipe_names, run_folder
 
 BUDGET = ("steps", "global_batch", "micro_batch", "max_new_tokens", "eval_size", "seed")
 
@@ -39,3 +39,5 @@ def test_table4_recipes_set_modules_and_targets():
     lora = TrainConfig.from_dict(recipe("math-lora-ntp-mlp+attn"))
     assert lora.lora_targets.split(",") == ["q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"]
     assert recipe("math-svf-pg")["modules"] == "mlp"
+    assert run_folder("r", "math-svf-pg-attn").as_posix() == "r/table4/math-svf-pg-attn"
+    assert run_folder("r", "math-svf-pg").as_posix() == "r/math-svf-pg"

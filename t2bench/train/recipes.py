@@ -108,7 +108,7 @@ def run_recipes(
         recipe(name, profile)  # fail on a typo before anything runs
     ran = []
     for name in todo:
-        out = Path(out_root) / name
+        out = run_folder(Path(out_root), name)
         if (out / "summary.json").exists():
             print(f"[{name}] finished earlier: {out} (kept as it is)", flush=True)
             continue
@@ -116,10 +116,21 @@ def run_recipes(
         print(f"[{name}] {' '.join(cmd[1:])} --output-dir {out}", flush=True)
         subprocess.run([*cmd, "--output-dir", str(out)], check=True)
         ran.append(name)
-    table = Path(out_root) / "runs.md"
-    table.write_text(runs_markdown(Path(out_root)))
-    print(f"run table: {table}", flush=True)
+    for root in {run_folder(Path(out_root), n).parent for n in todo}:
+        table = root / "runs.md"
+        table.write_text(runs_markdown(root))
+        print(f"run table: {table}", flush=True)
     return ran
+
+
+def run_folder(out_root, name: str):
+    """Where recipe ``name`` trains: ``<out_root>/<name>``, or ``<out_root>/table4/<name>``
+    for the module-set ablation runs, which keeps ``<out_root>`` a folder of experts with one
+    layout (the dispatch strategies load all of it)."""
+    from pathlib import Path
+
+    suffix = name.split("-", 1)[1]
+    return Path(out_root) / ("table4" if suffix in ABLATION_METHODS else "") / name
 
 
 def runs_markdown(root) -> str:
