@@ -204,6 +204,26 @@ def task_prompts(
     return items
 
 
+def first_docs(task_name: str, n: int | None) -> list[PromptItem]:
+    """The first ``n`` docs (all when None) of one lm-eval task with their contexts: the docs
+    ``lm_eval --limit n`` evaluates, so a first pass here sees exactly the backend's prompts."""
+    from lm_eval.tasks import TaskManager
+
+    from t2bench.evaluate import tasks_dir
+
+    local = tasks_dir()
+    manager = TaskManager(
+        include_path=str(local), include_defaults=not (local / f"{task_name}.yaml").is_file()
+    )
+    with _code_dataset_opt_in():
+        task = manager.load(task_name)["tasks"][task_name]
+    ids = [doc_id for doc_id, _ in task.doc_iterator()]
+    wanted = set(ids if n is None else ids[:n])
+    texts = _contexts(task, wanted)
+    label = true_label(task_name)
+    return [PromptItem(task_name, d, texts[d], label) for d in sorted(wanted)]
+
+
 # --------------------------------------------------------------------------- the matrix
 
 

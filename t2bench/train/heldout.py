@@ -105,7 +105,7 @@ def discover(task: str, runs: Path) -> list[Variant]:
     for summary in sorted(Path(runs).glob(f"{task}-*/summary.json")):
         info = json.loads(summary.read_text())
         art = Path(info["artifact"])
-        if not art.is_absolute() and not art.exists():
+        if (summary.parent / art.name).exists():  # the artifact beside its summary wins
             art = summary.parent / art.name
         kind = "svf" if art.suffix == ".safetensors" else "peft"
         found[info["run"]] = Variant(info["run"], kind, art)
