@@ -96,6 +96,26 @@ def demo(session: nox.Session) -> None:
 
 
 @nox.session(**VENV)
+def ablations(session: nox.Session) -> None:
+    """The paper's tables at small scale from the committed experts, into a new folder under
+    results/ablations/ (``-- --profile paper`` for the paper's models on a GPU machine with a
+    hub; ``-- --only table1,table2`` for some tables). HumanEval scoring runs model-written
+    code in the sandbox of t2bench/tasks/code_exec.py: this session opts in."""
+    install(session)
+    session.run(
+        "t2bench",
+        "assets",
+        "fetch",
+        "smollm2-135m-instruct",
+        "gemma-3-270m",
+        "minilm",
+        *DATA_ASSETS,
+    )
+    env = OFFLINE_ENV | {"HF_ALLOW_CODE_EVAL": "1"}
+    session.run("t2bench", "ablations", *session.posargs, env=env)
+
+
+@nox.session(**VENV)
 def bench(session: nox.Session) -> None:
     """Benchmarks on the embedded model; each writes a new JSON record under results/bench/."""
     install(session)

@@ -159,6 +159,16 @@ def cmd_experts(args) -> int:
     return 0
 
 
+def cmd_ablations(args) -> int:
+    import os
+
+    from t2bench.ablations import run_all
+
+    os.environ.setdefault("HF_ALLOW_CODE_EVAL", "1")  # HumanEval's pass@1 runs model code
+    run_all(args.profile, only=args.only, out=args.out, resume=args.resume)
+    return 0
+
+
 def cmd_heldout(args) -> int:
     from pathlib import Path
 
@@ -317,6 +327,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=16)
     p.set_defaults(func=cmd_confusion)
+
+    p = sub.add_parser(
+        "ablations",
+        help="the paper's tables at small scale (Tables 1-4, transfer, α, performance) into a "
+        "new results/ablations/<profile>-<UTC time>/ folder",
+    )
+    p.add_argument(
+        "--profile",
+        default="cpu",
+        help="cpu: packaged models, under an hour on 2 cores; paper: the paper's models and "
+        "full test sets (a GPU machine with a hub)",
+    )
+    p.add_argument(
+        "--only",
+        default=None,
+        help="comma list: table1,table4,table2,table3,transfer,alpha,performance",
+    )
+    p.add_argument("--out", default="results/ablations")
+    p.add_argument(
+        "--resume", default=None, help="an interrupted run's folder: reuse its evaluations"
+    )
+    p.set_defaults(func=cmd_ablations)
     return parser
 
 

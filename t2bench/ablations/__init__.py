@@ -1,0 +1,167 @@
+"""``nox -s ablations``: the paper's tables at small scale, one module per table.
+
+Each module has ``NAME`` and ``run(ctx) -> Table``; :func:`run_all` runs them in order inside
+one new folder ``results/ablations/<profile>-<UTC time>/`` (nothing is overwritten), then
+points ``results/ablations/README.md`` (the index) at it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib
+import json
+import time
+import traceback
+from pathlib import Path
+
+from t2bench.ablations.context import AblationContext, model_fingerprint
+from t2bench.ablations.profile import get_profile
+from t2bench.errors import ConfigError
+
+#: run order: Table 4 reuses Table 1's math items, Table 3 and α reuse Table 2's runs,
+#: α also shows the transfer table's cross-model CEM.
+MODULES = (
+    "table1_training",
+    "table4_params",
+    "table2_unseen",
+    "table3_cost",
+    "transfer",
+    "alpha",
+    "performance",
+)
+SHORT = {m.split("_")[0]: m for m in MODULES}
+
+
+def select(only: str | None) -> list[str]:
+    if not only:
+        return list(MODULES)
+    names = [s.strip() for s in only.split(",") if s.strip()]
+    bad = [n for n in names if n not in MODULES and n not in SHORT]
+    if bad:
+        raise ConfigError(
+            f"unknown ablation(s) {', '.join(bad)}: choose from {', '.join(SHORT)} "
+            f"(or the module names {', '.join(MODULES)})"
+        )
+    return [SHORT.get(n, n) for n in names]
+
+
+def new_folder(out: Path, profile: str) -> Path:
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    folder = out / f"{profile}-{stamp}"
+    n = 1
+    while folder.exists():
+        folder = out / f"{profile}-{stamp}-{n}"
+        n += 1
+    return folder
+
+
+def run_all(
+    profile: str = "cpu",
+    *,
+    only: str | None = None,
+    out: str | Path = "results/ablations",
+    resume: str | Path | None = None,
+) -> Path:
+    """Run the selected ablations; return the run folder. Raises at the end if any failed."""
+    prof = get_profile(profile)
+    modules = select(only)
+    out = Path(out)
+    folder = Path(resume) if resume else new_folder(out, prof.name)
+    if resume and not folder.is_dir():
+        raise ConfigError(f"--resume {folder}: no such run folder")
+    ctx = AblationContext(prof, folder, resume=bool(resume))
+    if prof.flush_denormal:
+        import torch
+
+        torch.set_flush_denormal(True)
+    print(f"ablations ({prof.name}) → {folder}", flush=True)
+    fingerprint = model_fingerprint(prof.model)
+    status: dict[str, dict] = {}
+    sections: list[str] = []
+    for name in modules:
+        mod = importlib.import_module(f"t2bench.ablations.{name}")
+        t0 = time.perf_counter()
+        print(f"[{mod.NAME}] start ({ctx.elapsed():.0f} s into the run)", flush=True)
+        try:
+            table = mod.run(ctx)
+        except Exception as exc:  # keep going: one failed table must not lose the others
+            status[mod.NAME] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            traceback.print_exc()
+            sections.append(f"## {mod.NAME}\n\nFAILED: {type(exc).__name__}: {exc}\n")
+            continue
+        secs = round(time.perf_counter() - t0, 1)
+        table.write(folder, ctx.provenance(model_fingerprint=fingerprint, wall_seconds=secs))
+        status[mod.NAME] = {
+            "ok": True,
+            "seconds": secs,
+            "files": [f"{table.name}.{x}" for x in ("md", "csv", "json")] + table.plots,
+        }
+        sections.append(table.markdown())
+        print(f"[{mod.NAME}] done in {secs} s", flush=True)
+    wall = ctx.elapsed()
+    summary = {
+        "profile": prof.name,
+        "modules": modules,
+        "status": status,
+        "wall_seconds": wall,
+        "provenance": ctx.provenance(model_fingerprint=fingerprint, wall_seconds=wall),
+    }
+    (folder / "run.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    (folder / "README.md").write_text(run_readme(folder, summary, sections))
+    write_index(out)
+    failed = [k for k, v in status.items() if not v["ok"]]
+    print(f"ablations done in {wall:.0f} s: {folder}", flush=True)
+    if failed:
+        raise RuntimeError(f"ablations failed: {', '.join(failed)} (see {folder / 'run.json'})")
+    return folder
+
+
+def run_readme(folder: Path, summary: dict, sections: list[str]) -> str:
+    prov = summary["provenance"]
+    lines = [
+        f"# Ablations — profile `{summary['profile']}`",
+        "",
+        f"commit `{prov['commit']}`, {prov['created_utc']}, model {prov['base_model']} "
+        f"(weights sha256 `{prov['model_fingerprint']['sha256_weights']}`), seed {prov['seed']}, "
+        f"{prov['machine']['cpu_count']} CPUs, torch {prov['machine']['torch']}; "
+        f"**wall time {summary['wall_seconds'] / 60:.1f} min**.",
+        "",
+        "| table | seconds | files |",
+        "|---|---|---|",
+    ]
+    for name, st in summary["status"].items():
+        files = ", ".join(f"[{f}]({f})" for f in st.get("files", [])) or st.get("error", "")
+        lines.append(f"| {name} | {st.get('seconds', 'failed')} | {files} |")
+    lines += [
+        "",
+        "Regenerate: `nox -s ablations` (or `t2bench ablations --profile "
+        f"{summary['profile']}`). Per-evaluation records: `evaluations.jsonl`.",
+        "",
+    ]
+    return "\n".join(lines) + "\n" + "\n".join(sections)
+
+
+def write_index(out: Path) -> Path:
+    """results/ablations/README.md: every run, newest first; the newest complete one is current."""
+    runs = []
+    for run_json in sorted(Path(out).glob("*/run.json"), reverse=True):
+        s = json.loads(run_json.read_text())
+        ok = all(v["ok"] for v in s["status"].values())
+        runs.append((run_json.parent.name, s, ok))
+    latest = next((r for r in runs if r[2] and len(r[1]["modules"]) == len(MODULES)), None)
+    lines = ["# Ablation runs", ""]
+    if latest:
+        lines += [f"**Latest complete run: [{latest[0]}]({latest[0]}/README.md)**", ""]
+    lines += [
+        "| run | profile | tables | wall min | commit | status |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, s, ok in runs:
+        lines.append(
+            f"| [{name}]({name}/README.md) | {s['profile']} | {len(s['modules'])} | "
+            f"{s['wall_seconds'] / 60:.1f} | `{s['provenance']['commit'][:12]}` | "
+            f"{'ok' if ok else 'failed: ' + ', '.join(k for k, v in s['status'].items() if not v['ok'])} |"
+        )
+    path = Path(out) / "README.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path

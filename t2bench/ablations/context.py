@@ -1,0 +1,177 @@
+"""Shared state of one ablation run: its folder, profile, provenance and a memo of every
+evaluation, so tables that need the same numbers (Table 1 and Table 4 share the math items,
+Table 2 and the α figure share the CEM runs) compute them once.
+
+The memo is written to ``<run>/evaluations.jsonl`` as each evaluation finishes; ``--resume``
+on an interrupted run reads it back instead of recomputing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from t2bench.ablations.profile import AblationProfile
+from t2bench.report.provenance import provenance
+
+
+class AblationContext:
+    def __init__(self, profile: AblationProfile, folder: Path, *, resume: bool = False):
+        self.profile = profile
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=resume)
+        self.memo_path = self.folder / "evaluations.jsonl"
+        self.memo: dict[str, dict] = {}
+        if resume and self.memo_path.exists():
+            for line in self.memo_path.read_text().splitlines():
+                if line.strip():
+                    rec = json.loads(line)
+                    self.memo[rec["key"]] = rec
+        self.started = time.perf_counter()
+        self._spread: dict[str, float] = {}
+        self._lm = None
+
+    # ------------------------------------------------------------------ memo
+
+    def remember(self, key: str, compute) -> dict:
+        """``compute()`` once per key and run; its result (JSON-able dict) is appended to the memo."""
+        if key in self.memo:
+            return self.memo[key]
+        t0 = time.perf_counter()
+        rec = dict(compute())
+        rec["key"] = key
+        rec.setdefault("seconds", round(time.perf_counter() - t0, 2))
+        self.memo[key] = rec
+        with open(self.memo_path, "a") as fh:
+            fh.write(json.dumps(rec, default=str) + "\n")
+        return rec
+
+    # ------------------------------------------------------------------ evaluations
+
+    def heldout(self, task: str, variant) -> dict:
+        """Greedy per-item correctness of one variant on the held-out test items of ``task``."""
+        from t2bench.train.heldout import _score, heldout_items
+        from t2bench.train.rollout import DEFAULT_NEW_TOKENS
+
+        n = self.profile.heldout_n.get(task)
+
+        def compute():
+            import torch
+
+            from t2bench.train.data import load_splits
+
+            size = n or len(load_splits(task, seed=0).test)
+            items, split = heldout_items(task, size, self.profile.seed)
+            with torch.no_grad():
+                ok = _score(
+                    variant,
+                    self.profile.model,
+                    items,
+                    task,
+                    DEFAULT_NEW_TOKENS[task],
+                    self.profile.batch_size,
+                )
+            return {
+                "kind": "heldout",
+                "task": task,
+                "variant": variant.name,
+                "artifact": str(variant.path) if variant.path else None,
+                "uids": [it.uid for it in items],
+                "scores": [int(x) for x in ok],
+                "split": split,
+                "max_new_tokens": DEFAULT_NEW_TOKENS[task],
+            }
+
+        return self.remember(f"heldout|{task}|{n}|{variant.name}|{variant.path}", compute)
+
+    def lmeval(self, task: str, model_args: str, *, n: int | None, label: str) -> dict:
+        """Per-document scores of one ``lm_eval --model t2`` run on the first ``n`` docs."""
+        from t2bench.bench.dispatch import evaluate
+
+        gen = self.profile.max_gen_toks.get(task)
+
+        def compute():
+            os.environ.setdefault("HF_ALLOW_CODE_EVAL", "1")
+            r = evaluate(model_args, task, n, gen, self.profile.batch_size)
+            docs = sorted(r["per_doc"])
+            return {
+                "kind": "lm-eval",
+                "task": task,
+                "label": label,
+                "model_args": model_args,
+                "doc_ids": docs,
+                "scores": [r["per_doc"][d] for d in docs],
+                "metric": r["metric"],
+                "filter": r["filter"],
+                "aggregate": r["score"],
+                "max_gen_toks": gen,
+                "t2": r["t2"],
+                "seconds": r["wall_seconds"],
+            }
+
+        return self.remember(f"lm-eval|{task}|{n}|{gen}|{model_args}", compute)
+
+    # ------------------------------------------------------------------ provenance
+
+    def provenance(self, **extra: Any) -> dict:
+        return provenance(
+            profile=asdict(self.profile),
+            run_folder=str(self.folder),
+            base_model=self.profile.model or "smollm2-135m-instruct",
+            seed=self.profile.seed,
+            **extra,
+        )
+
+    def shared_lm(self):
+        """One loaded base model for first passes (dispatchers restore it after use)."""
+        if self._lm is None:
+            from t2bench.models import load_model
+
+            self._lm = load_model(self.profile.model)
+        return self._lm
+
+    def expert_spread(self, experts: str) -> float:
+        if experts not in self._spread:
+            self._spread[experts] = expert_spread(experts, self.profile.model)
+        return self._spread[experts]
+
+    def elapsed(self) -> float:
+        return round(time.perf_counter() - self.started, 1)
+
+
+def model_fingerprint(name: str | None) -> dict:
+    """sha256 over every parameter tensor of a model (names, shapes and bytes), with its id."""
+    import hashlib
+
+    import torch
+
+    from t2bench.models import load_model
+
+    lm = load_model(name)
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for pname, p in sorted(lm.model.state_dict().items()):
+            h.update(f"{pname}:{tuple(p.shape)}:{p.dtype}".encode())
+            h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return {"model_id": lm.model_id, "sha256_weights": h.hexdigest()[:16], "path": lm.path}
+
+
+def expert_spread(experts: str, model: str | None = None) -> float:
+    """max |z − 1| over every vector of the SVF experts in ``experts`` (effective z)."""
+    from t2bench.models import load_model
+    from t2bench.svf import TargetSpec, decompose, load_experts
+    from t2bench.svf.expert import effective_z
+
+    loaded = load_experts(experts)
+    lm = load_model(model)
+    worst = 0.0
+    for e in loaded:
+        spec = TargetSpec(e.meta.module_set, ",".join(map(str, e.meta.layers)))
+        dec = decompose(lm.model, spec, model_id=lm.model_id, progress=False)
+        for z in effective_z(e, dec.sigmas()).values():
+            worst = max(worst, float((z - 1).abs().max()))
+    return worst

@@ -1,0 +1,692 @@
+"""The performance table: every speed or cost ratio the benchmarks have recorded, in one place.
+
+Reads the newest record of each kind under ``results/bench/`` (``<kind>-<UTC stamp>.json``,
+written by ``nox -s bench`` and the ``python -m t2bench.bench.*`` modules) and lists its ratios
+with what they compare against and where they come from (record, commit, machine, time).
+Nothing is measured or re-run here. Where a record stores a ratio, that ratio is shown; where it
+stores only the two numbers, the ratio is their quotient (``ratio_source`` says which).
+
+A kind without a record gives a row naming the command that writes one; a record that cannot
+be read, or lacks some fields, gives what it can, and what was skipped is listed in ``data``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from t2bench.report.tables import Table
+
+NAME = "performance"
+BENCH_DIR = Path("results/bench")
+COLUMNS = [
+    "benchmark",
+    "measure",
+    "value",
+    "baseline",
+    "ratio",
+    "record",
+    "commit",
+    "machine",
+    "created",
+]
+
+#: record kind (file-name prefix) -> the command that writes a new record of it
+KINDS = {
+    "svf": "python -m t2bench.bench.svf (nox -s bench)",
+    "backend": "python -m t2bench.bench.backend (nox -s bench)",
+    "train-step": "python -m t2bench.bench.train_step",
+    "train-parity": "python -m t2bench.bench.train_parity",
+    "dispatch-cost": "python -m t2bench.bench.dispatch cost",
+}
+
+#: what a record with a missing or odd field raises on lookup; anything else is a bug and raises
+LOOKUP_ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError, ZeroDivisionError)
+
+Thunk = Callable[[], "dict | list[dict] | None"]
+
+
+# ---------------------------------------------------------------------- finding records
+
+
+def _pattern(kind: str) -> re.Pattern:
+    # the stamp must follow the kind directly, so "train-step" never matches "train-parity-…";
+    # write_new adds "-1", "-2" … when two records share a second
+    return re.compile(rf"^{re.escape(kind)}-(\d{{8}}T\d{{6}}Z)(?:-(\d+))?\.json$")
+
+
+def records_of(bench_dir: Path, kind: str) -> list[Path]:
+    """JSON records of one kind, oldest first (by UTC stamp, then write_new's ``-N`` suffix)."""
+    pat = _pattern(kind)
+    found = []
+    if Path(bench_dir).is_dir():
+        for p in Path(bench_dir).iterdir():
+            m = pat.match(p.name)
+            if m and p.is_file():
+                found.append(((m.group(1), int(m.group(2) or 0)), p))
+    return [p for _, p in sorted(found)]
+
+
+def newest(bench_dir: Path, kind: str) -> Path | None:
+    recs = records_of(bench_dir, kind)
+    return recs[-1] if recs else None
+
+
+def _unrecognised(bench_dir: Path) -> list[str]:
+    if not Path(bench_dir).is_dir():
+        return []
+    pats = [_pattern(k) for k in KINDS]
+    return sorted(
+        p.name for p in Path(bench_dir).glob("*.json") if not any(pat.match(p.name) for pat in pats)
+    )
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+# ---------------------------------------------------------------------- formatting
+
+
+def secs(x: float) -> str:
+    x = float(x)
+    if x >= 100:
+        return f"{x:.0f} s"
+    if x >= 10:
+        return f"{x:.1f} s"
+    if x >= 1:
+        return f"{x:.2f} s"
+    return f"{x:.3f} s"
+
+
+def mib(kib: float) -> str:
+    return f"{kib / 1024:,.0f} MiB"
+
+
+def short_commit(commit: str | None) -> str:
+    if not commit:
+        return ""
+    sha, _, rest = str(commit).partition("+")
+    return sha[:12] + (f"+{rest}" if rest else "")
+
+
+def short_machine(machine: dict | None) -> str:
+    m = machine if isinstance(machine, dict) else {}
+    parts = []
+    if m.get("cpu_count") is not None:
+        parts.append(f"{m['cpu_count']} CPUs")
+    if m.get("torch"):
+        parts.append(f"torch {m['torch']}")
+    if m.get("gpu"):
+        parts.append(str(m["gpu"]))
+    return ", ".join(parts)
+
+
+def _row(key: str, measure: str, value: str, baseline: str, ratio: Any, derived: bool) -> dict:
+    return {
+        "key": key,
+        "measure": measure,
+        "value": value,
+        "baseline": baseline,
+        "ratio": None if ratio is None else float(ratio),
+        "ratio_source": None
+        if ratio is None
+        else ("quotient of recorded values" if derived else "record"),
+    }
+
+
+def _cells(row: dict) -> dict:
+    """No '|' in a cell: it would split the Markdown table's row (names come from records)."""
+    return {k: v.replace("|", "/") if isinstance(v, str) else v for k, v in row.items()}
+
+
+def _pick(d: dict, prefix: str) -> tuple[str, Any]:
+    """The one entry of ``d`` whose key starts with ``prefix`` (keys carry run settings)."""
+    hits = [(k, v) for k, v in d.items() if k.startswith(prefix)]
+    if len(hits) != 1:
+        raise KeyError(f"{len(hits)} keys start with {prefix!r}")
+    return hits[0]
+
+
+# ---------------------------------------------------------------------- one extractor per kind
+
+
+def _svf(rec: dict) -> Iterator[tuple[str, Thunk]]:
+    def cold_cached():
+        s = rec["seconds"]
+        ck, cold = _pick(s, "svd_cold_")
+        _, cached = _pick(s, "svd_cached_load_")
+        mods = ck.removeprefix("svd_cold_")
+        n = rec.get("svd_matrices")
+        return _row(
+            "svf.svd_cold_over_cached",
+            f"SVD of {f'{n} ' if n else ''}matrices ({mods}): cold vs cached load",
+            f"{secs(cold)} vs {secs(cached)}",
+            "loading the cached SVD",
+            rec["ratios"]["svd_cold_over_cached"],
+            False,
+        )
+
+    def compose_forward():
+        s = rec["seconds"]
+        ck, compose = _pick(s, "compose_all_")
+        fk, forward = _pick(s, "forward_")
+        _, ratio = _pick(rec["ratios"], "compose_over_forward_")
+        n = rec.get("matrices")
+        return _row(
+            "svf.compose_over_forward",
+            f"compose all {f'{n} ' if n else ''}{ck.removeprefix('compose_all_')} matrices "
+            "vs one forward pass",
+            f"{secs(compose)} vs {secs(forward)}",
+            f"one forward pass, batch × tokens {fk.removeprefix('forward_').replace('x', ' × ')}",
+            ratio,
+            False,
+        )
+
+    def restore_forward():
+        s = rec["seconds"]
+        fk, forward = _pick(s, "forward_")
+        return _row(
+            "svf.restore_over_forward",
+            "restore the base weights vs one forward pass",
+            f"{secs(s['restore'])} vs {secs(forward)}",
+            f"one forward pass, batch × tokens {fk.removeprefix('forward_').replace('x', ' × ')}",
+            s["restore"] / forward,
+            True,
+        )
+
+    yield "svd cold vs cached", cold_cached
+    yield "compose vs forward", compose_forward
+    yield "restore vs forward", restore_forward
+
+
+def _backend(rec: dict) -> Iterator[tuple[str, Thunk]]:
+    def parity_scores():
+        p = rec["parity"]
+        identical = p["identical"]
+        if not isinstance(identical, bool):
+            raise TypeError("parity.identical is not a bool")
+        differ = [t for t in p["hf"] if p["hf"][t] != p["t2_no_experts"].get(t)]
+        return _row(
+            "backend.parity_identical",
+            f"t2 without experts vs hf: scores on {', '.join(p['tasks'])} (limit {p['limit']})",
+            "identical" if identical else f"differ on {', '.join(differ) or 'some task'}",
+            "lm-eval hf backend, same model and documents",
+            None,
+            False,
+        )
+
+    def parity_seconds():
+        s = rec["parity"]["seconds"]
+        return _row(
+            "backend.parity_throughput",
+            "t2 without experts / hf throughput (parity run, one run each)",
+            f"t2 {secs(s['t2'])}, hf {secs(s['hf'])}",
+            "lm-eval hf backend",
+            s["hf"] / s["t2"],
+            True,
+        )
+
+    def throughput():
+        th = rec["throughput"]
+        med = th["median_seconds"]
+        return _row(
+            "backend.throughput",
+            f"t2 with one fixed expert / hf throughput ({', '.join(th['tasks'])} limit "
+            f"{th['limit']}, median of {th['repeats']})",
+            f"t2 {secs(med['t2_fixed'])}, hf {secs(med['hf'])}",
+            "lm-eval hf backend, no expert",
+            th["t2_fixed_over_hf_throughput"],
+            False,
+        )
+
+    def compose_share():
+        th = rec["throughput"]
+        t2 = th["t2"]
+        total = sum(th["seconds"]["t2_fixed"])
+        runs = len(th["seconds"]["t2_fixed"])
+        return _row(
+            "backend.compose_share",
+            "composing the fixed expert's weights within the t2 runs",
+            f"{secs(t2['compose_seconds'])} ({t2['weight_compositions']} composition(s), "
+            f"{t2['matrices_composed']} matrices) of {secs(total)} over {runs} run(s)",
+            "wall time of the t2 runs",
+            t2["compose_seconds"] / total,
+            True,
+        )
+
+    def alternating_groups():
+        a = rec["alternating_4_experts"]
+        t2 = a["t2"]
+        return _row(
+            "backend.compositions_per_group",
+            f"requests alternating over {len(t2['experts'])} experts: weight compositions per "
+            "expert group",
+            f"{t2['weight_compositions']} compositions for {t2['groups']} groups "
+            f"({t2['matrices_composed']} matrices, {secs(t2['compose_seconds'])})",
+            "one composition per expert group",
+            t2["weight_compositions"] / t2["groups"],
+            True,
+        )
+
+    def alternating_vs_fixed():
+        a, th = rec["alternating_4_experts"], rec["throughput"]
+        if a["tasks"] != th["tasks"] or a["limit"] != th["limit"]:
+            return None  # different documents: the wall times are not comparable
+        fixed = th["median_seconds"]["t2_fixed"]
+        return _row(
+            "backend.alternating_over_fixed",
+            f"{len(a['t2']['experts'])} alternating experts vs one fixed expert: wall time",
+            f"{secs(a['seconds'])} vs {secs(fixed)}",
+            "t2 with one fixed expert (median), same documents",
+            a["seconds"] / fixed,
+            True,
+        )
+
+    yield "parity scores", parity_scores
+    yield "parity throughput", parity_seconds
+    yield "throughput", throughput
+    yield "compose share", compose_share
+    yield "alternating groups", alternating_groups
+    yield "alternating vs fixed", alternating_vs_fixed
+
+
+def _train_step(rec: dict) -> Iterator[tuple[str, Thunk]]:
+    def setting() -> str:
+        shape = rec.get("batch_shape")
+        where = f"batch {shape[0]} × {shape[1]} tokens" if shape else ""
+        dev = rec.get("device")
+        return ", ".join(x for x in (where, dev) if x)
+
+    def lora_name() -> str:
+        return "LoRA " + str((rec.get("adapters") or {}).get("lora", "")).strip()
+
+    def svf_lora_time():
+        v = rec["variants"]
+        return _row(
+            "train-step.svf_over_lora",
+            f"train step, SVF vs LoRA: median seconds ({setting()})",
+            f"{secs(v['svf']['median_step_seconds'])} vs {secs(v['lora']['median_step_seconds'])}",
+            lora_name(),
+            rec["svf_over_lora_step_time"],
+            False,
+        )
+
+    def other_times():
+        v, ratios = rec["variants"], rec["step_time_over_lora"]
+        return [
+            _row(
+                f"train-step.{name}_over_lora",
+                f"train step, {name.upper()} vs LoRA: median seconds ({setting()})",
+                f"{secs(v[name]['median_step_seconds'])} vs {secs(v['lora']['median_step_seconds'])}",
+                lora_name(),
+                ratio,
+                False,
+            )
+            for name, ratio in ratios.items()
+            if name not in ("svf", "lora")
+        ]
+
+    def params():
+        s, lo = rec["variants"]["svf"], rec["variants"]["lora"]
+        return _row(
+            "train-step.params_over_lora",
+            "trainable parameters (AdamW state), SVF vs LoRA",
+            f"{s['trainable_parameters']:,} ({s['optimizer_state_bytes'] / 1024:,.0f} KiB) vs "
+            f"{lo['trainable_parameters']:,} ({lo['optimizer_state_bytes'] / 1024:,.0f} KiB)",
+            lora_name(),
+            s["trainable_parameters"] / lo["trainable_parameters"],
+            True,
+        )
+
+    def peak_memory():
+        s, lo = rec["variants"]["svf"], rec["variants"]["lora"]
+        if "peak_allocated_steps_bytes" in s:  # CUDA
+            a, b = s["peak_allocated_steps_bytes"] / 1024, lo["peak_allocated_steps_bytes"] / 1024
+            what = "peak allocated GPU memory during the steps"
+        else:  # CPU: the kernel's resident-set high-water mark
+            a = s.get("peak_rss_steps_kib") or s["peak_rss_kib"]
+            b = lo.get("peak_rss_steps_kib") or lo["peak_rss_kib"]
+            what = "peak resident memory during the steps"
+        return _row(
+            "train-step.peak_memory_over_lora",
+            f"{what}, SVF vs LoRA",
+            f"{mib(a)} vs {mib(b)}",
+            lora_name(),
+            a / b,
+            True,
+        )
+
+    def overhead():
+        s, lo = rec["variants"]["svf"], rec["variants"]["lora"]
+        if "step_overhead_bytes" in s:
+            a, b = s["step_overhead_bytes"] / 1024, lo["step_overhead_bytes"] / 1024
+        else:
+            a, b = s["step_overhead_kib"], lo["step_overhead_kib"]
+        return _row(
+            "train-step.step_overhead_over_lora",
+            "memory the steps add over the built model (peak − after build), SVF vs LoRA",
+            f"{mib(a)} vs {mib(b)}",
+            lora_name(),
+            a / b,
+            True,
+        )
+
+    yield "svf vs lora step time", svf_lora_time
+    yield "other variants' step time", other_times
+    yield "trainable parameters", params
+    yield "peak memory", peak_memory
+    yield "step memory overhead", overhead
+
+
+def _train_parity(rec: dict) -> Iterator[tuple[str, Thunk]]:
+    prov = rec.get("provenance") or {}
+    run = ", ".join(
+        f"{label} {prov[k]}"
+        for k, label in (("steps", "steps"), ("global_batch", "global batch"))
+        if k in prov
+    )
+
+    def dz():
+        d, moved = rec["max_abs_dz_1proc_vs_2proc"], rec["max_abs_z_minus_1"]
+        return _row(
+            "train-parity.max_abs_dz",
+            f"1 vs 2 processes{f' ({run})' if run else ''}: max abs(Δz) between the experts",
+            f"{d:.3g} (max abs(z − 1) = {moved:.3g})",
+            "the 1-process expert's largest move from identity, max abs(z − 1)",
+            d / moved if moved else None,
+            True,
+        )
+
+    def seconds():
+        s = rec["seconds"]
+        return _row(
+            "train-parity.seconds",
+            "2 processes vs 1 process (one thread each): wall time of the training run",
+            f"{secs(s['2proc'])} vs {secs(s['1proc'])}",
+            "1 process",
+            s["2proc"] / s["1proc"],
+            True,
+        )
+
+    yield "max abs(dz)", dz
+    yield "seconds", seconds
+
+
+def _dispatch_row(r: dict) -> list[dict]:
+    if r["strategy"] == "none":
+        return []  # no first pass: the reference run, fraction 0 by construction
+    where = f"{r['strategy']} on {r['task']} (n={r['n']})"
+    short = f"{r['strategy']} on {r['task']}"
+    search = r.get("cem_search_s")
+    extra = f", α search {secs(search)}" if search else ""
+    rows = [
+        _row(
+            f"dispatch-cost.{r['task']}.{r['strategy']}",
+            f"first / second pass: {where}",
+            f"{secs(r['first_pass_s'])} / {secs(r['second_pass_s'])}{extra}",
+            "second pass (scoring) of the same run",
+            r["fraction"],
+            False,
+        )
+        | {"where": short}
+    ]
+    wo = r.get("fraction_without_search")
+    if search and wo is not None:
+        rows.append(
+            _row(
+                f"dispatch-cost.{r['task']}.{r['strategy']}.without_search",
+                f"first / second pass without the α search: {where}",
+                f"{secs(r['first_pass_s'] - search)} / {secs(r['second_pass_s'])}",
+                "second pass (scoring) of the same run",
+                wo,
+                False,
+            )
+            | {"where": short}
+        )
+    return rows
+
+
+def _dispatch_cost(rec: dict) -> Iterator[tuple[str, Thunk]]:
+    for i, r in enumerate(rec["rows"]):
+        yield f"rows[{i}]", lambda r=r: _dispatch_row(r)
+
+
+EXTRACTORS: dict[str, Callable[[dict], Iterator[tuple[str, Thunk]]]] = {
+    "svf": _svf,
+    "backend": _backend,
+    "train-step": _train_step,
+    "train-parity": _train_parity,
+    "dispatch-cost": _dispatch_cost,
+}
+
+
+def extract(kind: str, rec: dict) -> tuple[list[dict], dict[str, str]]:
+    """The rows of one record, and {measure: why it was skipped} for those it lacks."""
+    rows: list[dict] = []
+    skipped: dict[str, str] = {}
+    it = EXTRACTORS[kind](rec)
+    while True:
+        try:
+            label, thunk = next(it)
+        except StopIteration:
+            break
+        except LOOKUP_ERRORS as exc:  # the record's list of measurements itself is missing
+            skipped["(all)"] = f"{type(exc).__name__}: {exc}"
+            break
+        try:
+            out = thunk()
+        except LOOKUP_ERRORS as exc:
+            skipped[label] = f"{type(exc).__name__}: {exc}"
+            continue
+        if isinstance(out, dict):
+            rows.append(out)
+        elif out:
+            rows.extend(out)
+    return rows, skipped
+
+
+# ---------------------------------------------------------------------- the table
+
+
+def build(bench_dir: Path = BENCH_DIR) -> Table:
+    """The performance table from the newest record of each kind under ``bench_dir``."""
+    bench_dir = Path(bench_dir)
+    rows: list[dict] = []
+    used: list[dict] = []
+    missing: dict[str, str] = {}
+    for kind, command in KINDS.items():
+        path = newest(bench_dir, kind)
+        if path is None:
+            missing[kind] = command
+            rows.append(
+                {
+                    "benchmark": kind,
+                    "key": f"{kind}.missing",
+                    "measure": "no record",
+                    "value": f"no record; run `{command}`",
+                }
+            )
+            continue
+        ctx = {"benchmark": kind, "record": _rel(path)}
+        entry = {
+            "kind": kind,
+            "record": ctx["record"],
+            "older": [p.name for p in records_of(bench_dir, kind)[:-1]],
+        }
+        try:
+            rec = json.loads(path.read_text())
+            if not isinstance(rec, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+            used.append(entry)
+            rows.append(
+                _cells(
+                    ctx
+                    | {
+                        "key": f"{kind}.unreadable",
+                        "measure": "unreadable record",
+                        "value": entry["error"],
+                    }
+                )
+            )
+            continue
+        prov = rec.get("provenance") if isinstance(rec.get("provenance"), dict) else {}
+        ctx |= {
+            "commit": short_commit(prov.get("commit")),
+            "machine": short_machine(prov.get("machine")),
+            "created": prov.get("created_utc", ""),
+        }
+        found, skipped = extract(kind, rec)
+        entry |= {
+            "commit": prov.get("commit"),
+            "created_utc": prov.get("created_utc"),
+            "machine": prov.get("machine"),
+            "rows": len(found),
+            "skipped": skipped,
+        }
+        used.append(entry)
+        if not found:
+            found = [
+                {
+                    "key": f"{kind}.empty",
+                    "measure": "no measure could be read",
+                    "value": "skipped: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()),
+                }
+            ]
+        rows += [_cells(ctx | r) for r in found]
+    unrecognised = _unrecognised(bench_dir)
+    return Table(
+        NAME,
+        "Performance: speed and cost ratios from the benchmark records",
+        COLUMNS,
+        rows,
+        caption=caption(bench_dir),
+        paragraph=paragraph(rows, used, missing),
+        data={
+            "bench_dir": str(bench_dir),
+            "records": used,
+            "missing": missing,
+            "unrecognised_files": unrecognised,
+        },
+    )
+
+
+def run(ctx) -> Table:
+    return build(BENCH_DIR)
+
+
+def caption(bench_dir: Path) -> str:
+    return (
+        f"Every speed or cost ratio the benchmarks recorded, from the newest record of each kind "
+        f"under `{bench_dir}` (newest = latest UTC stamp in the file name); nothing is "
+        "re-measured. ratio = value over baseline, in the order the measure names them; it is "
+        "the record's own ratio where the record stores one, else the quotient of the two "
+        "recorded numbers in value (`ratio_source` in the JSON). Commit and machine are the "
+        "record's provenance. New records: "
+        + "; ".join(f"{k}: `{c}`" for k, c in KINDS.items())
+        + "."
+    )
+
+
+def paragraph(rows: list[dict], used: list[dict], missing: dict[str, str]) -> str:
+    by = {r["key"]: r for r in rows if r.get("ratio") is not None or r["key"].endswith("identical")}
+    parts: list[str] = []
+
+    def ratio(key: str) -> float | None:
+        r = by.get(key)
+        return None if r is None else r.get("ratio")
+
+    x = ratio("train-step.svf_over_lora")
+    if x is not None:
+        r = by["train-step.svf_over_lora"]
+        s = f"SVF's train step takes {x:.2f}× LoRA's ({r['value']}): "
+        s += (
+            "LoRA is faster per step here (goal ≤ 1× not met)"
+            if x > 1
+            else "at or under LoRA's, as the goal asks"
+        )
+        p = ratio("train-step.params_over_lora")
+        if p is not None:
+            s += f"; SVF trains {p:.3f}× LoRA's parameters"
+        m = ratio("train-step.peak_memory_over_lora")
+        if m is not None:
+            s += f" and peaks at {m:.2f}× its memory during the steps"
+        parts.append(s + ".")
+    x = ratio("svf.svd_cold_over_cached")
+    if x is not None:
+        cold = by["svf.svd_cold_over_cached"]["value"]
+        s = f"A cold SVD takes {x:.0f}× as long as loading the cached one ({cold})"
+        c = ratio("svf.compose_over_forward")
+        if c is not None:
+            s += f", and composing an expert's weights costs {100 * c:.1f}% of one forward pass"
+        parts.append(s + ".")
+    x = ratio("backend.throughput")
+    if x is not None:
+        s = f"The t2 backend with a fixed expert runs at {x:.3f}× hf's throughput"
+        s += " (as fast or faster)" if x >= 1 else f" ({100 * (1 - x):.1f}% slower)"
+        ident = by.get("backend.parity_identical")
+        if ident is not None:
+            same = ident["value"] == "identical"
+            s += f"; without experts its scores are {'identical to' if same else 'not identical to'} hf's"
+        g = by.get("backend.compositions_per_group")
+        if g is not None:
+            s += "; with requests alternating between experts, weights are composed " + (
+                "once per expert group" if g["ratio"] == 1 else f"{g['ratio']:.2f}× per group"
+            )
+            a = ratio("backend.alternating_over_fixed")
+            if a is not None:
+                s += f", at {a:.2f}× the fixed expert's wall time"
+        parts.append(s + ".")
+    d = by.get("train-parity.max_abs_dz")
+    if d is not None:
+        if d["ratio"] == 0:
+            parts.append("Training with 2 processes gives the same expert as 1 (max |Δz| = 0).")
+        else:
+            parts.append(
+                f"Training with 2 processes instead of 1 changes the expert by max |Δz| = "
+                f"{d['value'].split(' ')[0]}, {d['ratio']:.3g} of its largest move from identity."
+            )
+    fr = [r for r in rows if r["key"].startswith("dispatch-cost.") and r.get("ratio") is not None]
+    fr = [r for r in fr if not r["key"].endswith("without_search")]
+    if fr:
+        lo, hi = min(fr, key=lambda r: r["ratio"]), max(fr, key=lambda r: r["ratio"])
+        parts.append(
+            f"A dispatch first pass costs from {100 * lo['ratio']:.1f}% ({lo['where']}) to "
+            f"{100 * hi['ratio']:.1f}% ({hi['where']}) of the second pass."
+        )
+    if missing:
+        parts.append(
+            "No record yet for " + "; ".join(f"{k} (`{c}`)" for k, c in missing.items()) + "."
+        )
+    ok = [u for u in used if "error" not in u]
+    commits = sorted({short_commit(u.get("commit")) or "unknown" for u in ok})
+    machines = {json.dumps(u.get("machine"), sort_keys=True) for u in ok}
+    shorts = sorted({short_machine(u.get("machine")) or "unknown" for u in ok})
+    if len(commits) > 1 or len(machines) > 1:
+        where = f"{len(commits)} commit{'s' if len(commits) > 1 else ''} ({', '.join(commits)})"
+        if len(machines) > 1:
+            where += f" and {len(machines)} machine configurations ({'; '.join(shorts)})"
+        else:
+            where += f" on one machine configuration ({shorts[0]})"
+        parts.append(
+            f"The records come from {where}: ratios within one record are comparable, "
+            "absolute times across records are not."
+        )
+    elif ok:
+        parts.append(
+            f"All records come from commit {commits[0]} on one machine ({shorts[0]}); "
+            "absolute times are still from separate runs."
+        )
+    if any("+" in c for c in commits):
+        parts.append(
+            "A commit marked +dirty was recorded from a working tree with uncommitted changes."
+        )
+    return "**What this shows.** " + " ".join(parts) if parts else ""

@@ -1,0 +1,122 @@
+"""What an ablation run evaluates and how much of it: the CPU profile (2 cores, under an hour,
+the packaged models) and the paper profile (the paper's models and full test sets, for a GPU
+machine with a model hub)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from t2bench.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class AblationProfile:
+    name: str
+    model: str | None = None  # None: the embedded default (SmolLM2-135M-Instruct)
+    #: differently shaped model for shape-adaptive transfer (None: skip)
+    transfer_target: str | None = "gemma-3-270m"
+    #: same-shape model for the paper's transfer (None: none available, rows say so)
+    same_shape_target: str | None = None
+    experts: str = "results/experts"
+    table4_experts: str = "results/experts/table4"
+    #: experts trained on the transfer target (for target → model transfer); None: skip
+    target_experts: str | None = None
+    #: Table 1 / Table 4: items of each training task's held-out test split (None: all)
+    heldout_n: dict[str, int | None] = field(default_factory=dict)
+    #: Table 2: the first n documents of each unseen lm-eval task (None: all)
+    unseen: dict[str, int | None] = field(default_factory=dict)
+    #: Table 2: the LoRA baseline evaluated on each unseen task (matched by category)
+    lora_for: dict[str, str] = field(default_factory=dict)
+    #: cap on generated tokens per unseen task (None: the task's own)
+    max_gen_toks: dict[str, int | None] = field(default_factory=dict)
+    #: CEM options (dispatch spec) per unseen task
+    cem: dict[str, str] = field(default_factory=dict)
+    #: transfer: the task, its n, the expert that is transferred, CEM options on the target
+    transfer_task: str = "arc_challenge"
+    transfer_n: int | None = 60
+    transfer_expert: str = "reasoning-svf-pg"
+    transfer_cem: str = "shots=5;population=6;iterations=2"
+    shuffle_seeds: tuple[int, ...] = (0, 1, 2)
+    batch_size: int = 16
+    #: flush denormal floats to zero on CPU (torch.set_flush_denormal): padded batched
+    #: generation produces denormals that made ARC prompt first passes ~6x slower
+    flush_denormal: bool = True
+    bootstrap_iters: int = 10_000
+    seed: int = 0
+
+    def with_overrides(self, **kw) -> AblationProfile:
+        return replace(self, **kw)
+
+
+_CEM_GEN = "shots=3;population=4;iterations=1;max_gen_toks=64"
+
+CPU = AblationProfile(
+    name="cpu",
+    heldout_n={"reasoning": 100, "math": 32, "code": 16},
+    unseen={"arc_challenge": 60, "humaneval": 12, "minerva_math_prealgebra": 20},
+    lora_for={
+        "arc_challenge": "reasoning-lora-ntp",
+        "humaneval": "code-lora-ntp",
+        "minerva_math_prealgebra": "math-lora-ntp",
+    },
+    max_gen_toks={"arc_challenge": None, "humaneval": 96, "minerva_math_prealgebra": 96},
+    cem={
+        "arc_challenge": "shots=5;population=6;iterations=2",
+        "humaneval": _CEM_GEN,
+        "minerva_math_prealgebra": _CEM_GEN,
+    },
+)
+
+PAPER = AblationProfile(
+    name="paper",
+    model="meta-llama/Meta-Llama-3-8B-Instruct",
+    transfer_target=None,
+    same_shape_target="mistralai/Mistral-7B-Instruct-v0.3",
+    experts="results/experts-llama3-8b",
+    table4_experts="results/experts-llama3-8b/table4",
+    heldout_n={"reasoning": None, "math": None, "code": None},
+    unseen={"arc_challenge": None, "humaneval": None, "minerva_math": None},
+    lora_for={
+        "arc_challenge": "reasoning-lora-ntp",
+        "humaneval": "code-lora-ntp",
+        "minerva_math": "math-lora-ntp",
+    },
+    max_gen_toks={"arc_challenge": None, "humaneval": None, "minerva_math": None},
+    cem={
+        "arc_challenge": "shots=10;population=32;elite_ratio=0.2;iterations=50",
+        "humaneval": "shots=10;population=32;elite_ratio=0.2;iterations=50",
+        "minerva_math": "shots=10;population=32;elite_ratio=0.2;iterations=50",
+    },
+    transfer_n=None,
+    transfer_cem="shots=10;population=32;elite_ratio=0.2;iterations=50",
+    shuffle_seeds=(0, 1, 2, 3, 4),
+    batch_size=32,
+)
+
+PROFILES = {"cpu": CPU, "paper": PAPER}
+
+
+def get_profile(name: str) -> AblationProfile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ConfigError(f"unknown profile {name!r}: use one of {', '.join(PROFILES)}") from None
+
+
+#: a few documents per table: checks the whole pipeline end to end in minutes (tests, CI)
+SMOKE = CPU.with_overrides(
+    name="smoke",
+    heldout_n={"reasoning": 4, "math": 2, "code": 2},
+    unseen={"arc_challenge": 4, "humaneval": 2, "minerva_math_prealgebra": 2},
+    max_gen_toks={"arc_challenge": None, "humaneval": 16, "minerva_math_prealgebra": 16},
+    cem={
+        "arc_challenge": "shots=2;population=2;iterations=1",
+        "humaneval": "shots=1;population=2;iterations=1;max_gen_toks=8",
+        "minerva_math_prealgebra": "shots=1;population=2;iterations=1;max_gen_toks=8",
+    },
+    transfer_n=4,
+    transfer_cem="shots=2;population=2;iterations=1",
+    shuffle_seeds=(0, 1),
+    bootstrap_iters=1000,
+)
+PROFILES["smoke"] = SMOKE

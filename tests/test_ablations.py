@@ -1,0 +1,185 @@
+"""Ablation plumbing on fake data: statistics, table files, score assembly, the run index."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from t2bench.ablations import select, write_index
+from t2bench.ablations import table2_unseen as t2
+from t2bench.ablations import table4_params as t4
+from t2bench.ablations.context import AblationContext
+from t2bench.ablations.profile import CPU, PAPER, get_profile
+from t2bench.errors import ConfigError
+from t2bench.report.stats import accuracy, paired_bootstrap, verdict, wilson
+from t2bench.report.tables import Table
+
+
+def test_wilson_known_values_and_edges():
+    lo, hi = wilson(0, 10)
+    assert lo == 0 and 0.27 < hi < 0.28  # the textbook 0/10 interval is [0, 0.278]
+    lo, hi = wilson(5, 10)
+    assert 0.23 < lo < 0.24 and 0.76 < hi < 0.77
+    assert accuracy([1, 0, 1, 1])["score"] == 0.75
+
+
+def test_paired_bootstrap_sees_a_real_difference_and_no_difference():
+    base = [0] * 30 + [1] * 30
+    better = [1] * 30 + [1] * 30  # wins on every item base got wrong
+    d = paired_bootstrap(base, better, iters=2000)
+    assert d["diff"] == pytest.approx(0.5) and d["ci_low"] > 0.3 and d["wins"] == 30
+    assert verdict(d) == "supports" and verdict(d, -1) == "contradicts"
+    same = paired_bootstrap(base, base, iters=2000)
+    assert same["diff"] == 0 and same["p_bootstrap"] == 1.0 and verdict(same) == "inconclusive"
+    noisy = paired_bootstrap([0, 1] * 10, [1, 0] * 10, iters=2000)
+    assert noisy["ci_low"] < 0 < noisy["ci_high"] and verdict(noisy) == "inconclusive"
+    with pytest.raises(ValueError, match="equally many"):
+        paired_bootstrap([1, 0], [1])
+
+
+def test_bootstrap_is_seeded():
+    a, b = [0, 1, 0, 1, 1, 0, 0, 1], [1, 1, 0, 1, 1, 1, 0, 0]
+    assert paired_bootstrap(a, b, seed=3) == paired_bootstrap(a, b, seed=3)
+
+
+def test_table_writes_three_files_and_never_overwrites(tmp_path):
+    t = Table("t", "Title", ["a", "b"], [{"a": 1, "b": 0.5}, {"a": 2, "b": None}], "cap", "para")
+    paths = t.write(tmp_path, {"commit": "x"})
+    assert [p.suffix for p in paths] == [".md", ".csv", ".json"]
+    md = (tmp_path / "t.md").read_text()
+    assert "| 1 | 0.500 |" in md and md.strip().endswith("para")
+    assert (tmp_path / "t.csv").read_text().splitlines() == ["a,b", "1,0.5", "2,"]
+    assert json.loads((tmp_path / "t.json").read_text())["provenance"] == {"commit": "x"}
+    with pytest.raises(FileExistsError):
+        t.write(tmp_path, {})
+
+
+def test_assemble_takes_each_docs_score_from_the_chosen_run():
+    runs = {
+        "base": {"doc_ids": [0, 1, 2], "scores": [0, 0, 1]},
+        "math-svf-pg": {"doc_ids": [0, 1, 2], "scores": [1, 1, 0]},
+    }
+    choice = {"strategy": "x", "doc_ids": [0, 1, 2], "keys": ["math-svf-pg", "base", "math-svf-pg"]}
+    assert t2.assemble(choice, runs) == [1, 0, 0]
+    with pytest.raises(RuntimeError, match="chose 'code-svf-pg'"):
+        t2.assemble({"strategy": "x", "doc_ids": [0], "keys": ["code-svf-pg"]}, runs)
+
+
+def test_llama3_8b_counts_reproduce_the_papers():
+    for (method, modules), stated in t4.PAPER_COUNTS.items():
+        assert t4.llama_count(method, modules) == stated, (method, modules)
+
+
+def test_select_and_profiles():
+    assert select("table1,transfer") == ["table1_training", "transfer"]
+    assert len(select(None)) == 7
+    with pytest.raises(ConfigError, match="unknown ablation.*table9"):
+        select("table9")
+    with pytest.raises(ConfigError, match="unknown profile 'gpu'"):
+        get_profile("gpu")
+    assert PAPER.model and "Llama-3-8B" in PAPER.model and PAPER.same_shape_target
+    assert set(CPU.unseen) == set(CPU.lora_for) == set(CPU.cem)
+
+
+def test_memo_is_written_as_it_goes_and_read_back_on_resume(tmp_path):
+    ctx = AblationContext(CPU, tmp_path / "run")
+    calls = []
+    ctx.remember("k", lambda: calls.append(1) or {"scores": [1, 0]})
+    assert ctx.remember("k", lambda: calls.append(1) or {"scores": [9]})["scores"] == [1, 0]
+    again = AblationContext(CPU, tmp_path / "run", resume=True)
+    assert again.remember("k", lambda: calls.append(1) or {})["scores"] == [1, 0]
+    assert calls == [1]
+    with pytest.raises(FileExistsError):
+        AblationContext(CPU, tmp_path / "run")  # a new run never reuses a folder
+
+
+def _fake_run(root, name, ok=True, modules=7):
+    folder = root / name
+    folder.mkdir(parents=True)
+    status = {f"m{i}": {"ok": ok or i > 0} for i in range(modules)}
+    summary = {
+        "profile": "cpu",
+        "modules": [f"m{i}" for i in range(modules)],
+        "status": status,
+        "wall_seconds": 600,
+        "provenance": {"commit": "abcdef1234567"},
+    }
+    (folder / "run.json").write_text(json.dumps(summary))
+
+
+def test_index_points_to_the_newest_complete_run(tmp_path):
+    _fake_run(tmp_path, "cpu-20260101T000000Z")
+    _fake_run(tmp_path, "cpu-20260102T000000Z", ok=False)
+    _fake_run(tmp_path, "cpu-20260103T000000Z", modules=2)
+    text = write_index(tmp_path).read_text()
+    assert "Latest complete run: [cpu-20260101T000000Z]" in text
+    assert "failed: m0" in text and text.count("| [cpu-") == 3
+
+
+def _row(task, variant, base, other):
+    from t2bench.ablations.table1_training import row
+
+    return row(task, variant, {"scores": other}, {"scores": base} if base else None, 2000, 0)
+
+
+def test_table1_paragraph_follows_the_numbers():
+    from t2bench.ablations.table1_training import paragraph
+
+    base, good = [0] * 40 + [1] * 10, [1] * 50
+    rows = []
+    for task in ("GSM8K", "MBPP", "ARC-Easy"):
+        rows += [_row(task, "base", None, base), _row(task, "LoRA (NTP)", base, base)]
+        rows.append(_row(task, "SVF (PG)", base, good if task == "GSM8K" else base))
+    text = paragraph(rows, 0.0123)
+    assert "GSM8K: SVF +80.0" in text and "(supports for SVF > base)" in text
+    assert "significant on 1 of 3 tasks" in text and "1.23%" in text
+
+
+def test_table3_paragraph_compares_with_the_papers_ratio():
+    from t2bench.ablations.table3_cost import paragraph
+
+    rows = [
+        {
+            "task": "ARC-Challenge",
+            "strategy": "prompt",
+            "ratio": 0.9,
+            "first / second": "90.0%",
+            "paper (prompt)": "47%",
+        },
+        {
+            "task": "ARC-Challenge",
+            "strategy": "router",
+            "ratio": 0.02,
+            "first / second": "2.0%",
+            "paper (prompt)": "",
+        },
+        {
+            "task": "MATH",
+            "strategy": "prompt",
+            "ratio": 0.05,
+            "first / second": "5.0%",
+            "paper (prompt)": "13%",
+        },
+    ]
+    text = paragraph(rows)
+    assert "90% on ARC-Challenge (above the paper's 47%)" in text
+    assert "5% on MATH (below the paper's 13%)" in text
+    assert "Cheapest first pass: router on ARC-Challenge" in text
+
+
+@pytest.mark.real
+def test_smoke_profile_writes_a_complete_table_with_provenance(tmp_path, monkeypatch):
+    """Table 1 end to end on the real model with a few items (opt-in: pytest --real)."""
+    from t2bench.ablations import run_all
+
+    monkeypatch.setenv("HF_ALLOW_CODE_EVAL", "1")  # the MBPP reward runs model-written code
+    folder = run_all("smoke", only="table1", out=tmp_path)
+    payload = json.loads((folder / "table1-training-tasks.json").read_text())
+    assert {r["task"] for r in payload["rows"]} == {"GSM8K", "MBPP", "ARC-Easy"}
+    prov = payload["provenance"]
+    assert prov["model_fingerprint"]["sha256_weights"] and prov["profile"]["name"] == "smoke"
+    assert prov["wall_seconds"] > 0 and "What this shows" in payload["paragraph"]
+    assert (folder / "evaluations.jsonl").read_text().count("\n") == 9  # 3 tasks x 3 variants
+    index = (tmp_path / "README.md").read_text()
+    assert folder.name in index
