@@ -183,3 +183,15 @@ def test_smoke_profile_writes_a_complete_table_with_provenance(tmp_path, monkeyp
     assert (folder / "evaluations.jsonl").read_text().count("\n") == 9  # 3 tasks x 3 variants
     index = (tmp_path / "README.md").read_text()
     assert folder.name in index
+
+
+def test_alpha_description_names_no_expert_on_a_tie():
+    from t2bench.ablations.alpha import describe_alpha
+
+    names = ["code-svf-pg", "math-svf-pg", "reasoning-svf-pg"]
+    tie = {"alpha": [1 / 3] * 3, "expert_names": names, "shot score": 0.0}
+    assert describe_alpha(tie).startswith("α stayed uniform")
+    moved = {"alpha": [0.1, 0.2, 0.7], "expert_names": names, "shot score": 0.4}
+    assert describe_alpha(moved).startswith(
+        "largest α on reasoning, max distance from uniform 0.37"
+    )

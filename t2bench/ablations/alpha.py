@@ -86,15 +86,23 @@ def run(ctx) -> Table:
     )
 
 
+def describe_alpha(r: dict) -> str:
+    """Which expert α favours, or that it stayed uniform (a tie names no expert)."""
+    alpha = r["alpha"]
+    moved = max(abs(a - 1 / len(alpha)) for a in alpha)
+    if moved < 1e-3:
+        return f"α stayed uniform (no candidate beat the start), shot score {r['shot score']}"
+    top = max(range(len(alpha)), key=lambda k: alpha[k])
+    name = r["expert_names"][top].removesuffix("-svf-pg")
+    return (
+        f"largest α on {name}, max distance from uniform {moved:.2f}, shot score {r['shot score']}"
+    )
+
+
 def paragraph(rows: list[dict]) -> str:
     parts = []
     for r in rows:
-        top = max(range(len(r["alpha"])), key=lambda k: r["alpha"][k])
-        moved = max(abs(a - 1 / len(r["alpha"])) for a in r["alpha"])
-        parts.append(
-            f"{r['task']} ({r['model']}): largest α on {r['expert_names'][top].removesuffix('-svf-pg')}"
-            f", max distance from uniform {moved:.2f}, shot score {r['shot score']}"
-        )
+        parts.append(f"{r['task']} ({r['model']}): {describe_alpha(r)}")
     return (
         "**What this shows.** The paper's Figure 7 finds task-dependent α, with the expert "
         "matching the task's category weighted most (e.g. math for MATH), and finds that "
