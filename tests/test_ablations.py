@@ -195,3 +195,15 @@ def test_alpha_description_names_no_expert_on_a_tie():
     assert describe_alpha(moved).startswith(
         "largest α on reasoning, max distance from uniform 0.37"
     )
+
+
+def test_every_profile_task_is_a_leaf_task_of_the_offline_folder():
+    """Per-document scores are read per lm-eval task: a group (minerva_math) would not work."""
+    from t2bench.ablations.profile import PROFILES
+    from t2bench.evaluate import tasks_dir
+
+    for prof in PROFILES.values():
+        for task in [*prof.unseen, prof.transfer_task]:
+            text = (tasks_dir() / f"{task}.yaml").read_text()
+            assert "group:" not in text, (prof.name, task)
+        assert set(prof.unseen) == set(prof.lora_for) == set(prof.cem) == set(prof.max_gen_toks)

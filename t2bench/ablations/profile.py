@@ -67,6 +67,22 @@ CPU = AblationProfile(
     },
 )
 
+#: MATH as its seven subjects: per-document scores are read per lm-eval task, not per group
+MATH_SUBJECTS = tuple(
+    f"minerva_math_{s}"
+    for s in (
+        "algebra",
+        "counting_and_prob",
+        "geometry",
+        "intermediate_algebra",
+        "num_theory",
+        "prealgebra",
+        "precalc",
+    )
+)
+_PAPER_CEM = "shots=10;population=32;elite_ratio=0.2;iterations=50"
+_PAPER_UNSEEN = ("arc_challenge", "humaneval", *MATH_SUBJECTS)
+
 PAPER = AblationProfile(
     name="paper",
     model="meta-llama/Meta-Llama-3-8B-Instruct",
@@ -75,20 +91,19 @@ PAPER = AblationProfile(
     experts="results/experts-llama3-8b",
     table4_experts="results/experts-llama3-8b/table4",
     heldout_n={"reasoning": None, "math": None, "code": None},
-    unseen={"arc_challenge": None, "humaneval": None, "minerva_math": None},
+    unseen=dict.fromkeys(_PAPER_UNSEEN),
     lora_for={
-        "arc_challenge": "reasoning-lora-ntp",
-        "humaneval": "code-lora-ntp",
-        "minerva_math": "math-lora-ntp",
+        t: "reasoning-lora-ntp"
+        if t == "arc_challenge"
+        else "code-lora-ntp"
+        if t == "humaneval"
+        else "math-lora-ntp"
+        for t in _PAPER_UNSEEN
     },
-    max_gen_toks={"arc_challenge": None, "humaneval": None, "minerva_math": None},
-    cem={
-        "arc_challenge": "shots=10;population=32;elite_ratio=0.2;iterations=50",
-        "humaneval": "shots=10;population=32;elite_ratio=0.2;iterations=50",
-        "minerva_math": "shots=10;population=32;elite_ratio=0.2;iterations=50",
-    },
+    max_gen_toks=dict.fromkeys(_PAPER_UNSEEN),
+    cem=dict.fromkeys(_PAPER_UNSEEN, _PAPER_CEM),
     transfer_n=None,
-    transfer_cem="shots=10;population=32;elite_ratio=0.2;iterations=50",
+    transfer_cem=_PAPER_CEM,
     shuffle_seeds=(0, 1, 2, 3, 4),
     batch_size=32,
 )
