@@ -30,7 +30,9 @@ def test_worker_times_a_real_step(variant, llama_dir, home):
     assert torch.isfinite(torch.tensor(r["losses"])).all()
     mem = r["memory"]
     assert mem["device"] == "cpu" and mem["rss_after_build_kib"] > 0
-    assert mem["peak_rss_kib"] >= mem["rss_after_build_kib"]
+    # VmRSS and ru_maxrss come from counters the kernel syncs per thread in batches of up to
+    # 64 pages, so a peak read later can trail an RSS read earlier by a few hundred KiB
+    assert mem["peak_rss_kib"] >= mem["rss_after_build_kib"] - 2048
 
 
 def test_make_batch_targets_last_half():
