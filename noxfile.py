@@ -143,3 +143,23 @@ def train(session: nox.Session) -> None:
     session.run("t2bench", "experts", "--profile", profile, *session.posargs, env=env)
     for task, n in HELDOUT_N.items():
         session.run("t2bench", "heldout", "--tasks", task, "--n", n, env=env)
+    # one expert on Gemma-3-270M, for the Gemma -> SmolLM2 direction of the transfer ablation
+    gemma = "results/experts-gemma-3-270m/reasoning-svf-pg"
+    if not os.path.exists(f"{gemma}/summary.json"):
+        session.run("t2bench", "assets", "fetch", "gemma-3-270m")
+        session.run(
+            "python",
+            "-m",
+            "t2bench.train",
+            "--recipe",
+            "reasoning-svf-pg",
+            "--profile",
+            profile,
+            "--model",
+            "gemma-3-270m",
+            "--name",
+            "reasoning-svf-pg",
+            "--output-dir",
+            gemma,
+            env=env,
+        )

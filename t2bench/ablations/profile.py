@@ -52,6 +52,7 @@ _CEM_GEN = "shots=3;population=4;iterations=1;max_gen_toks=64"
 
 CPU = AblationProfile(
     name="cpu",
+    target_experts="results/experts-gemma-3-270m",
     heldout_n={"reasoning": 100, "math": 32, "code": 16},
     unseen={"arc_challenge": 60, "humaneval": 12, "minerva_math_prealgebra": 20},
     lora_for={
