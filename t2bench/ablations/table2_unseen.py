@@ -15,8 +15,6 @@ How each number is made (all through ``lm_eval --model t2`` on the first n docum
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from t2bench.dispatch.labels import EXPERT_LABELS
 from t2bench.report.stats import accuracy, paired_bootstrap, verdict
 from t2bench.report.tables import Table, diff_cell
@@ -50,15 +48,11 @@ def expert_name(label: str) -> str:
 
 
 def lora_path(experts: str, run: str) -> str:
-    import json
+    """The peft adapter folder of the finished run ``run`` (e.g. math-lora-ntp)."""
+    from t2bench.ablations.table1_training import variant
 
-    summary = Path(experts) / run / "summary.json"
-    if not summary.exists():
-        from t2bench.errors import ConfigError
-
-        raise ConfigError(f"no finished LoRA run {run} under {experts}: nox -s train -- {run}")
-    art = Path(json.loads(summary.read_text())["artifact"])
-    return str(art if art.exists() else summary.parent / art.name)
+    task, suffix = run.split("-", 1)
+    return str(variant(experts, task, suffix).path)
 
 
 def singles(ctx, task: str, n: int | None) -> dict[str, dict]:

@@ -80,11 +80,9 @@ def llama_count(method: str, modules: str) -> int:
 
 
 def trainable(v: Variant) -> int | None:
-    summary = Path(v.path).parent / "summary.json" if v.kind == "svf" else None
-    for cand in (summary, Path(v.path) / "summary.json", Path(v.path).parent / "summary.json"):
-        if cand is not None and cand.exists():
-            return json.loads(cand.read_text()).get("trainable_parameters")
-    return None
+    """The run's trainable-parameter count, from the summary.json beside its artifact."""
+    summary = Path(v.path).parent / "summary.json"
+    return json.loads(summary.read_text()).get("trainable_parameters") if summary.exists() else None
 
 
 def run(ctx) -> Table:
