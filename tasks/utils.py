@@ -7,7 +7,7 @@ keyword arguments, so the loaders accept and ignore extra keywords.
 
 from __future__ import annotations
 
-from t2bench.tasks import code_exec, gsm8k, humaneval, math_answer, mbpp, minerva_math
+from t2bench.tasks import code_exec, gsm8k, humaneval, math_answer, mbpp, minerva_math, textvqa
 from t2bench.tasks.arc import load_arc
 
 # --------------------------------------------------------------------------- datasets
@@ -56,3 +56,18 @@ def pass_at_k(references, predictions, k=None):
 def pass_at_1(references, predictions):
     """mbpp metric; the name makes lm-eval report ``pass_at_1`` like upstream."""
     return code_exec.pass_at_k(references, predictions, k=[1])["pass@1"]
+
+
+# --------------------------------------------------------------------------- textvqa (hub data)
+
+
+def textvqa_doc_to_text(doc):
+    return textvqa.doc_to_text(doc)
+
+
+def textvqa_doc_to_image(doc):
+    return textvqa.doc_to_image(doc)
+
+
+def textvqa_process_results(doc, results):
+    return textvqa.process_results(doc, results)
