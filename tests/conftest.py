@@ -107,3 +107,65 @@ def tiny_model(request):
 def tokens():
     g = torch.Generator().manual_seed(1)
     return torch.randint(0, 64, (2, 12), generator=g)
+
+
+# --------------------------------------------------------------------------- image-text models
+
+TINY_VISION = dict(
+    image_size=48, patch_size=16, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64
+)
+
+
+def char_tokenizer():
+    """One token per printable character (newline included), plus <unk> and </s> (= pad)."""
+    import string
+
+    from tokenizers import Tokenizer, decoders
+    from tokenizers import models as tk_models
+    from transformers import PreTrainedTokenizerFast
+
+    chars = sorted(set(string.printable))
+    vocab = {c: i for i, c in enumerate(chars)} | {"<unk>": len(chars), "</s>": len(chars) + 1}
+    tk = Tokenizer(tk_models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    tk.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tk, unk_token="<unk>", eos_token="</s>", pad_token="</s>"
+    )
+
+
+def save_char_llama(folder, seed: int = 0) -> str:
+    """A 2-layer Llama over :func:`char_tokenizer` (prompts and answers are real tokens)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=104,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+    )
+    LlamaForCausalLM(cfg).eval().save_pretrained(folder)
+    char_tokenizer().save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def char_llama_dir(tmp_path_factory):
+    return save_char_llama(tmp_path_factory.mktemp("char-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm_dir(tmp_path_factory, char_llama_dir):
+    """A LLaVA folder: the char Llama + a 1-layer 48 px SigLIP tower (9 image tokens)."""
+    from t2bench.vlm.assemble import VisionConfig, assemble_vlm
+
+    return str(
+        assemble_vlm(
+            tmp_path_factory.mktemp("vlm") / "tiny-vlm",
+            language_model=char_llama_dir,
+            vision=VisionConfig(**TINY_VISION),
+        )
+    )

@@ -8,7 +8,7 @@ Newer lm-eval releases find the same targets through the ``lm_eval.models`` entr
 
 from __future__ import annotations
 
-BACKENDS = {"t2": "t2bench.backends.text:T2LM"}
+BACKENDS = {"t2": "t2bench.backends.text:T2LM", "t2-vlm": "t2bench.backends.vlm:T2VLM"}
 
 
 def register() -> None:

@@ -1,36 +1,33 @@
-"""``lm_eval --model t2``: HFLM with SVF experts chosen per request.
+"""``lm_eval --model t2``: HFLM with SVF experts chosen per request (text models).
 
-Each public request method asks the dispatcher for a choice per request, groups the requests
-by choice, composes each group's weights once (not at all when the active weights already
-match), runs HFLM's own batched method on the group, and returns results in the original
-order. HFLM's tokenisation, length-sorted batching and stop handling are untouched.
+See :mod:`t2bench.backends.adapt` for the per-request grouping shared with ``t2-vlm``.
 """
 
 from __future__ import annotations
 
 import inspect
-import logging
-import time
-from collections import Counter
 
 from lm_eval.models.huggingface import HFLM
 
-from t2bench.dispatch import (
-    BASE,
-    Choice,
-    DispatchContext,
-    DispatchRequest,
-    FixedDispatch,
-    NoDispatch,
-    make_dispatcher,
+from t2bench.backends.adapt import (
+    T2_ARGS,
+    ExpertDispatchMixin,
+    available_device,
+    merge_adapter,
+    refuse_peft_with_experts,
+    split_expert_paths,
 )
 from t2bench.errors import ConfigError
 from t2bench.models import load_model
-from t2bench.report.provenance import provenance
-from t2bench.svf import SVFPatcher, TargetSpec, check_fits, decompose, load_experts
-from t2bench.svf.expert import check_same_layout
 
-eval_logger = logging.getLogger(__name__)
+__all__ = [
+    "T2LM",
+    "T2_ARGS",
+    "hflm_args",
+    "merge_adapter",
+    "split_expert_paths",
+    "valid_model_args",
+]
 
 # HFLM arguments that t2 sets itself from the loaded model.
 _MANAGED = {
@@ -49,77 +46,26 @@ _MANAGED = {
     "autogptq",
     "gptqmodel",
 }
-T2_ARGS = {
-    "pretrained",
-    "experts",
-    "dispatch",
-    "modules",
-    "layers",
-    "transfer",
-    "dtype",
-    "device",
-    "peft",
-}
 
 
-def hflm_args() -> set[str]:
-    params = inspect.signature(HFLM.__init__).parameters
-    return {
+def hflm_args(cls=HFLM) -> set[str]:
+    params = inspect.signature(cls.__init__).parameters
+    out = {
         p for p, v in params.items() if p != "self" and v.kind is not inspect.Parameter.VAR_KEYWORD
-    } - _MANAGED
+    }
+    if cls is not HFLM:
+        out |= hflm_args(HFLM)
+    return out - _MANAGED
 
 
 def valid_model_args() -> list[str]:
     return sorted(T2_ARGS | hflm_args())
 
 
-def split_expert_paths(experts) -> list[str]:
-    """A folder, one file, ``a.safetensors;b.safetensors`` or a list (JSON model_args)."""
-    if experts is None or experts == "":
-        return []
-    if isinstance(experts, (list, tuple)):
-        return [str(e) for e in experts]
-    return [p.strip() for p in str(experts).split(";") if p.strip()]
-
-
-def _as_bool(value, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if str(value).lower() in ("1", "true", "yes"):
-        return True
-    if str(value).lower() in ("0", "false", "no", ""):
-        return False
-    raise ConfigError(f"model_arg {name}={value!r} is not a boolean: use true or false")
-
-
-def merge_adapter(model, path: str):
-    """``model`` with the peft adapter at ``path`` (LoRA, IA3, ...) merged into its weights."""
-    from pathlib import Path
-
-    if not (Path(path) / "adapter_config.json").is_file():
-        raise ConfigError(
-            f"peft={path}: no adapter_config.json there. Pass the folder a peft adapter was "
-            "saved to (e.g. results/experts/math-lora-ntp/math-lora-ntp)"
-        )
-    from peft import PeftModel
-
-    return PeftModel.from_pretrained(model, path).merge_and_unload().eval()
-
-
-def _available(device: str | None) -> str | None:
-    """lm-eval's CLI passes device=cuda:0 by default; like hf, fall back to the best available."""
-    import torch
-
-    if device and str(device).startswith("cuda") and not torch.cuda.is_available():
-        eval_logger.warning(
-            f"t2: device {device!r} requested but CUDA is not available; using the best available device"
-        )
-        return None
-    return device
-
-
-class T2LM(HFLM):
+class T2LM(ExpertDispatchMixin, HFLM):
     """An HFLM whose adapted matrices are rewritten per request group by SVF experts."""
+
+    _lm_base = HFLM
 
     def __init__(
         self,
@@ -139,129 +85,22 @@ class T2LM(HFLM):
             raise ConfigError(
                 f"unknown model_args for t2: {', '.join(unknown)}. Valid: {', '.join(valid_model_args())}"
             )
-        lm = load_model(pretrained, dtype=dtype, device=_available(device))
-        peft_path = peft
-        if peft_path:
+        from t2bench.vlm.assemble import is_vlm_folder
+
+        if pretrained and is_vlm_folder(pretrained):
+            raise ConfigError(
+                f"{pretrained} is an image-text model: evaluate it with --model t2-vlm "
+                "(same model_args), not --model t2"
+            )
+        lm = load_model(pretrained, dtype=dtype, device=available_device(device))
+        refuse_peft_with_experts(peft, experts)
+        if peft:
             # HFLM ignores peft= when handed a model object; merge the adapter here instead.
-            if experts:
-                raise ConfigError(
-                    "peft= and experts= together: SVF experts are decompositions of the base "
-                    "weights, not of LoRA-merged ones. Evaluate the adapter and the experts in "
-                    "separate runs"
-                )
-            lm.model = merge_adapter(lm.model, peft_path)
+            lm.model = merge_adapter(lm.model, peft)
         super().__init__(pretrained=lm.model, tokenizer=lm.tokenizer, **kwargs)
-        self.peft = peft_path or None
+        self.peft = peft or None
         self.model_id = lm.model_id
-        self.transfer = _as_bool(transfer, "transfer")
-
-        paths = split_expert_paths(experts)
-        loaded = []
-        for p in paths:  # a folder or one file
-            loaded.extend(load_experts(p, device=self.device))
-        names = [e.meta.name for e in loaded]
-        dupes = sorted(n for n, c in Counter(names).items() if c > 1)
-        if dupes:
-            raise ConfigError(
-                f"several experts are named {dupes}: expert names must be unique (rename one with t2bench expert)"
-            )
-        self.experts = {e.meta.name: e for e in loaded}
-        self.patcher: SVFPatcher | None = None
-        if loaded:
-            check_same_layout(loaded)
-            meta = loaded[0].meta
-            spec = TargetSpec(modules or meta.module_set, layers or ",".join(map(str, meta.layers)))
-            decomposition = decompose(self.model, spec, model_id=self.model_id)
-            self.patcher = SVFPatcher(self.model, decomposition)
-            for e in loaded:  # fail now, not halfway through an evaluation
-                check_fits(e, decomposition, allow_transfer=self.transfer)
-        elif modules or layers:
-            raise ConfigError(
-                "modules/layers only apply with experts=...: pass the experts to evaluate"
-            )
-        self.dispatcher = make_dispatcher(dispatch, self.experts)
-        if self.world_size > 1 and not isinstance(self.dispatcher, (NoDispatch, FixedDispatch)):
-            # HFLM gathers across ranks inside each call: ranks with different numbers of
-            # expert groups would wait on each other forever.
-            raise ConfigError(
-                f"dispatch={self.dispatcher.name} with {self.world_size} data-parallel processes is not "
-                "supported yet: run a single process, or use dispatch=none / fixed:<expert>"
-            )
-        self.dispatch_counts: Counter[str] = Counter()
-        self.dispatch_seconds = 0.0
-        self.second_pass_seconds = 0.0
-        self.groups_run = 0
-        batch = getattr(self, "batch_size_per_gpu", 16)
-        self.dispatcher.bind(
-            DispatchContext(
-                model=self.model,
-                tokenizer=self.tokenizer,
-                experts=self.experts,
-                patcher=self.patcher,
-                model_id=self.model_id,
-                batch_size=int(batch) if str(batch).isdigit() else 16,
-                run=self._run_choice,
-            )
-        )
-
-    # --- per-request adaptation ---------------------------------------------------------------
-
-    def _activate(self, choice: Choice) -> None:
-        if self.patcher is None:
-            if choice.expert is not None:
-                raise ConfigError(f"dispatch chose expert {choice.key!r} but no experts are loaded")
-            return
-        if self.patcher.active == choice.key or (choice is BASE and self.patcher.active is None):
-            return
-        if choice.expert is None:
-            self.patcher.restore()
-        else:
-            self.patcher.apply(choice.expert, allow_transfer=self.transfer)
-            self.patcher.active = choice.key
-
-    def _run_choice(self, choice: Choice, method: str, requests: list) -> list:
-        """Run requests under a choice without dispatching them (first passes use this)."""
-        self._activate(choice)
-        return getattr(HFLM, method)(self, requests, disable_tqdm=True)
-
-    def _dispatched(self, requests, method, **kwargs):
-        if not requests:
-            return []
-        t0 = time.perf_counter()
-        choices = self.dispatcher.choose(
-            [
-                DispatchRequest(
-                    r.args[0], getattr(r, "task_name", None), getattr(r, "doc_id", None)
-                )
-                for r in requests
-            ]
-        )
-        self.dispatch_seconds += time.perf_counter() - t0
-        if len(choices) != len(requests):
-            raise RuntimeError(
-                f"dispatcher {self.dispatcher.name} returned {len(choices)} choices for {len(requests)} requests"
-            )
-        groups: dict[str, list[int]] = {}
-        for i, c in enumerate(choices):
-            groups.setdefault(c.key, []).append(i)
-        results = [None] * len(requests)
-        for key, idxs in groups.items():
-            t1 = time.perf_counter()
-            self._activate(choices[idxs[0]])
-            out = method([requests[i] for i in idxs], **kwargs)
-            self.second_pass_seconds += time.perf_counter() - t1
-            for i, o in zip(idxs, out, strict=True):
-                results[i] = o
-            self.dispatch_counts[key] += len(idxs)
-            self.groups_run += 1
-        seen = set()
-        for r, c in zip(
-            requests, choices, strict=True
-        ):  # lm-eval logs req.args per sample: record the expert there
-            if id(r) not in seen:
-                seen.add(id(r))
-                r.arguments = (*r.arguments, {"t2_expert": c.key})
-        return results
+        self._setup_experts(split_expert_paths(experts), dispatch, modules, layers, transfer)
 
     def loglikelihood(self, requests, disable_tqdm: bool = False):
         return self._dispatched(requests, super().loglikelihood, disable_tqdm=disable_tqdm)
@@ -271,36 +110,3 @@ class T2LM(HFLM):
 
     def generate_until(self, requests, disable_tqdm: bool = False):
         return self._dispatched(requests, super().generate_until, disable_tqdm=disable_tqdm)
-
-    # --- reporting ----------------------------------------------------------------------------
-
-    def t2_summary(self) -> dict:
-        p = self.patcher
-        return {
-            "model_id": self.model_id,
-            "peft": self.peft,
-            "experts": sorted(self.experts),
-            "dispatch": self.dispatcher.describe(),
-            "module_set": p.decomposition.spec.modules if p else None,
-            "layers": p.decomposition.layers if p else None,
-            "weight_fingerprint": p.decomposition.fingerprint if p else None,
-            "dispatch_counts": dict(self.dispatch_counts),
-            "groups": self.groups_run,
-            "weight_compositions": p.applies if p else 0,
-            "matrices_composed": p.compositions if p else 0,
-            "compose_seconds": round(p.compose_seconds, 4) if p else 0.0,
-            "dispatch_seconds": round(self.dispatch_seconds, 4),
-            "second_pass_seconds": round(self.second_pass_seconds, 4),
-            "first_pass_fraction": round(self.dispatch_seconds / self.second_pass_seconds, 4)
-            if self.second_pass_seconds
-            else None,
-            "provenance": provenance(model_source=self.model_id),
-        }
-
-    def get_model_info(self) -> dict:
-        try:
-            info = super().get_model_info()
-        except Exception:  # HFLM asks the hub for a sha; offline that may fail
-            info = {}
-        info["t2"] = self.t2_summary()
-        return info

@@ -111,12 +111,45 @@ def _parse_layer_list(spec: str, original: object) -> list[int]:
     return out
 
 
+#: Which stack of an image-text model SVF adapts: the language model (default), the vision
+#: tower, or both. Text-only models have only a language stack.
+TOWERS = ("language", "vision", "both")
+#: Module-path parts that mark a vision encoder or projector inside an image-text model.
+_VISION_PART = re.compile(
+    r"(?:^|\.)(?:vision_tower|vision_model|visual|image_encoder|multi_modal_projector)(?:\.|$)"
+)
+#: Projection names of ViT/SigLIP/CLIP encoders, mapped onto the same roles.
+VISION_SUFFIXES: dict[str, str] = {
+    "q_proj": "q",
+    "k_proj": "k",
+    "v_proj": "v",
+    "out_proj": "o",
+    "o_proj": "o",
+    "fc1": "up",
+    "fc2": "down",
+    "up_proj": "up",
+    "down_proj": "down",
+    "gate_proj": "gate",
+}
+VISION_PREFIX = "vision."
+
+
 @dataclass(frozen=True)
 class TargetSpec:
-    """Which matrices to adapt: a module set (or role list) and a layer selection."""
+    """Which matrices to adapt: a module set (or role list), a layer selection and a tower.
+
+    ``layers`` selects language-model layers; with ``tower="vision"`` or ``"both"`` every
+    vision-encoder layer is adapted too (keys ``vision.layers.<i>.<role>``; an encoder MLP's
+    fc1/fc2 count as up/down, its out_proj as o).
+    """
 
     modules: str = "mlp"
     layers: str = "all"
+    tower: str = "language"
+
+    def __post_init__(self) -> None:
+        if self.tower not in TOWERS:
+            raise ConfigError(f"unknown tower {self.tower!r}: use one of {', '.join(TOWERS)}")
 
     def roles(self) -> tuple[str, ...]:
         return parse_module_set(self.modules)
@@ -137,15 +170,15 @@ class Target:
         return min(self.shape)
 
 
-def find_targets(model: nn.Module, spec: TargetSpec) -> list[Target]:
-    """The Linear modules of ``model`` selected by ``spec``, ordered by layer then role."""
-    roles = spec.roles()
-    suffix_to_role = {ROLE_SUFFIXES[r]: r for r in roles}
+def _collect(model: nn.Module, roles: tuple[str, ...], vision: bool):
+    """{layer: {role: (name, module)}}, the number of layers and all per-layer suffixes seen."""
+    suffix_roles = VISION_SUFFIXES if vision else {v: k for k, v in ROLE_SUFFIXES.items()}
+    wanted = set(roles)
     by_layer: dict[int, dict[str, tuple[str, nn.Linear]]] = {}
     seen_suffixes: set[str] = set()
     num_layers = 0
     for name, module in model.named_modules():
-        if not isinstance(module, nn.Linear):
+        if not isinstance(module, nn.Linear) or bool(_VISION_PART.search(name)) != vision:
             continue
         m = _LAYER_RE.search(name)
         if not m:
@@ -153,8 +186,8 @@ def find_targets(model: nn.Module, spec: TargetSpec) -> list[Target]:
         layer, suffix = int(m.group(1)), m.group(2)
         seen_suffixes.add(suffix)
         num_layers = max(num_layers, layer + 1)
-        role = suffix_to_role.get(suffix)
-        if role is None:
+        role = suffix_roles.get(suffix)
+        if role is None or role not in wanted:
             continue
         slot = by_layer.setdefault(layer, {})
         if role in slot:
@@ -163,26 +196,58 @@ def find_targets(model: nn.Module, spec: TargetSpec) -> list[Target]:
                 "this architecture has several decoder stacks, which t2bench does not support yet"
             )
         slot[role] = (name, module)
-    if not by_layer:
-        raise ConfigError(
-            f"module set {spec.modules!r} ({', '.join(ROLE_SUFFIXES[r] for r in roles)}) matched no "
-            f"Linear layer in {type(model).__name__}; its per-layer Linear modules are "
-            f"{sorted(seen_suffixes) or 'none'}. t2bench supports Llama-style projection names."
-        )
-    layers = parse_layers(spec.layers, num_layers)
-    targets = []
-    for layer in layers:
-        slot = by_layer.get(layer, {})
-        missing = [r for r in roles if r not in slot]
-        if missing:
+    return by_layer, num_layers, seen_suffixes
+
+
+def find_targets(model: nn.Module, spec: TargetSpec) -> list[Target]:
+    """The Linear modules of ``model`` selected by ``spec``, ordered by layer then role."""
+    roles = spec.roles()
+    targets: list[Target] = []
+    if spec.tower in ("language", "both"):
+        by_layer, num_layers, seen_suffixes = _collect(model, roles, vision=False)
+        if not by_layer:
             raise ConfigError(
-                f"layer {layer} of {type(model).__name__} has no {', '.join(ROLE_SUFFIXES[r] for r in missing)}"
+                f"module set {spec.modules!r} ({', '.join(ROLE_SUFFIXES[r] for r in roles)}) matched no "
+                f"Linear layer in {type(model).__name__}; its per-layer Linear modules are "
+                f"{sorted(seen_suffixes) or 'none'}. t2bench supports Llama-style projection names."
             )
-        for role in roles:
-            name, module = slot[role]
-            shape = (module.out_features, module.in_features)
-            targets.append(Target(f"layers.{layer}.{role}", name, layer, role, shape))
+        for layer in parse_layers(spec.layers, num_layers):
+            slot = by_layer.get(layer, {})
+            missing = [r for r in roles if r not in slot]
+            if missing:
+                raise ConfigError(
+                    f"layer {layer} of {type(model).__name__} has no "
+                    f"{', '.join(ROLE_SUFFIXES[r] for r in missing)}"
+                )
+            for role in roles:
+                name, module = slot[role]
+                shape = (module.out_features, module.in_features)
+                targets.append(Target(f"layers.{layer}.{role}", name, layer, role, shape))
+    if spec.tower in ("vision", "both"):
+        by_layer, _, seen_suffixes = _collect(model, roles, vision=True)
+        if not by_layer:
+            raise ConfigError(
+                f"tower={spec.tower!r} but {type(model).__name__} has no vision-encoder layer with "
+                f"the {spec.modules!r} roles (vision per-layer Linear modules: "
+                f"{sorted(seen_suffixes) or 'none'}). Use tower=language for a text-only model."
+            )
+        for layer in sorted(by_layer):
+            for role in roles:
+                if role in by_layer[layer]:  # encoders have no gate: mlp means fc1/fc2 there
+                    name, module = by_layer[layer][role]
+                    shape = (module.out_features, module.in_features)
+                    targets.append(
+                        Target(f"{VISION_PREFIX}layers.{layer}.{role}", name, layer, role, shape)
+                    )
     return targets
+
+
+def tower_of_keys(keys: Iterable[str]) -> str:
+    """The tower an expert's keys cover (for rebuilding its TargetSpec)."""
+    keys = list(keys)
+    vision = any(k.startswith(VISION_PREFIX) for k in keys)
+    language = any(not k.startswith(VISION_PREFIX) for k in keys)
+    return "both" if vision and language else "vision" if vision else "language"
 
 
 def shape_fingerprint(shapes: dict[str, tuple[int, int]] | list[Target]) -> str:

@@ -40,6 +40,7 @@ class TrainConfig:
     # SVF
     modules: str = "mlp"
     layers: str = "all"
+    tower: str = "language"  # image-text models: language | vision | both
     parameterisation: str = "z"
     init_noise: float = 0.0
     # peft baselines (paper: r16, alpha 32, dropout 0.05 on q_proj+v_proj)
@@ -107,6 +108,9 @@ class TrainConfig:
         if self.kl_coef < 0 or self.grad_clip < 0:
             raise ConfigError("kl_coef and grad_clip must be >= 0")
         _choice("parameterisation", self.parameterisation, PARAMETERISATIONS)
+        _choice("tower", self.tower, ("language", "vision", "both"))
+        if self.tower != "language" and self.task != "vqa":
+            raise ConfigError(f"tower={self.tower!r} needs an image-text task (task=vqa)")
 
     @property
     def run_name(self) -> str:

@@ -32,6 +32,11 @@ for the final evaluation of an expert only. All splits are deterministic given `
   test = the first 200 of each test split = 600. Each split is shuffled with
   ``random.Random(f"{seed}-classifier-<split>")``. Since the source splits are disjoint,
   so are these; the check below re-verifies it by uid and normalised question.
+* ``vqa``: the generated text-in-image VQA set of :mod:`t2bench.vlm.textimages` with its
+  default config (seed 0, 96 px; independent of the training seed, so the held-out split is
+  exactly the ``t2vqa_text`` lm-eval task's test split): train 2000, valid 200, test 300
+  items; each item carries its image. The splits are generated from different seeds; the
+  check compares uids and image pixels (every prompt is one of three questions).
 
 :func:`check_disjoint` (run by :func:`load_splits`) raises ``LeakageError`` when a uid or a
 normalised prompt occurs in two of train / valid / test. :func:`load_jsonl_items` reads
@@ -44,7 +49,7 @@ import json
 import random
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from itertools import combinations
 from pathlib import Path
@@ -64,7 +69,7 @@ __all__ = [
     "load_splits",
 ]
 
-TASKS = ("math", "reasoning", "code", "classifier")
+TASKS = ("math", "reasoning", "code", "classifier", "vqa")
 SPLIT_NAMES = ("train", "valid", "test")
 CLASSIFIER_LABELS = ("code", "math", "reasoning")
 
@@ -93,6 +98,7 @@ class TrainItem:
     reference: str
     tests: tuple[str, ...] = ()
     setup: str = ""
+    image: Any = field(default=None, compare=False, hash=False, repr=False)  # PIL, VLM tasks
 
 
 @dataclass
@@ -123,6 +129,8 @@ def load_splits(task: str, seed: int = 0) -> Splits:
     _check_task(task)
     if task == "classifier":
         splits = _classifier_splits(seed)
+    elif task == "vqa":
+        splits = _vqa_splits()
     else:
         sources, description = _SOURCES[task](seed)
         parts = {name: [s.item for s in sources[name]] for name in SPLIT_NAMES}
@@ -137,15 +145,62 @@ def check_disjoint(splits: Splits) -> None:
         left: list[TrainItem] = getattr(splits, a)
         right: list[TrainItem] = getattr(splits, b)
         uids = {i.uid for i in left} & {i.uid for i in right}
-        prompts = {normalize_question(i.prompt) for i in left} & {
-            normalize_question(i.prompt) for i in right
-        }
+        if splits.task == "vqa":  # same three questions everywhere: compare the images
+            prompts = {_pixels(i) for i in left} & {_pixels(i) for i in right}
+        else:
+            prompts = {normalize_question(i.prompt) for i in left} & {
+                normalize_question(i.prompt) for i in right
+            }
         if uids or prompts:
             raise LeakageError(
                 f"{splits.task}: the {a} and {b} splits share {len(uids)} uid(s) "
                 f"{sorted(uids)[:3]} and {len(prompts)} prompt(s) {sorted(prompts)[:1]}; "
                 "a split must never contain items of another"
             )
+
+
+# --------------------------------------------------------------------------- vqa
+
+#: The prompt of the ``t2vqa_text`` lm-eval task (tasks/t2vqa_text.yaml), kept identical.
+VQA_PROMPT = "<image>Question: {question}\nAnswer with a single word or number.\nAnswer:"
+
+
+def _pixels(item: TrainItem) -> str:
+    import hashlib
+
+    return hashlib.sha256(item.image.tobytes()).hexdigest()
+
+
+def vqa_item(raw: dict) -> TrainItem:
+    return TrainItem(
+        uid=raw["id"],
+        task="vqa",
+        prompt=VQA_PROMPT.format(question=raw["question"]),
+        target=raw["answer"],
+        reference=raw["answer"],
+        image=raw["image"],
+    )
+
+
+def _vqa_splits() -> Splits:
+    from t2bench.vlm.textimages import TextImageConfig, dataset_metadata, make_split
+
+    cfg = TextImageConfig()
+    parts = {name: [vqa_item(r) for r in make_split(cfg, name)] for name in SPLIT_NAMES}
+    description = {
+        "task": "vqa",
+        "source": "t2bench.vlm.textimages (generated text-in-image VQA)",
+        "generator": dataset_metadata(cfg),
+        "splits": {
+            name: {
+                "source": f"textimages split {name!r} (its own seed stream)",
+                "size": len(parts[name]),
+            }
+            for name in SPLIT_NAMES
+        },
+        "disjointness": "uids and image pixels are checked across splits",
+    }
+    return Splits("vqa", parts["train"], parts["valid"], parts["test"], description)
 
 
 # --------------------------------------------------------------------------- math

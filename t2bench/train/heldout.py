@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from t2bench.errors import ConfigError
 from t2bench.train import rewards as rw
 from t2bench.train.data import TrainItem, load_splits
-from t2bench.train.rollout import DEFAULT_NEW_TOKENS, encode_prompts, generate
+from t2bench.train.rollout import DEFAULT_NEW_TOKENS, encode_items, generate
 
 #: Variant suffixes in table order (the base model comes first).
 ORDER = ("svf-pg", "lora-ntp", "lora-pg", "ia3-ntp")
@@ -45,13 +45,14 @@ def greedy_correct(
     batch: int,
     progress: bool = False,
     desc: str = "eval",
+    processor=None,
 ) -> list[bool]:
     """Greedy answers of ``model`` to ``items``, scored by the task's reward (one bool each)."""
     correct: list[bool] = []
     for i in tqdm(range(0, len(items), batch), desc=desc, disable=not progress, leave=False):
         chunk = items[i : i + batch]
-        ids = encode_prompts(tokenizer, [it.prompt for it in chunk])
-        roll = generate(model, tokenizer, ids, max_new_tokens=max_new_tokens)
+        ids, pixels = encode_items(tokenizer, chunk, processor)
+        roll = generate(model, tokenizer, ids, max_new_tokens=max_new_tokens, pixel_values=pixels)
         correct += rw.score(task, roll.texts, chunk)[1]
     return correct
 

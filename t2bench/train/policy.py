@@ -93,7 +93,9 @@ class SVFPolicy(_Adapter):
             return vecs
         return {k: sigmoid_scale(v, self.decomposition.svd[k].S) for k, v in vecs.items()}
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra
+    ) -> torch.Tensor:
         svd = self.decomposition.svd
         weights = {
             self._weight_names[k]: compose(self._base[k], svd[k], z) for k, z in self.z().items()
@@ -102,17 +104,22 @@ class SVFPolicy(_Adapter):
             self.model,
             weights,
             args=(),
-            kwargs={"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False},
+            kwargs={
+                "input_ids": input_ids,
+                "attention_mask": attention_mask,
+                "use_cache": False,
+                **extra,
+            },
             strict=False,
         )
         return out.logits
 
     @torch.no_grad()
     def reference_logits(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra
     ) -> torch.Tensor:
         return self.model(
-            input_ids=input_ids, attention_mask=attention_mask, use_cache=False
+            input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **extra
         ).logits
 
     @contextmanager
@@ -145,16 +152,20 @@ class PeftPolicy(_Adapter):
         self.peft = get_peft_model(model, peft_config)
         self.peft.train()  # adapter dropout on while training; generating() switches it off
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.peft(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra
+    ) -> torch.Tensor:
+        return self.peft(
+            input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **extra
+        ).logits
 
     @torch.no_grad()
     def reference_logits(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra
     ) -> torch.Tensor:
         with self.peft.disable_adapter():
             return self.peft(
-                input_ids=input_ids, attention_mask=attention_mask, use_cache=False
+                input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **extra
             ).logits
 
     @contextmanager
@@ -197,6 +208,14 @@ def _check_state(want: dict[str, torch.Tensor], got: dict[str, torch.Tensor]) ->
         )
 
 
+def _peft_targets(cfg, names: str):
+    """Module names for peft; on an image-text model, only the language model's (a regex)."""
+    targets = [m.strip() for m in names.split(",") if m.strip()]
+    if cfg.task != "vqa":
+        return targets
+    return rf".*language_model\.layers\.\d+\..*\.({'|'.join(targets)})"
+
+
 def peft_config(cfg):
     """The peft config of a LoRA / IA3 baseline (``cfg`` is a TrainConfig)."""
     from peft import IA3Config, LoraConfig, TaskType
@@ -207,9 +226,11 @@ def peft_config(cfg):
             r=cfg.lora_r,
             lora_alpha=cfg.lora_alpha,
             lora_dropout=cfg.lora_dropout,
-            target_modules=[m.strip() for m in cfg.lora_targets.split(",") if m.strip()],
+            target_modules=_peft_targets(cfg, cfg.lora_targets),
         )
     targets = [m.strip() for m in cfg.ia3_targets.split(",") if m.strip()]
+    if cfg.task == "vqa":
+        raise ConfigError("IA3 on an image-text model is not supported: use method=lora or svf")
     return IA3Config(
         task_type=TaskType.CAUSAL_LM,
         target_modules=targets,
@@ -222,7 +243,10 @@ def build_policy(cfg, model: nn.Module, model_id: str, device: torch.device) -> 
     model.to(device)
     if cfg.method == "svf":
         decomp = decompose(
-            model, TargetSpec(cfg.modules, cfg.layers), model_id=model_id, progress=cfg.progress
+            model,
+            TargetSpec(cfg.modules, cfg.layers, cfg.tower),
+            model_id=model_id,
+            progress=cfg.progress,
         )
         for svd in decomp.svd.values():
             svd.U, svd.S, svd.Vh = svd.U.to(device), svd.S.to(device), svd.Vh.to(device)

@@ -41,7 +41,7 @@ __all__ = [
     "score",
 ]
 
-REWARD_TASKS = ("math", "reasoning", "code", "classifier")
+REWARD_TASKS = ("math", "reasoning", "code", "classifier", "vqa")
 CODE_LIMITS = code_exec.Limits(timeout_s=10)
 
 # A sign is a minus not glued to a preceding word, digit or bracket ("3-4" is not "-4").
@@ -167,6 +167,11 @@ def is_correct(task: str, completion: str, item: TrainItem) -> bool:
         return extract_letter(completion, n_choices) == item.target
     if task == "classifier":
         return extract_label(completion, CLASSIFIER_LABELS) == item.target
+    if task == "vqa":  # the VQA normalisation; synthetic answers are one string, so 0 or 1
+        from t2bench.vlm.vqa_metric import clean_prediction, normalize_answer
+
+        got = normalize_answer(clean_prediction(completion))
+        return bool(got) and got == normalize_answer(item.target)
     return _code_passes(completion, item)
 
 

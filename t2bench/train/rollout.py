@@ -18,7 +18,7 @@ from torch import nn
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 #: Generation budget per task when the config does not set ``max_new_tokens``.
-DEFAULT_NEW_TOKENS = {"math": 96, "reasoning": 16, "code": 192, "classifier": 12}
+DEFAULT_NEW_TOKENS = {"math": 96, "reasoning": 16, "code": 192, "classifier": 12, "vqa": 8}
 
 
 def sample_seed(seed: int, step: int, index: int) -> int:
@@ -40,6 +40,24 @@ def encode_prompts(tokenizer, prompts: list[str]) -> list[list[int]]:
     chat = bool(getattr(tokenizer, "chat_template", None))
     texts = [format_prompt(tokenizer, p) for p in prompts]
     return [tokenizer(t, add_special_tokens=not chat)["input_ids"] for t in texts]
+
+
+def encode_items(tokenizer, items, processor=None) -> tuple[list[list[int]], list | None]:
+    """Prompt ids of training items, and their pixel tensors when ``processor`` is given.
+
+    Image items are encoded as lm-eval's multimodal backend encodes them: the raw prompt
+    (no chat template) through the processor, which expands ``<image>`` into image tokens.
+    """
+    if processor is None:
+        return encode_prompts(tokenizer, [it.prompt for it in items]), None
+    ids, pixels = [], []
+    for it in items:
+        if it.image is None:
+            raise ValueError(f"item {it.uid} has no image but the model is an image-text model")
+        enc = processor(text=it.prompt, images=it.image, return_tensors="pt")
+        ids.append(enc["input_ids"][0].tolist())
+        pixels.append(enc["pixel_values"][0])
+    return ids, pixels
 
 
 def eos_ids(model, tokenizer) -> list[int]:
@@ -92,6 +110,7 @@ def generate(
     max_new_tokens: int,
     seeds: list[int] | None = None,
     temperature: float = 1.0,
+    pixel_values: list | None = None,
 ) -> Rollout:
     """Greedy (``seeds=None``) or seeded sampled completions for a batch of prompts.
 
@@ -111,8 +130,13 @@ def generate(
     processors = LogitsProcessorList()
     if seeds is not None:
         processors.append(GumbelNoise(seeds, temperature))
+    extra = {} if pixel_values is None else {"pixel_values": stack_pixels(pixel_values, model)}
     out = model.generate(
-        input_ids=ids, attention_mask=mask, generation_config=gen_cfg, logits_processor=processors
+        input_ids=ids,
+        attention_mask=mask,
+        generation_config=gen_cfg,
+        logits_processor=processors,
+        **extra,
     )
     completions = []
     for row in out[:, ids.shape[1] :].tolist():
@@ -120,6 +144,11 @@ def generate(
         completions.append(row[:cut])
     texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
     return Rollout([list(p) for p in prompt_ids], completions, texts)
+
+
+def stack_pixels(pixels: list, model) -> torch.Tensor:
+    p = next(model.parameters())
+    return torch.stack(list(pixels)).to(p.device, p.dtype)
 
 
 def join_batch(

@@ -38,11 +38,12 @@ from t2bench.train.heldout import greedy_correct
 from t2bench.train.rollout import (
     DEFAULT_NEW_TOKENS,
     completion_logprobs,
-    encode_prompts,
+    encode_items,
     generate,
     join_batch,
     per_sequence,
     sample_seed,
+    stack_pixels,
     token_kl,
 )
 
@@ -164,12 +165,40 @@ def evaluate(
     *,
     max_new_tokens: int,
     batch: int,
+    processor=None,
 ) -> list[bool]:
     """Greedy accuracy of the policy's adapted model on ``items`` (one bool per item)."""
     with policy.generating() as model:
         return greedy_correct(
-            model, tokenizer, items, task, max_new_tokens=max_new_tokens, batch=batch
+            model,
+            tokenizer,
+            items,
+            task,
+            max_new_tokens=max_new_tokens,
+            batch=batch,
+            processor=processor,
         )
+
+
+@dataclass
+class _Loaded:
+    model: torch.nn.Module
+    tokenizer: object
+    processor: object | None
+    model_id: str
+
+
+def _load(cfg: TrainConfig, device) -> _Loaded:
+    """The base model: an image-text model (with its processor) for VQA, else a causal LM."""
+    if cfg.task == "vqa":
+        from t2bench.vlm.models import load_vlm
+
+        model, processor, model_id = load_vlm(cfg.model, dtype=cfg.dtype, device=device)
+        return _Loaded(model, processor.tokenizer, processor, model_id)
+    from t2bench.models import load_model
+
+    lm = load_model(cfg.model, dtype=cfg.dtype, device=device)
+    return _Loaded(lm.model, lm.tokenizer, None, lm.model_id)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -179,7 +208,6 @@ def train(cfg: TrainConfig) -> TrainResult:
     """Run (or resume) one training run; returns the exported artifact and summary."""
     from accelerate import Accelerator
 
-    from t2bench.models import load_model
     from t2bench.report.provenance import git_commit, provenance
     from t2bench.train.policy import build_policy
 
@@ -213,8 +241,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     resume = ckpt_io.latest_checkpoint(out, cfg)
     state = resume.state if resume else ckpt_io.RunState()
 
-    loaded = load_model(cfg.model, dtype=cfg.dtype, device=acc.device)
-    tok = loaded.tokenizer
+    loaded = _load(cfg, acc.device)
+    tok, processor = loaded.tokenizer, loaded.processor
     policy = build_policy(cfg, loaded.model, loaded.model_id, acc.device)
     params = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -246,9 +274,16 @@ def train(cfg: TrainConfig) -> TrainResult:
         mine = list(range(rank * local, (rank + 1) * local))  # positions in the global batch
         micro = [mine[i : i + cfg.micro_batch] for i in range(0, local, cfg.micro_batch)]
         items = {pos: train_items[gidx[pos]] for pos in mine}
-        prompt_ids = dict(
-            zip(mine, encode_prompts(tok, [items[p].prompt for p in mine]), strict=True)
-        )
+        enc_ids, enc_pix = encode_items(tok, [items[p] for p in mine], processor)
+        prompt_ids = dict(zip(mine, enc_ids, strict=True))
+        pixels = dict(zip(mine, enc_pix, strict=True)) if enc_pix is not None else None
+
+        def pix(mb: list[int], pixels=pixels) -> dict:
+            """The micro-batch's images as forward kwargs (none for text models)."""
+            if pixels is None:
+                return {}
+            return {"pixel_values": stack_pixels([pixels[p] for p in mb], loaded.model)}
+
         gen_tokens = 0
         if cfg.objective == "pg":
             completions: dict[int, list[int]] = {}
@@ -264,6 +299,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                         max_new_tokens=new_tokens,
                         seeds=None if cfg.greedy else [sample_seed(cfg.seed, step, p) for p in mb],
                         temperature=cfg.temperature,
+                        pixel_values=None if pixels is None else [pixels[p] for p in mb],
                     )
                     r, c = rw.score(cfg.task, roll.texts, [items[p] for p in mb], spec)
                     for p, ids, ri, ci in zip(mb, roll.completion_ids, r, c, strict=True):
@@ -291,7 +327,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                     [prompt_ids[p] for p in mb], [completions[p] for p in mb], pad, acc.device
                 )
                 fwd_tokens += int(attn.sum())
-                logits = wrapped(ids, attn)
+                logits = wrapped(ids, attn, **pix(mb))
                 temp = cfg.temperature if cfg.objective == "pg" and not cfg.greedy else 1.0
                 tok_lp, logp, rows = completion_logprobs(logits, ids, target, temp)
                 if cfg.objective == "pg":
@@ -299,7 +335,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                     a = adv[torch.tensor(mb, device=acc.device)]
                     per_sample = -a * seq_lp
                     if cfg.kl_coef > 0:
-                        ref = acc.unwrap_model(wrapped).reference_logits(ids, attn)
+                        ref = acc.unwrap_model(wrapped).reference_logits(ids, attn, **pix(mb))
                         _, ref_logp, _ = completion_logprobs(ref, ids, target, temp)
                         kl = per_sequence(
                             token_kl(logp, ref_logp, cfg.kl_direction), rows, len(mb), "mean"
@@ -357,6 +393,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                 cfg.task,
                 max_new_tokens=new_tokens,
                 batch=cfg.eval_batch,
+                processor=processor,
             )
             tally = acc.reduce(
                 torch.tensor([sum(flags), len(flags)], device=acc.device, dtype=torch.float64),

@@ -1,0 +1,266 @@
+"""What ``t2`` and ``t2-vlm`` share: experts loaded and checked up front, a dispatcher, and
+request groups run under one expert each.
+
+Each public request method asks the dispatcher for a choice per request, groups the requests
+by choice, composes each group's weights once (not at all when the active weights already
+match), runs the parent backend's own batched method on the group, and returns results in the
+original order. Tokenisation, length-sorted batching and stop handling stay the parent's.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from pathlib import Path
+
+from t2bench.dispatch import (
+    BASE,
+    Choice,
+    DispatchContext,
+    DispatchRequest,
+    FixedDispatch,
+    NoDispatch,
+    make_dispatcher,
+)
+from t2bench.errors import ConfigError, ExpertMismatchError
+from t2bench.report.provenance import provenance
+from t2bench.svf import SVFPatcher, TargetSpec, check_fits, decompose, load_experts
+from t2bench.svf.expert import check_same_layout
+from t2bench.svf.targets import tower_of_keys
+
+eval_logger = logging.getLogger(__name__)
+
+T2_ARGS = {
+    "pretrained",
+    "experts",
+    "dispatch",
+    "modules",
+    "layers",
+    "transfer",
+    "dtype",
+    "device",
+    "peft",
+}
+
+
+def split_expert_paths(experts) -> list[str]:
+    """A folder, one file, ``a.safetensors;b.safetensors`` or a list (JSON model_args)."""
+    if experts is None or experts == "":
+        return []
+    if isinstance(experts, (list, tuple)):
+        return [str(e) for e in experts]
+    return [p.strip() for p in str(experts).split(";") if p.strip()]
+
+
+def _as_bool(value, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("1", "true", "yes"):
+        return True
+    if str(value).lower() in ("0", "false", "no", ""):
+        return False
+    raise ConfigError(f"model_arg {name}={value!r} is not a boolean: use true or false")
+
+
+def merge_adapter(model, path: str):
+    """``model`` with the peft adapter at ``path`` (LoRA, IA3, ...) merged into its weights."""
+    if not (Path(path) / "adapter_config.json").is_file():
+        raise ConfigError(
+            f"peft={path}: no adapter_config.json there. Pass the folder a peft adapter was "
+            "saved to (e.g. results/experts/math-lora-ntp/math-lora-ntp)"
+        )
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, path).merge_and_unload().eval()
+
+
+def refuse_peft_with_experts(peft, experts) -> None:
+    if peft and experts:
+        raise ConfigError(
+            "peft= and experts= together: SVF experts are decompositions of the base "
+            "weights, not of LoRA-merged ones. Evaluate the adapter and the experts in "
+            "separate runs"
+        )
+
+
+def available_device(device: str | None) -> str | None:
+    """lm-eval's CLI passes device=cuda:0 by default; like hf, fall back to the best available."""
+    import torch
+
+    if device and str(device).startswith("cuda") and not torch.cuda.is_available():
+        eval_logger.warning(
+            f"t2: device {device!r} requested but CUDA is not available; using the best available device"
+        )
+        return None
+    return device
+
+
+class ExpertDispatchMixin:
+    """Mixed into an HFLM subclass; ``_lm_base`` is the lm-eval class whose methods run groups."""
+
+    _lm_base: type
+
+    def _setup_experts(
+        self, experts, dispatch, modules, layers, transfer, tower="language", dispatchers=None
+    ) -> None:
+        """Load and check the experts, decompose the adapted matrices, build the dispatcher."""
+        self.transfer = _as_bool(transfer, "transfer")
+        paths = split_expert_paths(experts)
+        loaded = []
+        for p in paths:  # a folder or one file
+            loaded.extend(load_experts(p, device=self.device))
+        names = [e.meta.name for e in loaded]
+        dupes = sorted(n for n, c in Counter(names).items() if c > 1)
+        if dupes:
+            raise ConfigError(
+                f"several experts are named {dupes}: expert names must be unique (rename one with t2bench expert)"
+            )
+        self.experts = {e.meta.name: e for e in loaded}
+        self.patcher: SVFPatcher | None = None
+        if loaded:
+            check_same_layout(loaded)
+            meta = loaded[0].meta
+            spec = TargetSpec(
+                modules or meta.module_set,
+                layers or ",".join(map(str, meta.layers)),
+                tower_of_keys(meta.shapes) if tower == "language" else tower,
+            )
+            try:
+                decomposition = decompose(self.model, spec, model_id=self.model_id)
+            except ConfigError as exc:
+                if modules or layers:
+                    raise
+                raise ExpertMismatchError(
+                    f"expert {meta.name!r} (base model {meta.base_model!r}, {meta.module_set} on "
+                    f"layers {meta.layers[0]}..{meta.layers[-1]}) does not fit model "
+                    f"{self.model_id!r}: {exc} Use an expert trained for this model."
+                ) from None
+            self.patcher = SVFPatcher(self.model, decomposition)
+            for e in loaded:  # fail now, not halfway through an evaluation
+                check_fits(e, decomposition, allow_transfer=self.transfer)
+        elif modules or layers:
+            raise ConfigError(
+                "modules/layers only apply with experts=...: pass the experts to evaluate"
+            )
+        if dispatchers is not None and str(dispatch).split(":")[0] not in dispatchers:
+            raise ConfigError(
+                f"dispatch={dispatch!r} is not available for {type(self).__name__}: use one of "
+                f"{', '.join(dispatchers)} (first-pass strategies read text-only prompts)"
+            )
+        self.dispatcher = make_dispatcher(dispatch, self.experts)
+        if self.world_size > 1 and not isinstance(self.dispatcher, (NoDispatch, FixedDispatch)):
+            # HFLM gathers across ranks inside each call: ranks with different numbers of
+            # expert groups would wait on each other forever.
+            raise ConfigError(
+                f"dispatch={self.dispatcher.name} with {self.world_size} data-parallel processes is not "
+                "supported yet: run a single process, or use dispatch=none / fixed:<expert>"
+            )
+        self.dispatch_counts: Counter[str] = Counter()
+        self.dispatch_seconds = 0.0
+        self.second_pass_seconds = 0.0
+        self.groups_run = 0
+        batch = getattr(self, "batch_size_per_gpu", 16)
+        self.dispatcher.bind(
+            DispatchContext(
+                model=self.model,
+                tokenizer=self.tokenizer,
+                experts=self.experts,
+                patcher=self.patcher,
+                model_id=self.model_id,
+                batch_size=int(batch) if str(batch).isdigit() else 16,
+                run=self._run_choice,
+            )
+        )
+
+    # --- per-request adaptation ---------------------------------------------------------------
+
+    def _activate(self, choice: Choice) -> None:
+        if self.patcher is None:
+            if choice.expert is not None:
+                raise ConfigError(f"dispatch chose expert {choice.key!r} but no experts are loaded")
+            return
+        if self.patcher.active == choice.key or (choice is BASE and self.patcher.active is None):
+            return
+        if choice.expert is None:
+            self.patcher.restore()
+        else:
+            self.patcher.apply(choice.expert, allow_transfer=self.transfer)
+            self.patcher.active = choice.key
+
+    def _run_choice(self, choice: Choice, method: str, requests: list) -> list:
+        """Run requests under a choice without dispatching them (first passes use this)."""
+        self._activate(choice)
+        return getattr(self._lm_base, method)(self, requests, disable_tqdm=True)
+
+    def _dispatched(self, requests, method, **kwargs):
+        if not requests:
+            return []
+        t0 = time.perf_counter()
+        choices = self.dispatcher.choose(
+            [
+                DispatchRequest(
+                    r.args[0], getattr(r, "task_name", None), getattr(r, "doc_id", None)
+                )
+                for r in requests
+            ]
+        )
+        self.dispatch_seconds += time.perf_counter() - t0
+        if len(choices) != len(requests):
+            raise RuntimeError(
+                f"dispatcher {self.dispatcher.name} returned {len(choices)} choices for {len(requests)} requests"
+            )
+        groups: dict[str, list[int]] = {}
+        for i, c in enumerate(choices):
+            groups.setdefault(c.key, []).append(i)
+        results = [None] * len(requests)
+        for key, idxs in groups.items():
+            t1 = time.perf_counter()
+            self._activate(choices[idxs[0]])
+            out = method([requests[i] for i in idxs], **kwargs)
+            self.second_pass_seconds += time.perf_counter() - t1
+            for i, o in zip(idxs, out, strict=True):
+                results[i] = o
+            self.dispatch_counts[key] += len(idxs)
+            self.groups_run += 1
+        seen = set()
+        for r, c in zip(
+            requests, choices, strict=True
+        ):  # lm-eval logs req.args per sample: record the expert there
+            if id(r) not in seen:
+                seen.add(id(r))
+                r.arguments = (*r.arguments, {"t2_expert": c.key})
+        return results
+
+    # --- reporting ----------------------------------------------------------------------------
+
+    def t2_summary(self) -> dict:
+        p = self.patcher
+        return {
+            "model_id": self.model_id,
+            "peft": self.peft,
+            "experts": sorted(self.experts),
+            "dispatch": self.dispatcher.describe(),
+            "module_set": p.decomposition.spec.modules if p else None,
+            "layers": p.decomposition.layers if p else None,
+            "weight_fingerprint": p.decomposition.fingerprint if p else None,
+            "dispatch_counts": dict(self.dispatch_counts),
+            "groups": self.groups_run,
+            "weight_compositions": p.applies if p else 0,
+            "matrices_composed": p.compositions if p else 0,
+            "compose_seconds": round(p.compose_seconds, 4) if p else 0.0,
+            "dispatch_seconds": round(self.dispatch_seconds, 4),
+            "second_pass_seconds": round(self.second_pass_seconds, 4),
+            "first_pass_fraction": round(self.dispatch_seconds / self.second_pass_seconds, 4)
+            if self.second_pass_seconds
+            else None,
+            "provenance": provenance(model_source=self.model_id),
+        }
+
+    def get_model_info(self) -> dict:
+        try:
+            info = super().get_model_info()
+        except Exception:  # HFLM asks the hub for a sha; offline that may fail
+            info = {}
+        info["t2"] = self.t2_summary()
+        return info
