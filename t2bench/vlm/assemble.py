@@ -94,6 +94,7 @@ def build_vlm(language_model=None, vision: VisionConfig = VisionConfig(), *, dty
         num_hidden_layers=vision.num_layers,
         num_attention_heads=vision.num_heads,
         intermediate_size=vision.intermediate_size,
+        vision_use_head=False,  # LLaVA reads patch features; the pooling head would be dead weight
     )
     cfg = LlavaConfig(
         vision_config=vision_cfg,
