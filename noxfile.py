@@ -1,4 +1,4 @@
-"""Sessions: tests · tests_real · lint · demo · bench · train.
+"""Sessions: tests · tests_real · lint · demo · bench · train · ablations · vlm.
 
 Virtualenvs see the system site-packages, so a torch the user already has (a CUDA build on a
 GPU machine) is kept. Where there is none, torch is installed first, before anything can pull
@@ -113,6 +113,23 @@ def ablations(session: nox.Session) -> None:
     )
     env = OFFLINE_ENV | {"HF_ALLOW_CODE_EVAL": "1"}
     session.run("t2bench", "ablations", *session.posargs, env=env)
+
+
+@nox.session(**VENV)
+def vlm(session: nox.Session) -> None:
+    """The vision-language runs of results/vlm/: pre-train the assembled model's vision side
+    (skipped when results/vlm/smollm2-vlm/summary.json exists; an interrupted run resumes),
+    train its SVF expert and LoRA baseline (finished runs kept), then the ablation suite's VLM
+    table into a new results/ablations/ folder."""
+    install(session)
+    session.run("t2bench", "assets", "fetch", "smollm2-135m-instruct")
+    if not os.path.exists("results/vlm/smollm2-vlm/summary.json"):
+        session.run(
+            "t2bench", "vlm", "pretrain", "--threads", str(os.cpu_count() or 1), env=OFFLINE_ENV
+        )
+    profile = os.environ.get("T2BENCH_PROFILE") or ("gpu" if shutil.which("nvidia-smi") else "cpu")
+    session.run("t2bench", "vlm", "train", "--profile", profile, env=OFFLINE_ENV)
+    session.run("t2bench", "ablations", "--only", "vlm", *session.posargs, env=OFFLINE_ENV)
 
 
 @nox.session(**VENV)

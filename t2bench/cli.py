@@ -169,6 +169,34 @@ def cmd_ablations(args) -> int:
     return 0
 
 
+def cmd_vlm(args) -> int:
+    from pathlib import Path
+
+    if args.action == "assemble":
+        from t2bench.vlm.models import DEFAULT_VLM, UNTRAINED_VLM, resolve_vlm
+
+        _, folder = resolve_vlm(UNTRAINED_VLM if args.untrained else DEFAULT_VLM)
+        print(folder)
+        return 0
+    if args.action == "pretrain":
+        from t2bench.vlm.pretrain import PretrainConfig, pretrain
+        from t2bench.vlm.recipes import PRETRAIN_DIR
+
+        cfg = PretrainConfig(output_dir=Path(args.out or PRETRAIN_DIR), num_threads=args.threads)
+        for name in ("stage_a_steps", "stage_b_steps", "eval_n"):
+            if getattr(args, name) is not None:
+                setattr(cfg, name, getattr(args, name))
+        summary = pretrain(cfg)
+        print(json.dumps({k: summary[k] for k in ("valid_accuracy",) if k in summary}, indent=2))
+        return 0
+    from t2bench.vlm.recipes import EXPERTS_DIR, train_vlm_recipes
+
+    train_vlm_recipes(
+        args.names or None, profile=args.profile, out_root=Path(args.out or EXPERTS_DIR)
+    )
+    return 0
+
+
 def cmd_heldout(args) -> int:
     from pathlib import Path
 
@@ -329,6 +357,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_confusion)
 
     p = sub.add_parser(
+        "vlm",
+        help="the assembled vision-language model: assemble it, pre-train its vision side on "
+        "generated text-in-image VQA, train its SVF expert and LoRA baseline",
+    )
+    p.add_argument("action", choices=["assemble", "pretrain", "train"])
+    p.add_argument("names", nargs="*", help="train: recipe names (default: all)")
+    p.add_argument("--untrained", action="store_true", help="assemble: the untrained vision side")
+    p.add_argument("--out", default=None, help="pretrain / train: output folder")
+    p.add_argument("--profile", default="cpu", choices=["cpu", "gpu"])
+    p.add_argument("--threads", type=int, default=None, help="pretrain: torch threads")
+    p.add_argument("--stage-a-steps", dest="stage_a_steps", type=int, default=None)
+    p.add_argument("--stage-b-steps", dest="stage_b_steps", type=int, default=None)
+    p.add_argument("--eval-n", dest="eval_n", type=int, default=None)
+    p.set_defaults(func=cmd_vlm)
+
+    p = sub.add_parser(
         "ablations",
         help="the paper's tables at small scale (Tables 1-4, transfer, α, performance) into a "
         "new results/ablations/<profile>-<UTC time>/ folder",
@@ -342,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--only",
         default=None,
-        help="comma list: table1,table4,table2,table3,transfer,alpha,performance",
+        help="comma list: table1,table4,table2,table3,transfer,alpha,vlm,performance",
     )
     p.add_argument("--out", default="results/ablations")
     p.add_argument(

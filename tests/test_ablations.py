@@ -73,7 +73,7 @@ def test_llama3_8b_counts_reproduce_the_papers():
 
 def test_select_and_profiles():
     assert select("table1,transfer") == ["table1_training", "transfer"]
-    assert len(select(None)) == 7
+    assert len(select(None)) == 8
     with pytest.raises(ConfigError, match="unknown ablation.*table9"):
         select("table9")
     with pytest.raises(ConfigError, match="unknown profile 'gpu'"):
@@ -114,7 +114,10 @@ def test_index_points_to_the_newest_complete_run(tmp_path):
     _fake_run(tmp_path, "cpu-20260103T000000Z", modules=2)
     text = write_index(tmp_path).read_text()
     assert "Latest complete run: [cpu-20260101T000000Z]" in text
-    assert "failed: m0" in text and text.count("| [cpu-") == 3
+    assert "failed: m0" in text and text.count("/README.md) | cpu |") == 3
+    # each table points at the newest run that produced it: m0 and m1 come from the 2-table run
+    assert "| m1 | [cpu-20260103T000000Z](cpu-20260103T000000Z/m1.md) |" in text
+    assert "| m5 | [cpu-20260102T000000Z](cpu-20260102T000000Z/m5.md) |" in text
 
 
 def _row(task, variant, base, other):

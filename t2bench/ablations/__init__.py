@@ -27,6 +27,7 @@ MODULES = (
     "table3_cost",
     "transfer",
     "alpha",
+    "vlm",
     "performance",
 )
 SHORT = {m.split("_")[0]: m for m in MODULES}
@@ -101,6 +102,7 @@ def run_all(
     wall = ctx.elapsed()
     summary = {
         "profile": prof.name,
+        "full": not only,
         "modules": modules,
         "status": status,
         "wall_seconds": wall,
@@ -141,17 +143,32 @@ def run_readme(folder: Path, summary: dict, sections: list[str]) -> str:
     return "\n".join(lines) + "\n" + "\n".join(sections)
 
 
+def _is_full(summary: dict) -> bool:
+    # runs before the VLM table record no "full": they ran all seven tables of that time
+    return summary.get("full", len(summary["modules"]) >= 7)
+
+
 def write_index(out: Path) -> Path:
-    """results/ablations/README.md: every run, newest first; the newest complete one is current."""
+    """results/ablations/README.md: every run, newest first; the newest complete one is current,
+    and each table points at the newest run that produced it (supplementary ``--only`` runs)."""
     runs = []
     for run_json in sorted(Path(out).glob("*/run.json"), reverse=True):
         s = json.loads(run_json.read_text())
         ok = all(v["ok"] for v in s["status"].values())
         runs.append((run_json.parent.name, s, ok))
-    latest = next((r for r in runs if r[2] and len(r[1]["modules"]) == len(MODULES)), None)
+    latest = next((r for r in runs if r[2] and _is_full(r[1])), None)
     lines = ["# Ablation runs", ""]
     if latest:
         lines += [f"**Latest complete run: [{latest[0]}]({latest[0]}/README.md)**", ""]
+    newest: dict[str, str] = {}
+    for name, s, _ in runs:
+        for table, st in s["status"].items():
+            if st.get("ok") and table not in newest:
+                newest[table] = name
+    if newest:
+        lines += ["Newest result of each table:", "", "| table | run |", "|---|---|"]
+        lines += [f"| {t} | [{r}]({r}/{t}.md) |" for t, r in sorted(newest.items())]
+        lines.append("")
     lines += [
         "| run | profile | tables | wall min | commit | status |",
         "|---|---|---|---|---|---|",

@@ -37,6 +37,9 @@ class AblationProfile:
     transfer_expert: str = "reasoning-svf-pg"
     transfer_cem: str = "shots=5;population=6;iterations=2"
     shuffle_seeds: tuple[int, ...] = (0, 1, 2)
+    #: VLM row: the first n test documents of t2vqa_text (None: all 300) and the VLM runs
+    vlm_n: int | None = None
+    vlm_experts: str = "results/vlm/experts"
     batch_size: int = 16
     #: flush denormal floats to zero on CPU (torch.set_flush_denormal): padded batched
     #: generation produces denormals that made ARC prompt first passes ~6x slower

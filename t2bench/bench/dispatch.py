@@ -35,6 +35,8 @@ METRICS = {
     "humaneval": "pass@1",
     "minerva_math": "exact_match",
     "gsm8k": "exact_match",
+    "t2vqa": "vqa_accuracy",
+    "textvqa": "vqa_accuracy",
 }
 EXPERTS = "results/experts"
 
@@ -74,13 +76,21 @@ def task_manager(task: str):
     )
 
 
-def evaluate(model_args: str, task: str, limit: int, max_gen_toks: int, batch_size: int) -> dict:
+def evaluate(
+    model_args: str,
+    task: str,
+    limit: int,
+    max_gen_toks: int,
+    batch_size: int,
+    *,
+    model: str = "t2",
+) -> dict:
     """One lm-eval run: per-document scores, the aggregate, the backend's t2 summary, wall time."""
     from lm_eval import simple_evaluate
 
     t0 = time.perf_counter()
     out = simple_evaluate(
-        model="t2",
+        model=model,
         model_args=model_args,
         tasks=[task],
         limit=limit,

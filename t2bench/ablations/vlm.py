@@ -1,0 +1,168 @@
+"""VLM row: base vs SVF expert vs LoRA on the held-out test split of the generated
+text-in-image VQA task (``t2vqa_text``), through ``lm_eval --model t2-vlm``.
+
+The paper adapts Llama3-LLaVA-Next-8B with SVF on TextVQA (+39% relative). No VLM weights
+install offline, so the model here is SmolLM2-135M with a small SigLIP tower and projector
+trained by ``t2bench vlm pretrain`` on the task's train split (the "before" row is the same
+model with the untrained, seeded vision side). The SVF expert (REINFORCE, reward 1 / −0.1)
+and the LoRA baseline (next-token) are trained on the train split and selected on the valid
+split; the test split is only evaluated here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from t2bench.errors import ConfigError
+from t2bench.report.stats import accuracy, paired_bootstrap, verdict
+from t2bench.report.tables import Table, diff_cell
+
+NAME = "vlm-text-vqa"
+TASK = "t2vqa_text"
+COLUMNS = [
+    "variant",
+    "n",
+    "VQA accuracy",
+    "95% CI",
+    "Δ vs base (points) [95% CI]",
+    "p",
+    "W/L",
+    "trainable parameters",
+]
+
+
+def lmeval_vlm(ctx, model_args: str, label: str) -> dict:
+    """Per-document VQA accuracy of one t2-vlm run on the first n test documents (memoised)."""
+    from t2bench.bench.dispatch import evaluate
+
+    n = ctx.profile.vlm_n
+
+    def compute():
+        r = evaluate(model_args, TASK, n, None, ctx.profile.batch_size, model="t2-vlm")
+        docs = sorted(r["per_doc"])
+        return {
+            "kind": "lm-eval",
+            "task": TASK,
+            "label": label,
+            "model_args": model_args,
+            "doc_ids": docs,
+            "scores": [r["per_doc"][d] for d in docs],
+            "metric": r["metric"],
+            "aggregate": r["score"],
+            "t2": r["t2"],
+            "seconds": r["wall_seconds"],
+        }
+
+    return ctx.remember(f"lm-eval-vlm|{TASK}|{n}|{model_args}", compute)
+
+
+def _artifact(folder: Path) -> tuple[Path, int]:
+    import json
+
+    summary = folder / "summary.json"
+    if not summary.is_file():
+        raise ConfigError(
+            f"no finished VLM training run in {folder}: train it with `nox -s vlm` first"
+        )
+    s = json.loads(summary.read_text())
+    return Path(s["artifact"]), int(s["trainable_parameters"])
+
+
+def _variants(ctx) -> list[tuple[str, str, int | None]]:
+    root = Path(ctx.profile.vlm_experts)
+    svf, svf_n = _artifact(root / "vqa-svf-pg")
+    lora, lora_n = _artifact(root / "vqa-lora-ntp")
+    return [
+        ("assembled, vision side untrained", "pretrained=smollm2-vlm-untrained", None),
+        ("base (vision side pre-trained)", "pretrained=smollm2-vlm", None),
+        ("SVF expert (PG, reward 1/−0.1)", f"pretrained=smollm2-vlm,experts={svf}", svf_n),
+        ("LoRA (NTP)", f"pretrained=smollm2-vlm,peft={lora}", lora_n),
+    ]
+
+
+def run(ctx) -> Table:
+    from t2bench.vlm.textimages import TextImageConfig, chance_accuracy
+
+    p = ctx.profile
+    rows, data = [], {}
+    base = None
+    for label, args, params in _variants(ctx):
+        rec = lmeval_vlm(ctx, args, label)
+        acc = accuracy(rec["scores"])
+        row = {
+            "variant": label,
+            "n": acc["n"],
+            "VQA accuracy": acc["score"],
+            "95% CI": f"[{acc['ci_low']:.3f}, {acc['ci_high']:.3f}]",
+            "trainable parameters": f"{params:,}" if params else "—",
+        }
+        if label.startswith("base"):
+            base = rec
+        elif base is not None:
+            d = paired_bootstrap(
+                base["scores"], rec["scores"], iters=p.bootstrap_iters, seed=p.seed
+            )
+            row |= {
+                "Δ vs base (points) [95% CI]": diff_cell(d),
+                "p": round(d["p_bootstrap"], 3),
+                "W/L": f"{d['wins']}/{d['losses']}",
+                "diff": d,
+            }
+        rows.append(row)
+        data[label] = {"doc_ids": rec["doc_ids"], "scores": rec["scores"]}
+    chance = chance_accuracy(TextImageConfig(), split="test")
+    rows.insert(
+        0,
+        {
+            "variant": "chance (best constant answer per question type, from train)",
+            "n": sum(chance["counts"].values()),
+            "VQA accuracy": round(chance["overall"], 3),
+        },
+    )
+    untrained = rows[1]
+    return Table(
+        NAME,
+        "VLM: base vs SVF vs LoRA on generated text-in-image VQA (held-out test split)",
+        COLUMNS,
+        rows,
+        caption=caption(ctx),
+        paragraph=paragraph(rows, untrained, chance),
+        data=data,
+    )
+
+
+def caption(ctx) -> str:
+    n = ctx.profile.vlm_n
+    return (
+        f"Task `{TASK}` (tasks/t2vqa_text.yaml): generated 96 px text-in-image questions (word, "
+        "number, text colour), test split "
+        + (f"first {n} documents" if n else "all 300 documents")
+        + "; the vision side, the expert and the adapter were trained on the train split and "
+        "selected on the valid split only. Model: SmolLM2-135M-Instruct + SigLIP tower "
+        "(4 layers, 192 wide) + 2-layer projector, LLaVA layout. Greedy, ≤ 8 new tokens. "
+        "VQA accuracy = min(1, matches/3) over leave-one-out subsets of the 10 answers (all "
+        "equal here, so 0 or 1 per item). 95% CI: Wilson; differences: paired bootstrap "
+        f"({ctx.profile.bootstrap_iters:,} resamples)."
+    )
+
+
+def paragraph(rows: list[dict], untrained: dict, chance: dict) -> str:
+    base = next(r for r in rows if r["variant"].startswith("base"))
+    svf = next(r for r in rows if r["variant"].startswith("SVF"))
+    lora = next(r for r in rows if r["variant"].startswith("LoRA"))
+    rel = (
+        f"{100 * (svf['VQA accuracy'] / base['VQA accuracy'] - 1):+.0f}% relative"
+        if base["VQA accuracy"]
+        else "no relative change defined (base is 0)"
+    )
+    return (
+        "**What this shows.** Projector and vision-tower pre-training takes the assembled model "
+        f"from {untrained['VQA accuracy']:.3f} (untrained vision side) to "
+        f"{base['VQA accuracy']:.3f}, against {chance['overall']:.3f} for the best constant "
+        "answer, so the model reads some of the text and the expert experiment has something to "
+        f"adapt. The paper's claim is that an SVF expert raises TextVQA by more than 39% relative "
+        f"on an 8B LLaVA. Here SVF changes accuracy by {diff_cell(svf['diff'])} points ({rel}; "
+        f"{verdict(svf['diff'])} SVF > base) and LoRA by {diff_cell(lora['diff'])} "
+        f"({verdict(lora['diff'])} LoRA > base). The task is synthetic and the model tiny; "
+        "a difference counts only where its interval excludes zero."
+    )
