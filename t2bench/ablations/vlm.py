@@ -162,7 +162,7 @@ def paragraph(rows: list[dict], untrained: dict, chance: dict) -> str:
         "answer, so the model reads some of the text and the expert experiment has something to "
         f"adapt. The paper's claim is that an SVF expert raises TextVQA by more than 39% relative "
         f"on an 8B LLaVA. Here SVF changes accuracy by {diff_cell(svf['diff'])} points ({rel}; "
-        f"{verdict(svf['diff'])} SVF > base) and LoRA by {diff_cell(lora['diff'])} "
-        f"({verdict(lora['diff'])} LoRA > base). The task is synthetic and the model tiny; "
+        f"{verdict(svf['diff'])} for SVF > base) and LoRA by {diff_cell(lora['diff'])} "
+        f"({verdict(lora['diff'])} for LoRA > base). The task is synthetic and the model tiny; "
         "a difference counts only where its interval excludes zero."
     )

@@ -177,7 +177,8 @@ def vqa_item(raw: dict) -> TrainItem:
         task="vqa",
         prompt=VQA_PROMPT.format(question=raw["question"]),
         target=raw["answer"],
-        reference=raw["answer"],
+        # the continuation as the model writes it after "Answer:" (the task stops at "\n")
+        reference=f" {raw['answer']}\n",
         image=raw["image"],
     )
 
