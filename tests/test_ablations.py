@@ -210,3 +210,24 @@ def test_every_profile_task_is_a_leaf_task_of_the_offline_folder():
             text = (tasks_dir() / f"{task}.yaml").read_text()
             assert "group:" not in text, (prof.name, task)
         assert set(prof.unseen) == set(prof.lora_for) == set(prof.cem) == set(prof.max_gen_toks)
+
+
+def test_vlm_paragraph_follows_the_numbers():
+    from t2bench.ablations.vlm import paragraph
+    from t2bench.report.stats import paired_bootstrap
+
+    base, better = [0] * 30 + [1] * 20, [1] * 50
+
+    def row(name, scores, with_diff=True):
+        r = {"variant": name, "VQA accuracy": sum(scores) / len(scores)}
+        if with_diff:
+            r["diff"] = paired_bootstrap(base, scores, iters=2000, seed=0)
+        return r
+
+    untrained = row("assembled, vision side untrained", [0] * 50, False)
+    rows = [untrained, row("base (vision side pre-trained)", base, False)]
+    rows += [row("SVF expert (PG)", better), row("LoRA (NTP)", base)]
+    text = paragraph(rows, untrained, {"overall": 0.027})
+    assert "from 0.000 (untrained vision side) to 0.400" in text
+    assert "+150% relative; supports for SVF > base" in text
+    assert "inconclusive for LoRA > base" in text
