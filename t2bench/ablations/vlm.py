@@ -19,11 +19,13 @@ from t2bench.report.tables import Table, diff_cell
 
 NAME = "vlm-text-vqa"
 TASK = "t2vqa_text"
+QTYPES = ("word", "number", "colour")
 COLUMNS = [
     "variant",
     "n",
     "VQA accuracy",
     "95% CI",
+    *QTYPES,
     "Δ vs base (points) [95% CI]",
     "p",
     "W/L",
@@ -80,6 +82,17 @@ def _variants(ctx) -> list[tuple[str, str, int | None]]:
     ]
 
 
+def by_qtype(doc_ids: list[int], scores: list[float]) -> dict[str, str]:
+    """Accuracy per question type (word / number / colour) as "0.123 (n)" cells."""
+    from t2bench.vlm.textimages import TextImageConfig, item_content
+
+    cfg = TextImageConfig()
+    groups: dict[str, list[float]] = {q: [] for q in QTYPES}
+    for d, s in zip(doc_ids, scores, strict=True):
+        groups[item_content(cfg, "test", int(d))["qtype"]].append(s)
+    return {q: f"{sum(v) / len(v):.3f} ({len(v)})" if v else "—" for q, v in groups.items()}
+
+
 def run(ctx) -> Table:
     from t2bench.vlm.textimages import TextImageConfig, chance_accuracy
 
@@ -94,6 +107,7 @@ def run(ctx) -> Table:
             "n": acc["n"],
             "VQA accuracy": acc["score"],
             "95% CI": f"[{acc['ci_low']:.3f}, {acc['ci_high']:.3f}]",
+            **by_qtype(rec["doc_ids"], rec["scores"]),
             "trainable parameters": f"{params:,}" if params else "—",
         }
         if label.startswith("base"):
@@ -117,6 +131,7 @@ def run(ctx) -> Table:
             "variant": "chance (best constant answer per question type, from train)",
             "n": sum(chance["counts"].values()),
             "VQA accuracy": round(chance["overall"], 3),
+            **{q: f"{chance['per_qtype'][q]:.3f} ({chance['counts'][q]})" for q in QTYPES},
         },
     )
     untrained = rows[1]
@@ -155,12 +170,13 @@ def paragraph(rows: list[dict], untrained: dict, chance: dict) -> str:
         if base["VQA accuracy"]
         else "no relative change defined (base is 0)"
     )
+    per_type = ", ".join(f"{q} {base.get(q, '—')}" for q in QTYPES)
     return (
         "**What this shows.** Projector and vision-tower pre-training takes the assembled model "
         f"from {untrained['VQA accuracy']:.3f} (untrained vision side) to "
         f"{base['VQA accuracy']:.3f}, against {chance['overall']:.3f} for the best constant "
-        "answer, so the model reads some of the text and the expert experiment has something to "
-        f"adapt. The paper's claim is that an SVF expert raises TextVQA by more than 39% relative "
+        f"answer (by question type, accuracy (n): {per_type}), so the expert experiment has "
+        "something to adapt; the per-type columns say which skills the model actually has. The paper's claim is that an SVF expert raises TextVQA by more than 39% relative "
         f"on an 8B LLaVA. Here SVF changes accuracy by {diff_cell(svf['diff'])} points ({rel}; "
         f"{verdict(svf['diff'])} for SVF > base) and LoRA by {diff_cell(lora['diff'])} "
         f"({verdict(lora['diff'])} for LoRA > base). The task is synthetic and the model tiny; "
