@@ -7,7 +7,6 @@ newline are real tokens), a 1-layer 48 px SigLIP tower (9 image tokens), 16 trai
 from __future__ import annotations
 
 import json
-import string
 from dataclasses import replace
 
 import pytest
@@ -24,46 +23,16 @@ from t2bench.vlm.assemble import (
     vision_state,
 )
 from t2bench.vlm.textimages import TextImageConfig
+from tests.conftest import TINY_VISION
 
-VISION = VisionConfig(
-    image_size=48, patch_size=16, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64
-)
+VISION = VisionConfig(**TINY_VISION)
 DATA = TextImageConfig(image_size=48, n_train=16, n_valid=4, n_test=4, min_font=8, max_font=12)
 
 
-def char_tokenizer():
-    """One token per printable character (newline included), plus <unk> and </s> (= pad)."""
-    from tokenizers import Tokenizer, decoders
-    from tokenizers import models as tk_models
-    from transformers import PreTrainedTokenizerFast
-
-    chars = sorted(set(string.printable))
-    vocab = {c: i for i, c in enumerate(chars)} | {"<unk>": len(chars), "</s>": len(chars) + 1}
-    tk = Tokenizer(tk_models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
-    tk.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tk, unk_token="<unk>", eos_token="</s>", pad_token="</s>"
-    )
-
-
 @pytest.fixture(scope="module")
-def lm_dir(tmp_path_factory):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    folder = tmp_path_factory.mktemp("char-llama")
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=104,
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-    )
-    LlamaForCausalLM(cfg).eval().save_pretrained(folder)
-    char_tokenizer().save_pretrained(folder)
-    return str(folder)
+def lm_dir(char_llama_dir):
+    """The 2-layer char-level Llama of conftest (prompts, answers and newline are real tokens)."""
+    return char_llama_dir
 
 
 @pytest.fixture(autouse=True)
