@@ -53,7 +53,7 @@ def checkpoint_dir(out: Path) -> Path:
     return Path(out) / "checkpoints"
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_path(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -64,7 +64,8 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """An optimizer's state as safetensors-ready tensors plus JSON-ready scalars and groups."""
     sd = optimizer.state_dict()
     tensors, scalars = {}, {}
     for idx, st in sd["state"].items():
@@ -74,6 +75,16 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torc
             else:
                 scalars[f"{idx}.{name}"] = value
     return tensors, {"scalars": scalars, "param_groups": sd["param_groups"]}
+
+
+def optimizer_state_dict(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    """The inverse of :func:`optimizer_tensors`: a state dict for ``optimizer.load_state_dict``."""
+    sd: dict = {"state": {}, "param_groups": meta["param_groups"]}
+    for source in (tensors, meta["scalars"]):
+        for key, value in source.items():
+            idx, name = key.split(".", 1)
+            sd["state"].setdefault(int(idx), {})[name] = value
+    return sd
 
 
 def save_checkpoint(
@@ -94,7 +105,7 @@ def save_checkpoint(
         shutil.rmtree(tmp)
     tmp.mkdir()
     save_file({k: v.contiguous() for k, v in trainable.items()}, str(tmp / "trainable.safetensors"))
-    opt_tensors, opt_meta = _optimizer_tensors(optimizer)
+    opt_tensors, opt_meta = optimizer_tensors(optimizer)
     save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
     (tmp / "optimizer.json").write_text(json.dumps(opt_meta))
     if best is not None:
@@ -107,7 +118,7 @@ def save_checkpoint(
     if final.exists():  # a rerun of the same step after a crash: same content, replace it
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _fsync_dir(root)
+    fsync_path(root)
     for old in complete_checkpoints(out)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -136,13 +147,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
             f"checkpoint {path} is damaged ({exc}); delete that folder to resume from the one "
             "before it"
         ) from None
-    state_dict: dict = {"state": {}, "param_groups": opt_meta["param_groups"]}
-    for key, value in opt_tensors.items():
-        idx, name = key.split(".", 1)
-        state_dict["state"].setdefault(int(idx), {})[name] = value
-    for key, value in opt_meta["scalars"].items():
-        idx, name = key.split(".", 1)
-        state_dict["state"].setdefault(int(idx), {})[name] = value
+    state_dict = optimizer_state_dict(opt_tensors, opt_meta)
     return Checkpoint(
         path=path,
         state=RunState(**payload["state"]),

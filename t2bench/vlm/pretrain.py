@@ -58,6 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from t2bench.errors import ConfigError, T2BenchError
+from t2bench.train.checkpoint import fsync_path, optimizer_state_dict, optimizer_tensors
 from t2bench.vlm import textimages as ti
 from t2bench.vlm.assemble import (
     VISION_PREFIXES,
@@ -501,40 +502,6 @@ def batch_indices(seed: int, stage: str, step: int, batch: int, n: int) -> list[
 # --------------------------------------------------------------------------- checkpoints
 
 
-def _optimizer_tensors(optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    sd = optimizer.state_dict()
-    tensors, scalars = {}, {}
-    for idx, st in sd["state"].items():
-        for name, value in st.items():
-            if torch.is_tensor(value):
-                tensors[f"{idx}.{name}"] = value.detach().cpu().contiguous()
-            else:
-                scalars[f"{idx}.{name}"] = value
-    return tensors, {"scalars": scalars, "param_groups": sd["param_groups"]}
-
-
-def _optimizer_state_dict(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
-    sd: dict = {"state": {}, "param_groups": meta["param_groups"]}
-    for source in (tensors, meta["scalars"]):
-        for key, value in source.items():
-            idx, name = key.split(".", 1)
-            sd["state"].setdefault(int(idx), {})[name] = value
-    return sd
-
-
-def _fsync(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _checkpoint_name(stage: str, step: int) -> str:
     return f"{stage}-{step:07d}"
 
@@ -561,18 +528,18 @@ def _save_checkpoint(out: Path, state: dict, model, heads, optimizer, best) -> P
         heads_sd = {k: v.detach().cpu().contiguous() for k, v in heads.state_dict().items()}
         save_file(heads_sd, str(tmp / "heads.safetensors"))
     if optimizer is not None:
-        tensors, meta = _optimizer_tensors(optimizer)
+        tensors, meta = optimizer_tensors(optimizer)
         save_file(tensors, str(tmp / "optimizer.safetensors"))
         (tmp / "optimizer.json").write_text(json.dumps(meta))
     if best is not None:
         save_file(best, str(tmp / "best.safetensors"))
     (tmp / _STATE).write_text(json.dumps(state, indent=1))  # last: marks the folder complete
     for f in tmp.iterdir():
-        _fsync(f)
+        fsync_path(f)
     if final.exists():  # the same step redone after a crash: same content
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _fsync(root)
+    fsync_path(root)
     for old in _complete_checkpoints(out):
         if old != final:
             shutil.rmtree(old, ignore_errors=True)
@@ -590,7 +557,7 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
             ckpt[name] = load_file(str(f)) if f.is_file() else None
         if ckpt["optimizer"] is not None:
             meta = json.loads((path / "optimizer.json").read_text())
-            ckpt["optimizer"] = _optimizer_state_dict(ckpt["optimizer"], meta)
+            ckpt["optimizer"] = optimizer_state_dict(ckpt["optimizer"], meta)
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(
             f"checkpoint {path} is damaged ({exc}); delete that folder to start the run over"
