@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from t2bench.errors import ConfigError
-from t2bench.report.stats import accuracy, paired_bootstrap, verdict
-from t2bench.report.tables import Table, diff_cell
+from t2bench.report.stats import accuracy, verdict
+from t2bench.report.tables import Table, diff_cell, diff_columns
 from t2bench.train.heldout import Variant, discover
 
 NAME = "table1-training-tasks"
@@ -42,13 +42,7 @@ def row(task_label: str, name: str, rec: dict, base: dict | None, iters: int, se
         "95% CI": f"[{acc['ci_low']:.3f}, {acc['ci_high']:.3f}]",
     }
     if base is not None:
-        d = paired_bootstrap(base["scores"], rec["scores"], iters=iters, seed=seed)
-        out |= {
-            "Δ vs base (points) [95% CI]": diff_cell(d),
-            "p": round(d["p_bootstrap"], 3),
-            "W/L": f"{d['wins']}/{d['losses']}",
-            "diff": d,
-        }
+        out |= diff_columns(base["scores"], rec["scores"], iters=iters, seed=seed)
     return out
 
 

@@ -16,8 +16,8 @@ How each number is made (all through ``lm_eval --model t2`` on the first n docum
 from __future__ import annotations
 
 from t2bench.dispatch.labels import EXPERT_LABELS
-from t2bench.report.stats import accuracy, paired_bootstrap, verdict
-from t2bench.report.tables import Table, diff_cell
+from t2bench.report.stats import accuracy, verdict
+from t2bench.report.tables import Table, diff_cell, diff_columns
 
 NAME = "table2-unseen-tasks"
 STRATEGIES = ("prompt", "classifier", "label", "router")
@@ -154,13 +154,7 @@ def make_row(task, name, scores, base, iters, seed, chosen="") -> dict:
         "experts chosen": chosen,
     }
     if base is not None:
-        d = paired_bootstrap(base, scores, iters=iters, seed=seed)
-        r |= {
-            "Δ vs base (points) [95% CI]": diff_cell(d),
-            "p": round(d["p_bootstrap"], 3),
-            "W/L": f"{d['wins']}/{d['losses']}",
-            "diff": d,
-        }
+        r |= diff_columns(base, scores, iters=iters, seed=seed)
     return r
 
 

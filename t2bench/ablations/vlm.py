@@ -14,8 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from t2bench.errors import ConfigError
-from t2bench.report.stats import accuracy, paired_bootstrap, verdict
-from t2bench.report.tables import Table, diff_cell
+from t2bench.report.stats import accuracy, verdict
+from t2bench.report.tables import Table, diff_cell, diff_columns
 
 NAME = "vlm-text-vqa"
 TASK = "t2vqa_text"
@@ -113,15 +113,7 @@ def run(ctx) -> Table:
         if label.startswith("base"):
             base = rec
         elif base is not None:
-            d = paired_bootstrap(
-                base["scores"], rec["scores"], iters=p.bootstrap_iters, seed=p.seed
-            )
-            row |= {
-                "Δ vs base (points) [95% CI]": diff_cell(d),
-                "p": round(d["p_bootstrap"], 3),
-                "W/L": f"{d['wins']}/{d['losses']}",
-                "diff": d,
-            }
+            row |= diff_columns(base["scores"], rec["scores"], iters=p.bootstrap_iters, seed=p.seed)
         rows.append(row)
         data[label] = {"doc_ids": rec["doc_ids"], "scores": rec["scores"]}
     chance = chance_accuracy(TextImageConfig(), split="test")

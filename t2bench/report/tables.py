@@ -34,6 +34,20 @@ def diff_cell(d: dict | None) -> str:
     return f"{100 * d['diff']:+.1f} [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]"
 
 
+def diff_columns(base, other, *, iters: int, seed: int) -> dict[str, Any]:
+    """The difference-to-base cells every ablation table shows (paired bootstrap over items),
+    plus the raw ``diff`` record that the paragraphs read."""
+    from t2bench.report.stats import paired_bootstrap
+
+    d = paired_bootstrap(base, other, iters=iters, seed=seed)
+    return {
+        "Δ vs base (points) [95% CI]": diff_cell(d),
+        "p": round(d["p_bootstrap"], 3),
+        "W/L": f"{d['wins']}/{d['losses']}",
+        "diff": d,
+    }
+
+
 @dataclass
 class Table:
     """Rows of flat cells (``columns`` in order) plus what is needed to read and redo them."""
