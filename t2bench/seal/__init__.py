@@ -1,0 +1,1 @@
+"""SEAL-style self-editing: passages, self-edits, inner updates and closed-book grading."""
