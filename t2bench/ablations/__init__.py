@@ -28,6 +28,8 @@ MODULES = (
     "transfer",
     "alpha",
     "vlm",
+    "seal",
+    "forgetting",
     "performance",
 )
 SHORT = {m.split("_")[0]: m for m in MODULES}

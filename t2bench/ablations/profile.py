@@ -40,6 +40,14 @@ class AblationProfile:
     #: VLM row: the first n test documents of t2vqa_text (None: all 300) and the VLM runs
     vlm_n: int | None = None
     vlm_experts: str = "results/vlm/experts"
+    #: SEAL: the ReST-EM run, the eval passages (source, first n), self-edit variant,
+    #: inner-update steps, and the passages of the sequential-edit (forgetting) table
+    seal_run: str = "results/seal/restem"
+    seal_source: str = "fictional"
+    seal_n: int | None = 6
+    seal_variant: str = "implications"
+    seal_inner_steps: int = 8
+    seal_forget_n: int = 4
     batch_size: int = 16
     #: flush denormal floats to zero on CPU (torch.set_flush_denormal): padded batched
     #: generation produces denormals that made ARC prompt first passes ~6x slower
@@ -136,6 +144,9 @@ SMOKE = CPU.with_overrides(
     transfer_n=4,
     transfer_cem="shots=2;population=2;iterations=1",
     shuffle_seeds=(0, 1),
+    seal_n=2,
+    seal_inner_steps=2,
+    seal_forget_n=2,
     bootstrap_iters=1000,
 )
 PROFILES["smoke"] = SMOKE

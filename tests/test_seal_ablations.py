@@ -1,0 +1,110 @@
+"""The SEAL ablation tables: the knowledge table end to end on a tiny model and a tiny ReST-EM
+run, and the forgetting summary against a hand-made accuracy triangle."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from t2bench.seal.data import QA, Passage
+
+
+def _passages(n: int) -> list[Passage]:
+    return [
+        Passage(
+            f"t-{i}",
+            f"Zo{i}",
+            f"Zo{i} is a town. Its river is Lo{i}.",
+            (QA(f"What river has Zo{i}?", (f"Lo{i}",)),),
+            "fictional",
+        )
+        for i in range(n)
+    ]
+
+
+def test_forgetting_summary_reads_the_triangle():
+    from t2bench.ablations.forgetting import retention, summarise
+
+    rec = {
+        "method": "lora",
+        "before": [0.0, 0.0, 1 / 3],
+        "matrix": [[1.0], [2 / 3, 1.0], [1 / 3, 1 / 3, 2 / 3]],
+        "merge_seconds": [1.0, 1.0, 1.0],
+    }
+    rows = summarise(rec)
+    assert [r["edits merged"] for r in rows] == [1, 2, 3]
+    assert rows[0]["mean accuracy on earlier passages"] is None
+    assert rows[2]["accuracy on the newest passage"] == pytest.approx(0.667, abs=1e-3)
+    assert rows[2]["mean accuracy on earlier passages"] == pytest.approx(1 / 3, abs=1e-3)
+    assert rows[2]["their accuracy right after their own edit"] == 1.0
+    assert rows[1]["accuracy on passage 0"] == pytest.approx(0.667, abs=1e-3)
+    r = retention(rec)
+    assert r["after_own"] == 1.0 and r["after_all"] == pytest.approx(0.333, abs=1e-3)
+    assert r["before"] == 0.0
+
+
+def test_seal_tables_run_end_to_end_on_a_tiny_model(tmp_path, char_llama_dir, monkeypatch):
+    import t2bench.ablations.seal as seal_mod
+    import t2bench.seal.restem as restem
+    from t2bench.ablations import forgetting
+    from t2bench.ablations.context import AblationContext
+    from t2bench.ablations.profile import SMOKE
+    from t2bench.seal.inner import InnerConfig
+    from t2bench.seal.restem import SealConfig, train_seal
+
+    monkeypatch.setattr(restem, "load_passages", lambda source, split, n, seed: _passages(n))
+    run = tmp_path / "restem"
+    train_seal(
+        SealConfig(
+            output_dir=str(run),
+            model=char_llama_dir,
+            n_train=2,
+            k=2,
+            rounds=1,
+            max_new_tokens=12,
+            qa_max_new_tokens=4,
+            inner=InnerConfig(steps=1, lr=1e-2),
+            progress=False,
+        )
+    )
+    monkeypatch.setattr(seal_mod, "eval_passages", lambda ctx: _passages(ctx.profile.seal_n))
+    profile = SMOKE.with_overrides(model=char_llama_dir, seal_run=str(run), bootstrap_iters=100)
+    ctx = AblationContext(profile, tmp_path / "ablation")
+    table = seal_mod.run(ctx)
+    labels = [(r["variant"], r["inner update"]) for r in table.rows]
+    assert labels == [
+        ("base (no update)", "—"),
+        ("passage only", "lora"),
+        ("passage only", "svf"),
+        ("passage + own self-edit (no RL)", "lora"),
+        ("passage + own self-edit (no RL)", "svf"),
+        ("SEAL after round 1", "lora"),
+        ("SEAL after round 1", "svf"),
+    ]
+    assert all(r["n"] == 2 for r in table.rows)
+    assert all("Δ vs base (points) [95% CI]" in r for r in table.rows[1:])
+    assert "round 1:" in table.caption and "SEAL after round 1" in table.paragraph
+    # every evaluation is in the memo: a resumed run recomputes nothing
+    keys = [json.loads(x)["key"] for x in ctx.memo_path.read_text().splitlines()]
+    assert len(keys) == 7
+
+    ft = forgetting.run(ctx)
+    assert [(r["inner update"], r["edits merged"]) for r in ft.rows] == [
+        ("lora", 1),
+        ("lora", 2),
+        ("svf", 1),
+        ("svf", 2),
+    ]
+    assert "SVF forgot" in ft.paragraph
+
+
+def test_missing_restem_run_is_a_clear_error(tmp_path):
+    from t2bench.ablations import seal as seal_mod
+    from t2bench.ablations.context import AblationContext
+    from t2bench.ablations.profile import SMOKE
+    from t2bench.errors import ConfigError
+
+    ctx = AblationContext(SMOKE.with_overrides(seal_run=str(tmp_path / "none")), tmp_path / "a")
+    with pytest.raises(ConfigError, match="nox -s seal"):
+        seal_mod.run(ctx)
