@@ -246,7 +246,10 @@ def cmd_seal(args) -> int:
             temperature=args.temperature,
         )
         print(
-            json.dumps([{"uid": p.uid, "self_edits": t} for p, t in zip(passages, texts, strict=True)], indent=2)
+            json.dumps(
+                [{"uid": p.uid, "self_edits": t} for p, t in zip(passages, texts, strict=True)],
+                indent=2,
+            )
         )
         return 0
     from t2bench.report.stats import accuracy
@@ -276,6 +279,7 @@ def cmd_seal(args) -> int:
                 "inner": args.inner,
                 **acc,
                 "seconds": round(result["seconds"], 1),
+                "diverged": [p["diverged"] for p in result["passages"] if "diverged" in p],
             },
             indent=2,
         )
