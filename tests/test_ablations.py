@@ -73,7 +73,8 @@ def test_llama3_8b_counts_reproduce_the_papers():
 
 def test_select_and_profiles():
     assert select("table1,transfer") == ["table1_training", "transfer"]
-    assert len(select(None)) == 8
+    assert len(select(None)) == 10
+    assert select("seal,forgetting") == ["seal", "forgetting"]  # short names do not collide
     with pytest.raises(ConfigError, match="unknown ablation.*table9"):
         select("table9")
     with pytest.raises(ConfigError, match="unknown profile 'gpu'"):
