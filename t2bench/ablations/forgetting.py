@@ -144,6 +144,14 @@ def run(ctx) -> Table:
 
 def _verdict(ret: dict) -> str:
     drops = {m: (r["after_own"] or 0) - (r["after_all"] or 0) for m, r in ret.items()}
+    blank = [m for m, r in ret.items() if not r["after_own"]]
+    if blank:
+        return (
+            f"{' and '.join(blank)} learned nothing from its own edits here (0 right after "
+            "them), so it had nothing to forget: SVF forgot "
+            f"{drops['svf']:+.3f} vs LoRA {drops['lora']:+.3f}, but this run cannot say "
+            "which forgets less."
+        )
     if drops["svf"] < drops["lora"]:
         word = "less than"
     elif drops["svf"] > drops["lora"]:
