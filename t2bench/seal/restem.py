@@ -177,21 +177,9 @@ def score_self_edit(
 def sft_generator(model, tokenizer, pairs: list[tuple[str, str]], cfg: SealConfig, out: Path):
     """LoRA fine-tune of the generator on (prompt, self-edit) pairs; saves it to ``out`` and
     returns (merged model, losses). Loss on the self-edit tokens only."""
-    from peft import LoraConfig, get_peft_model
-
     from t2bench.train.rollout import encode_prompts, join_batch
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        peft_model = get_peft_model(
-            model,
-            LoraConfig(
-                r=cfg.sft_r,
-                lora_alpha=2 * cfg.sft_r,
-                lora_dropout=0.0,
-                target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-            ),
-        )
+    peft_model = _generator_lora(model, cfg)
     params = [p for p in peft_model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.sft_lr, weight_decay=0.0)
     prompts = encode_prompts(tokenizer, [p for p, _ in pairs])
@@ -226,10 +214,7 @@ def sft_generator(model, tokenizer, pairs: list[tuple[str, str]], cfg: SealConfi
             opt.step()
             losses.append(float(loss.detach()))
     peft_model.eval()
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    peft_model.save_pretrained(str(tmp), safe_serialization=True)
-    os.replace(tmp, out)
+    _save_adapter(peft_model, out)
     return peft_model.merge_and_unload(), losses
 
 
@@ -338,6 +323,12 @@ def train_seal(cfg: SealConfig) -> dict:
             info["note"] = "no self-edit beat no update: the generator is unchanged this round"
             _empty_adapter(model, cfg, folder)
         info["seconds"] = round(time.perf_counter() - t_round, 2)
+        info["provenance"] = provenance(
+            model=loaded.model_id,
+            seed=cfg.seed,
+            split=f"{cfg.source}/train",
+            wall_seconds=info["seconds"],
+        )
         (folder.parent / "round.json").write_text(json.dumps(info, indent=2) + "\n")
         rounds.append(info)
     summary = {
@@ -355,23 +346,35 @@ def train_seal(cfg: SealConfig) -> dict:
     return summary
 
 
-def _empty_adapter(model, cfg: SealConfig, folder: Path) -> None:
-    """A LoRA adapter whose update is exactly zero (peft initialises B to zero)."""
+def _generator_lora(model, cfg: SealConfig):
+    """The generator's fresh LoRA (seeded; peft starts B at zero, so it changes nothing yet)."""
     from peft import LoraConfig, get_peft_model
 
-    peft_model = get_peft_model(
-        model,
-        LoraConfig(
-            r=cfg.sft_r,
-            lora_alpha=2 * cfg.sft_r,
-            lora_dropout=0.0,
-            target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-        ),
-    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return get_peft_model(
+            model,
+            LoraConfig(
+                r=cfg.sft_r,
+                lora_alpha=2 * cfg.sft_r,
+                lora_dropout=0.0,
+                target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+            ),
+        )
+
+
+def _save_adapter(peft_model, folder: Path) -> None:
+    """Save under a temporary name and rename: a kill leaves a complete adapter or none."""
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     peft_model.save_pretrained(str(tmp), safe_serialization=True)
     os.replace(tmp, folder)
+
+
+def _empty_adapter(model, cfg: SealConfig, folder: Path) -> None:
+    """A LoRA adapter whose update is exactly zero: G(r) = G(r-1), said explicitly."""
+    peft_model = _generator_lora(model, cfg)
+    _save_adapter(peft_model, folder)
     peft_model.unload()
 
 
