@@ -157,7 +157,7 @@ def seal(session: nox.Session) -> None:
     if not os.path.exists("results/seal/restem/summary.json"):
         session.run("t2bench", "seal", "train", *SEAL_TRAIN, env=OFFLINE_ENV)
     session.run(
-        "t2bench", "ablations", "--only", "seal,forgetting", *session.posargs, env=OFFLINE_ENV
+        "t2bench", "ablations", "--only", "seal,forgetting,squad", *session.posargs, env=OFFLINE_ENV
     )
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from t2bench.ablations import select, write_index
+from t2bench.ablations import MODULES, SHORT, select, write_index
 from t2bench.ablations import table2_unseen as t2
 from t2bench.ablations import table4_params as t4
 from t2bench.ablations.context import AblationContext
@@ -73,8 +73,10 @@ def test_llama3_8b_counts_reproduce_the_papers():
 
 def test_select_and_profiles():
     assert select("table1,transfer") == ["table1_training", "transfer"]
-    assert len(select(None)) == 10
-    assert select("seal,forgetting") == ["seal", "forgetting"]  # short names do not collide
+    assert len(select(None)) == 11
+    # short names do not collide: every module has its own
+    assert len(SHORT) == len(MODULES)
+    assert select("seal,forgetting,squad") == ["seal", "forgetting", "squad"]
     with pytest.raises(ConfigError, match="unknown ablation.*table9"):
         select("table9")
     with pytest.raises(ConfigError, match="unknown profile 'gpu'"):

@@ -47,7 +47,7 @@ def test_forgetting_summary_reads_the_triangle():
 def test_seal_tables_run_end_to_end_on_a_tiny_model(tmp_path, char_llama_dir, monkeypatch):
     import t2bench.ablations.seal as seal_mod
     import t2bench.seal.restem as restem
-    from t2bench.ablations import forgetting
+    from t2bench.ablations import forgetting, squad
     from t2bench.ablations.context import AblationContext
     from t2bench.ablations.profile import SMOKE
     from t2bench.seal.inner import InnerConfig
@@ -68,7 +68,11 @@ def test_seal_tables_run_end_to_end_on_a_tiny_model(tmp_path, char_llama_dir, mo
             progress=False,
         )
     )
-    monkeypatch.setattr(seal_mod, "eval_passages", lambda ctx: _passages(ctx.profile.seal_n))
+    monkeypatch.setattr(
+        seal_mod,
+        "eval_passages",
+        lambda ctx, source=None, n=None: _passages(n or ctx.profile.seal_n),
+    )
     profile = SMOKE.with_overrides(model=char_llama_dir, seal_run=str(run), bootstrap_iters=100)
     ctx = AblationContext(profile, tmp_path / "ablation")
     table = seal_mod.run(ctx)
@@ -79,15 +83,31 @@ def test_seal_tables_run_end_to_end_on_a_tiny_model(tmp_path, char_llama_dir, mo
         ("passage only", "svf"),
         ("passage + own self-edit (no RL)", "lora"),
         ("passage + own self-edit (no RL)", "svf"),
+        ("passage + own self-edit 'qa' (no RL)", "lora"),
         ("SEAL after round 1", "lora"),
         ("SEAL after round 1", "svf"),
     ]
     assert all(r["n"] == 2 for r in table.rows)
     assert all("Δ vs base (points) [95% CI]" in r for r in table.rows[1:])
     assert "round 1:" in table.caption and "SEAL after round 1" in table.paragraph
+    assert "Self-edit variants without RL (lora inner update)" in table.paragraph
+    assert "qa " in table.paragraph.split("Self-edit variants")[1]
+    # the 'qa' row really used the qa prompt: its self-edits differ from the implications row's
+    qa = table.data["passage + own self-edit 'qa' (no RL) | lora"]["self_edits"]
+    assert qa != table.data["passage + own self-edit (no RL) | lora"]["self_edits"]
     # every evaluation is in the memo: a resumed run recomputes nothing
     keys = [json.loads(x)["key"] for x in ctx.memo_path.read_text().splitlines()]
-    assert len(keys) == 7
+    assert len([k for k in keys if k.startswith("seal|")]) == 8
+    # self-edits are written once per generator and variant, shared by LoRA and SVF rows:
+    # 8 rows, 3 of which share their generator and variant with another row
+    assert len([k for k in keys if k.startswith("seal-edits|")]) == 5
+
+    sq = squad.run(ctx)
+    assert sq.name == "seal-knowledge-squad"
+    assert [r["variant"] for r in sq.rows][:2] == ["base (no update)", "passage only"]
+    assert not any("'qa'" in r["variant"] for r in sq.rows)  # variants are compared once
+    assert "SQuAD eval passages" in sq.caption and "transfer" in sq.caption
+    assert all(r["n"] == ctx.profile.seal_squad_n for r in sq.rows)
 
     ft = forgetting.run(ctx)
     assert [(r["inner update"], r["edits merged"]) for r in ft.rows] == [

@@ -30,6 +30,7 @@ MODULES = (
     "vlm",
     "seal",
     "forgetting",
+    "squad",
     "performance",
 )
 SHORT = {m.split("_")[0]: m for m in MODULES}

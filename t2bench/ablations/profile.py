@@ -40,14 +40,17 @@ class AblationProfile:
     #: VLM row: the first n test documents of t2vqa_text (None: all 300) and the VLM runs
     vlm_n: int | None = None
     vlm_experts: str = "results/vlm/experts"
-    #: SEAL: the ReST-EM run, the eval passages (source, first n), self-edit variant,
-    #: inner-update steps, and the passages of the sequential-edit (forgetting) table
+    #: SEAL: the ReST-EM run, the eval passages (source, first n), self-edit variant (and
+    #: the variants compared with it), inner-update steps, the passages of the sequential-edit
+    #: (forgetting) table, and the first n SQuAD eval passages of the SQuAD table
     seal_run: str = "results/seal/restem"
     seal_source: str = "fictional"
-    seal_n: int | None = 6
+    seal_n: int | None = 10
     seal_variant: str = "implications"
+    seal_compare_variants: tuple[str, ...] = ("rewrite", "qa")
     seal_inner_steps: int = 8
-    seal_forget_n: int = 4
+    seal_forget_n: int = 6
+    seal_squad_n: int | None = 12
     batch_size: int = 16
     #: flush denormal floats to zero on CPU (torch.set_flush_denormal): padded batched
     #: generation produces denormals that made ARC prompt first passes ~6x slower
@@ -145,8 +148,10 @@ SMOKE = CPU.with_overrides(
     transfer_cem="shots=2;population=2;iterations=1",
     shuffle_seeds=(0, 1),
     seal_n=2,
+    seal_compare_variants=("qa",),
     seal_inner_steps=2,
     seal_forget_n=2,
+    seal_squad_n=2,
     bootstrap_iters=1000,
 )
 PROFILES["smoke"] = SMOKE

@@ -35,11 +35,14 @@ COLUMNS = [
 ]
 
 
-def eval_passages(ctx):
+def eval_passages(ctx, source: str | None = None, n: int | None = None):
+    """The first ``n`` eval passages of ``source`` (default: the profile's fictional set)."""
     from t2bench.seal.data import load_passages
 
     p = ctx.profile
-    return load_passages(p.seal_source, "eval", n=p.seal_n, seed=p.seed)
+    if source is None:
+        source, n = p.seal_source, p.seal_n
+    return load_passages(source, "eval", n=n, seed=p.seed)
 
 
 def run_record(ctx) -> dict:
@@ -64,25 +67,45 @@ def _load(ctx, rounds: int):
     return load_model(ctx.profile.model)
 
 
-def condition(ctx, condition: str, method: str | None, rounds: int = 0) -> dict:
+def condition(
+    ctx,
+    condition: str,
+    method: str | None,
+    rounds: int = 0,
+    *,
+    source: str | None = None,
+    n: int | None = None,
+    variant: str | None = None,
+) -> dict:
     """Per-question scores of one condition on the eval passages (memoised)."""
     from t2bench.seal.experiment import edit_sequences, evaluate_condition
     from t2bench.seal.inner import InnerConfig
 
     p = ctx.profile
-    key = f"seal|{p.seal_source}|{p.seal_n}|{p.seal_variant}|g{rounds}|{condition}|{method}"
+    if source is None:
+        source, n = p.seal_source, p.seal_n
+    variant = variant or p.seal_variant
+    key = f"seal|{source}|{n}|{variant}|g{rounds}|{condition}|{method}"
 
     def compute():
-        passages = eval_passages(ctx)
+        passages = eval_passages(ctx, source, n)
         loaded = _load(ctx, rounds)
-        edits = edit_sequences(
-            loaded.model,
-            loaded.tokenizer,
-            passages,
-            condition,
-            variant=p.seal_variant,
-            seed=p.seed,
-        )
+
+        def write_edits():
+            return {
+                "edits": edit_sequences(
+                    loaded.model,
+                    loaded.tokenizer,
+                    passages,
+                    condition,
+                    variant=variant,
+                    seed=p.seed,
+                )
+            }
+
+        # greedy self-edits of one generator are the same for either inner update: write once
+        edit_key = f"seal-edits|{source}|{n}|{variant}|g{rounds}|{condition}"
+        edits = ctx.remember(edit_key, write_edits)["edits"]
         inner = InnerConfig(method=method, steps=p.seal_inner_steps) if method else None
         r = evaluate_condition(
             loaded.model,
@@ -115,27 +138,55 @@ def condition(ctx, condition: str, method: str | None, rounds: int = 0) -> dict:
     return ctx.remember(key, compute)
 
 
-def variants(ctx) -> list[tuple[str, str, str | None, int]]:
+OWN = "passage + own self-edit (no RL)"
+
+
+def variants(ctx, compare: tuple[str, ...] = ()) -> list[tuple]:
+    """(label, condition, inner method, generator rounds, self-edit variant or None) per row.
+
+    ``compare``: further self-edit variants (``rewrite``, ``qa``) evaluated without RL with the
+    ReST-EM run's inner method, beside the profile's variant.
+    """
     cfg = run_record(ctx)["config"]
     rounds, method = cfg["rounds"], cfg["inner"]["method"]
     other = "lora" if method == "svf" else "svf"
     rows = [
-        ("base (no update)", "base", None, 0),
-        ("passage only", "passage", "lora", 0),
-        ("passage only", "passage", "svf", 0),
-        ("passage + own self-edit (no RL)", "self-edit", "lora", 0),
-        ("passage + own self-edit (no RL)", "self-edit", "svf", 0),
+        ("base (no update)", "base", None, 0, None),
+        ("passage only", "passage", "lora", 0, None),
+        ("passage only", "passage", "svf", 0, None),
+        (OWN, "self-edit", "lora", 0, None),
+        (OWN, "self-edit", "svf", 0, None),
     ]
-    rows += [(f"SEAL after round {r}", "self-edit", method, r) for r in range(1, rounds + 1)]
-    rows.append((f"SEAL after round {rounds}", "self-edit", other, rounds))
+    rows += [
+        (f"passage + own self-edit '{v}' (no RL)", "self-edit", method, 0, v)
+        for v in compare
+        if v != ctx.profile.seal_variant
+    ]
+    rows += [(f"SEAL after round {r}", "self-edit", method, r, None) for r in range(1, rounds + 1)]
+    rows.append((f"SEAL after round {rounds}", "self-edit", other, rounds, None))
     return rows
 
 
 def run(ctx) -> Table:
     p = ctx.profile
+    return knowledge_table(
+        ctx,
+        NAME,
+        "SEAL knowledge incorporation: closed-book QA after self-edit updates (held-out passages)",
+        source=p.seal_source,
+        n=p.seal_n,
+        compare=p.seal_compare_variants,
+    )
+
+
+def knowledge_table(
+    ctx, name: str, title: str, *, source: str, n: int | None, compare: tuple[str, ...] = ()
+) -> Table:
+    """The knowledge table on the first ``n`` eval passages of ``source``."""
+    p = ctx.profile
     rows, data, base = [], {}, None
-    for label, cond, method, rounds in variants(ctx):
-        rec = condition(ctx, cond, method, rounds)
+    for label, cond, method, rounds, variant in variants(ctx, compare):
+        rec = condition(ctx, cond, method, rounds, source=source, n=n, variant=variant)
         acc = accuracy(rec["scores"])
         row = {
             "variant": label,
@@ -157,18 +208,39 @@ def run(ctx) -> Table:
             k: rec[k] for k in ("uids", "scores", "predictions", "self_edits", "passages")
         }
     run_info = run_record(ctx)
+    passages = len(base["passages"])
     return Table(
-        NAME,
-        "SEAL knowledge incorporation: closed-book QA after self-edit updates (held-out passages)",
+        name,
+        title,
         COLUMNS,
         rows,
-        caption=caption(ctx, run_info),
+        caption=caption(
+            ctx, run_info, source=source, passages=passages, questions=len(base["scores"])
+        ),
         paragraph=paragraph(rows, run_info),
         data=data,
     )
 
 
-def caption(ctx, run_info: dict) -> str:
+def _source_text(source: str, passages: int, questions: int) -> str:
+    if source == "fictional":
+        return (
+            f"Eval: the first {passages} generated fictional eval passages ({questions} "
+            "questions; facts no model can know), disjoint from the ReST-EM training passages "
+            "(other generator seed, no shared entity names)."
+        )
+    if source == "squad":
+        return (
+            f"Eval: the first {passages} SQuAD eval passages ({questions} questions; the "
+            "packaged SQuAD validation split by article, the eval half's articles never used "
+            "for training or tuning). The ReST-EM generator was trained on fictional passages, "
+            "so its rows measure transfer of its self-edit skill to real text; a base answer "
+            "may already be right from pre-training."
+        )
+    return f"Eval: the first {passages} `{source}` eval passages ({questions} questions)."
+
+
+def caption(ctx, run_info: dict, *, source: str, passages: int, questions: int) -> str:
     from t2bench.seal.inner import InnerConfig
 
     p = ctx.profile
@@ -180,10 +252,9 @@ def caption(ctx, run_info: dict) -> str:
     )
     lora, svf = InnerConfig(method="lora"), InnerConfig(method="svf")
     return (
-        f"Eval: the first {p.seal_n} `{p.seal_source}` eval passages (3 questions each), "
-        "disjoint from the ReST-EM training passages (other generator seed, no shared entity "
-        "names). Each passage is updated alone, its questions asked without it (greedy, ≤ 16 "
-        "tokens), the update undone. Accuracy = normalised containment of a reference answer; "
+        f"{_source_text(source, passages, questions)} Each passage is updated alone, its "
+        "questions asked without it (greedy, ≤ 16 tokens), the update undone. Accuracy = "
+        "normalised containment of a reference answer; "
         f"EM and token F1 beside it. Inner update: {p.seal_inner_steps} full-batch steps on the "
         f"self-edit lines + passage (padding masked); LoRA r{lora.lora_r}/α{lora.lora_alpha} on "
         f"{lora.lora_targets}, lr {lora.learning_rate:g}; SVF on {svf.svf_modules} (all "
@@ -205,12 +276,12 @@ def paragraph(rows: list[dict], run_info: dict) -> str:
     base = rows[0]
     last = run_info["config"]["rounds"]
     method = run_info["config"]["inner"]["method"]
-    own = _find(rows, "passage + own self-edit (no RL)", "lora")
-    own_m = _find(rows, "passage + own self-edit (no RL)", method)
+    own = _find(rows, OWN, "lora")
+    own_m = _find(rows, OWN, method)
     seal = _find(rows, f"SEAL after round {last}", method)
     pas_l = _find(rows, "passage only", "lora")
     pas_s = _find(rows, "passage only", "svf")
-    own_s = _find(rows, "passage + own self-edit (no RL)", "svf")
+    own_s = _find(rows, OWN, "svf")
 
     def d(r):
         return f"{diff_cell(r['diff'])} ({verdict(r['diff'])})"
@@ -227,5 +298,19 @@ def paragraph(rows: list[dict], run_info: dict) -> str:
         "against base; a claim counts only where its interval excludes zero, and with this "
         "few questions only large effects can. Whether SEAL beats the own self-edit without "
         "RL is the paper's central claim; compare the two rows' intervals before reading an "
-        "order into them."
+        "order into them." + _variants_sentence(rows, method)
     )
+
+
+def _variants_sentence(rows: list[dict], method: str) -> str:
+    prefix = "passage + own self-edit '"
+    others = [r for r in rows if r["variant"].startswith(prefix)]
+    if not others:
+        return ""
+    own = _find(rows, OWN, method)
+    parts = [f"the profile's variant {own['accuracy (contains)']:.3f}"]
+    for r in others:
+        name = r["variant"][len(prefix) :].split("'")[0]
+        acc, diff = r["accuracy (contains)"], diff_cell(r["diff"])
+        parts.append(f"{name} {acc:.3f} (Δ vs base {diff})")
+    return f" Self-edit variants without RL ({method} inner update): " + ", ".join(parts) + "."
