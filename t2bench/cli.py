@@ -201,6 +201,21 @@ def cmd_seal(args) -> int:
     from t2bench.seal.inner import InnerConfig
 
     inner = InnerConfig(method=args.inner, steps=args.inner_steps, lr=args.inner_lr)
+    if args.action == "tune":
+        from t2bench.seal.tune import TuneConfig, write_tune
+
+        out = write_tune(
+            TuneConfig(
+                output_dir=args.out or "results/seal/inner-lr",
+                model=args.model,
+                source=args.source,
+                n=args.n or 6,
+                steps=args.inner_steps,
+                seed=args.seed,
+            )
+        )
+        print((out / "seal-inner-lr.md").read_text())
+        return 0
     if args.action == "train":
         from t2bench.seal.restem import SealConfig, train_seal
 
@@ -467,10 +482,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="SEAL-style self-editing: write self-edits, train the generator with ReST-EM, "
         "evaluate closed-book QA after inner updates (SVF or LoRA)",
     )
-    p.add_argument("action", choices=["self-edit", "train", "evaluate"])
+    p.add_argument("action", choices=["self-edit", "train", "evaluate", "tune"])
     p.add_argument("--model", default=None, help="default: the packaged SmolLM2-135M-Instruct")
     p.add_argument("--source", default="fictional", choices=["fictional", "squad"])
-    p.add_argument("--split", default="eval", choices=["train", "eval"])
+    p.add_argument("--split", default="eval", choices=["train", "eval"], help="(tune: train)")
     p.add_argument("--data", default=None, help="a JSONL of passages instead of --source")
     p.add_argument("--n", type=int, default=None, help="number of passages")
     p.add_argument("--variant", default="implications", choices=["implications", "rewrite", "qa"])
@@ -483,7 +498,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0, help="self-edit: 0 = greedy")
     p.add_argument("--generator", default=None, help="evaluate: a ReST-EM run folder")
     p.add_argument("--generator-rounds", dest="generator_rounds", type=int, default=1)
-    p.add_argument("--out", default=None, help="train: run folder (default results/seal/restem)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="train: run folder (default results/seal/restem); tune: the inner-lr grid's "
+        "folder (default results/seal/inner-lr)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_seal)
 
@@ -501,7 +521,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--only",
         default=None,
-        help="comma list: table1,table4,table2,table3,transfer,alpha,vlm,seal,forgetting,performance",
+        help="comma list: table1,table4,table2,table3,transfer,alpha,vlm,seal,forgetting,squad,"
+        "performance",
     )
     p.add_argument("--out", default="results/ablations")
     p.add_argument(

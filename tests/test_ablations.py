@@ -10,7 +10,7 @@ from t2bench.ablations import MODULES, SHORT, select, write_index
 from t2bench.ablations import table2_unseen as t2
 from t2bench.ablations import table4_params as t4
 from t2bench.ablations.context import AblationContext
-from t2bench.ablations.profile import CPU, PAPER, get_profile
+from t2bench.ablations.profile import CPU, PAPER, SMOKE, get_profile
 from t2bench.errors import ConfigError
 from t2bench.report.stats import accuracy, paired_bootstrap, verdict, wilson
 from t2bench.report.tables import Table
@@ -234,3 +234,14 @@ def test_vlm_paragraph_follows_the_numbers():
     assert "from 0.000 (untrained vision side) to 0.400" in text
     assert "+150% relative; supports for SVF > base" in text
     assert "inconclusive for LoRA > base" in text
+
+
+def test_provenance_credits_the_commit_the_run_started_from(tmp_path, monkeypatch):
+    import t2bench.ablations.context as context
+
+    commits = iter(["aaa", "bbb", "bbb"])
+    monkeypatch.setattr(context, "git_commit", lambda: next(commits))
+    ctx = context.AblationContext(SMOKE, tmp_path / "run")
+    prov = ctx.provenance(wall_seconds=1.0)
+    # a commit made while the run went on is recorded beside it, never in its place
+    assert prov["commit"] == "aaa" and prov["commit_when_written"] == "bbb"

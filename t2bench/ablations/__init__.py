@@ -14,9 +14,10 @@ import time
 import traceback
 from pathlib import Path
 
-from t2bench.ablations.context import AblationContext, model_fingerprint
+from t2bench.ablations.context import AblationContext
 from t2bench.ablations.profile import get_profile
 from t2bench.errors import ConfigError
+from t2bench.report.provenance import model_fingerprint
 
 #: run order: Table 4 reuses Table 1's math items, Table 3 and α reuse Table 2's runs,
 #: α also shows the transfer table's cross-model CEM.

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from t2bench.ablations.profile import AblationProfile
-from t2bench.report.provenance import provenance
+from t2bench.report.provenance import git_commit, provenance
 
 
 class AblationContext:
@@ -32,6 +32,9 @@ class AblationContext:
                     rec = json.loads(line)
                     self.memo[rec["key"]] = rec
         self.started = time.perf_counter()
+        # the code that runs is the code at the start: later commits or edits in the checkout
+        # (made while a long run goes on) must not be credited with its numbers
+        self.commit = git_commit()
         self._spread: dict[str, float] = {}
         self._lm = None
 
@@ -118,7 +121,11 @@ class AblationContext:
     # ------------------------------------------------------------------ provenance
 
     def provenance(self, **extra: Any) -> dict:
+        now = git_commit()
+        if now != self.commit:
+            extra["commit_when_written"] = now
         return provenance(
+            commit=self.commit,
             profile=asdict(self.profile),
             run_folder=str(self.folder),
             base_model=self.profile.model or "smollm2-135m-instruct",
@@ -141,23 +148,6 @@ class AblationContext:
 
     def elapsed(self) -> float:
         return round(time.perf_counter() - self.started, 1)
-
-
-def model_fingerprint(name: str | None) -> dict:
-    """sha256 over every parameter tensor of a model (names, shapes and bytes), with its id."""
-    import hashlib
-
-    import torch
-
-    from t2bench.models import load_model
-
-    lm = load_model(name)
-    h = hashlib.sha256()
-    with torch.no_grad():
-        for pname, p in sorted(lm.model.state_dict().items()):
-            h.update(f"{pname}:{tuple(p.shape)}:{p.dtype}".encode())
-            h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return {"model_id": lm.model_id, "sha256_weights": h.hexdigest()[:16], "path": lm.path}
 
 
 def expert_spread(experts: str, model: str | None = None) -> float:

@@ -110,3 +110,20 @@ def write_lm_eval_provenance(output_path: Path) -> list[Path]:
             side.write_text(json.dumps(lm_eval_provenance(results), indent=2, default=str) + "\n")
             written.append(side)
     return written
+
+
+def model_fingerprint(name: str | None) -> dict:
+    """sha256 over every parameter tensor of a model (names, shapes and bytes), with its id."""
+    import hashlib
+
+    import torch
+
+    from t2bench.models import load_model
+
+    lm = load_model(name)
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for pname, p in sorted(lm.model.state_dict().items()):
+            h.update(f"{pname}:{tuple(p.shape)}:{p.dtype}".encode())
+            h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return {"model_id": lm.model_id, "sha256_weights": h.hexdigest()[:16], "path": lm.path}

@@ -34,10 +34,10 @@ __all__ = [
 
 METHODS = ("lora", "svf")
 #: learning rates used when ``InnerConfig.lr`` is None (chosen on training passages only:
-#: results/seal/inner-lr.md)
+#: results/seal/inner-lr/)
 DEFAULT_LR = {"lora": 1e-3, "svf": 2e-2}
 #: LoRA targets: every linear map of the language model. The SEAL paper's q_proj+v_proj stored
-#: nothing in 8 steps on the 135M model (results/seal/inner-lr.md)
+#: nothing in 8 steps on the 135M model (results/seal/inner-lr/)
 ALL_LINEAR = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 
 
