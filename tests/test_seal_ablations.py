@@ -116,7 +116,23 @@ def test_seal_tables_run_end_to_end_on_a_tiny_model(tmp_path, char_llama_dir, mo
         ("svf", 1),
         ("svf", 2),
     ]
-    assert "SVF forgot" in ft.paragraph
+    assert "forg" in ft.paragraph and "newest passage right after its edit" in ft.paragraph
+
+
+def test_forgetting_verdict_compares_the_share_kept_not_the_raw_drop():
+    from t2bench.ablations.forgetting import _verdict
+
+    def ret(after_own, after_all):
+        return {"after_own": after_own, "after_all": after_all, "before": 0.0}
+
+    # both lost everything: the larger raw drop of the method that stored more is no evidence
+    text = _verdict({"lora": ret(0.267, 0.0), "svf": ret(0.133, 0.0)})
+    assert "both forgot everything" in text and "SVF forgets no less than LoRA" in text
+    text = _verdict({"lora": ret(0.6, 0.1), "svf": ret(0.3, 0.2)})
+    assert "SVF forgot less than LoRA" in text and "67%" in text and "17%" in text
+    text = _verdict({"lora": ret(0.4, 0.3), "svf": ret(0.4, 0.1)})
+    assert "SVF forgot more than LoRA" in text
+    assert "cannot say" in _verdict({"lora": ret(0.0, 0.0), "svf": ret(0.3, 0.1)})
 
 
 def test_missing_restem_run_is_a_clear_error(tmp_path):

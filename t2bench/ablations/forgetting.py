@@ -136,13 +136,17 @@ def run(ctx) -> Table:
             f"{ret['lora']['after_own']} (LoRA) / {ret['svf']['after_own']} (SVF) on average; "
             f"after all {n} edits it scores {ret['lora']['after_all']} (LoRA) / "
             f"{ret['svf']['after_all']} (SVF), against {ret['lora']['before']} before any "
-            "edit. The drop from the first to the second number is the forgetting; " + _verdict(ret)
+            "edit. The drop from the first to the second number is the forgetting; "
+            + _verdict(ret)
+            + _newest(recs)
         ),
         data={m: recs[m] for m in recs},
     )
 
 
 def _verdict(ret: dict) -> str:
+    """Which method kept more of what its own edits stored (a share, not a raw drop: a method
+    that stored less has less to lose)."""
     drops = {m: (r["after_own"] or 0) - (r["after_all"] or 0) for m, r in ret.items()}
     blank = [m for m, r in ret.items() if not r["after_own"]]
     if blank:
@@ -152,13 +156,35 @@ def _verdict(ret: dict) -> str:
             f"{drops['svf']:+.3f} vs LoRA {drops['lora']:+.3f}, but this run cannot say "
             "which forgets less."
         )
-    if drops["svf"] < drops["lora"]:
+    kept = {m: (r["after_all"] or 0) / r["after_own"] for m, r in ret.items()}
+    if kept["svf"] == kept["lora"] == 0:
+        return (
+            "both forgot everything their own edits had stored (none of it is left after the "
+            "last edit): here SVF forgets no less than LoRA. (The raw drops, SVF "
+            f"{drops['svf']:+.3f} vs LoRA {drops['lora']:+.3f}, differ only because the two "
+            "stored different amounts.)"
+        )
+    if kept["svf"] > kept["lora"]:
         word = "less than"
-    elif drops["svf"] > drops["lora"]:
+    elif kept["svf"] < kept["lora"]:
         word = "more than"
     else:
         word = "as much as"
     return (
-        f"SVF forgot {word} LoRA here ({drops['svf']:+.3f} vs {drops['lora']:+.3f} drop). "
-        "With this few passages and questions the comparison is suggestive only."
+        f"SVF forgot {word} LoRA here: it kept {kept['svf']:.0%} of what its edits stored vs "
+        f"LoRA {kept['lora']:.0%} (drops {drops['svf']:+.3f} vs {drops['lora']:+.3f}). With "
+        "this few passages and questions the comparison is suggestive only."
+    )
+
+
+def _newest(recs: dict) -> str:
+    """Accuracy on each passage right after its own edit, in edit order (plasticity)."""
+    parts = [
+        f"{m}: " + ", ".join(f"{row[i]:.2f}" for i, row in enumerate(r["matrix"]))
+        for m, r in recs.items()
+    ]
+    return (
+        " Accuracy on the newest passage right after its edit, edit by edit ("
+        + "; ".join(parts)
+        + "), shows whether the merged model still learns new facts."
     )
