@@ -27,15 +27,12 @@ MLP = "gate_proj,up_proj,down_proj"
 GRID: tuple[tuple[str, str | None, float], ...] = (
     ("lora", QV, 1e-3),
     ("lora", QV, 3e-3),
-    ("lora", QV, 1e-2),
     ("lora", MLP, 1e-3),
-    ("lora", MLP, 3e-3),
     ("lora", ALL_LINEAR, 5e-4),
     ("lora", ALL_LINEAR, 1e-3),
     ("lora", ALL_LINEAR, 3e-3),
     ("svf", None, 1e-2),
     ("svf", None, 2e-2),
-    ("svf", None, 5e-2),
 )
 
 COLUMNS = [
