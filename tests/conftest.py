@@ -169,3 +169,23 @@ def tiny_vlm_dir(tmp_path_factory, char_llama_dir):
             vision=VisionConfig(**TINY_VISION),
         )
     )
+
+
+@pytest.fixture
+def tiny_passages():
+    """A maker of n one-question fictional passages ("Zo<i> ... river is Lo<i>") for SEAL tests."""
+    from t2bench.seal.data import QA, Passage
+
+    def make(n: int) -> list[Passage]:
+        return [
+            Passage(
+                f"t-{i}",
+                f"Zo{i}",
+                f"Zo{i} is a town. Its river is Lo{i}.",
+                (QA(f"What river has Zo{i}?", (f"Lo{i}",)),),
+                "fictional",
+            )
+            for i in range(n)
+        ]
+
+    return make

@@ -7,21 +7,6 @@ import json
 
 import pytest
 
-from t2bench.seal.data import QA, Passage
-
-
-def _passages(n: int) -> list[Passage]:
-    return [
-        Passage(
-            f"t-{i}",
-            f"Zo{i}",
-            f"Zo{i} is a town. Its river is Lo{i}.",
-            (QA(f"What river has Zo{i}?", (f"Lo{i}",)),),
-            "fictional",
-        )
-        for i in range(n)
-    ]
-
 
 def test_forgetting_summary_reads_the_triangle():
     from t2bench.ablations.forgetting import retention, summarise
@@ -44,7 +29,9 @@ def test_forgetting_summary_reads_the_triangle():
     assert r["before"] == 0.0
 
 
-def test_seal_tables_run_end_to_end_on_a_tiny_model(tmp_path, char_llama_dir, monkeypatch):
+def test_seal_tables_run_end_to_end_on_a_tiny_model(
+    tmp_path, char_llama_dir, monkeypatch, tiny_passages
+):
     import t2bench.ablations.seal as seal_mod
     import t2bench.seal.restem as restem
     from t2bench.ablations import forgetting, squad
@@ -53,7 +40,7 @@ def test_seal_tables_run_end_to_end_on_a_tiny_model(tmp_path, char_llama_dir, mo
     from t2bench.seal.inner import InnerConfig
     from t2bench.seal.restem import SealConfig, train_seal
 
-    monkeypatch.setattr(restem, "load_passages", lambda source, split, n, seed: _passages(n))
+    monkeypatch.setattr(restem, "load_passages", lambda source, split, n, seed: tiny_passages(n))
     run = tmp_path / "restem"
     train_seal(
         SealConfig(
@@ -71,7 +58,7 @@ def test_seal_tables_run_end_to_end_on_a_tiny_model(tmp_path, char_llama_dir, mo
     monkeypatch.setattr(
         seal_mod,
         "eval_passages",
-        lambda ctx, source=None, n=None: _passages(n or ctx.profile.seal_n),
+        lambda ctx, source=None, n=None: tiny_passages(n or ctx.profile.seal_n),
     )
     profile = SMOKE.with_overrides(model=char_llama_dir, seal_run=str(run), bootstrap_iters=100)
     ctx = AblationContext(profile, tmp_path / "ablation")

@@ -8,24 +8,10 @@ import json
 import pytest
 
 from t2bench.errors import ConfigError
-from t2bench.seal.data import QA, Passage
-
-
-def _passages(n: int) -> list[Passage]:
-    return [
-        Passage(
-            f"t-{i}",
-            f"Zo{i}",
-            f"Zo{i} is a town. Its river is Lo{i}.",
-            (QA(f"What river has Zo{i}?", (f"Lo{i}",)),),
-            "fictional",
-        )
-        for i in range(n)
-    ]
 
 
 def test_grid_runs_on_training_passages_only_and_is_never_overwritten(
-    tmp_path, char_llama_dir, monkeypatch
+    tmp_path, char_llama_dir, monkeypatch, tiny_passages
 ):
     import t2bench.seal.data as data
     from t2bench.seal.inner import ALL_LINEAR, DEFAULT_LR
@@ -35,7 +21,7 @@ def test_grid_runs_on_training_passages_only_and_is_never_overwritten(
 
     def fake_load(source, split, n, seed):
         splits.append(split)
-        return _passages(n)
+        return tiny_passages(n)
 
     monkeypatch.setattr(data, "load_passages", fake_load)
     grid = (
