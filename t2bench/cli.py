@@ -183,7 +183,15 @@ def cmd_vlm(args) -> int:
         from t2bench.vlm.recipes import PRETRAIN_DIR
 
         cfg = PretrainConfig(output_dir=Path(args.out or PRETRAIN_DIR), num_threads=args.threads)
-        for name in ("stage_a_steps", "stage_b_steps", "eval_n"):
+        for name in (
+            "stage_a_steps",
+            "stage_b_steps",
+            "eval_n",
+            "init_from",
+            "stage_a_lr",
+            "lr_projector",
+            "lr_vision",
+        ):
             if getattr(args, name) is not None:
                 setattr(cfg, name, getattr(args, name))
         summary = pretrain(cfg)
@@ -475,6 +483,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage-a-steps", dest="stage_a_steps", type=int, default=None)
     p.add_argument("--stage-b-steps", dest="stage_b_steps", type=int, default=None)
     p.add_argument("--eval-n", dest="eval_n", type=int, default=None)
+    p.add_argument(
+        "--init-from",
+        dest="init_from",
+        default=None,
+        help="pretrain: start from this run's vision.safetensors instead of random weights",
+    )
+    p.add_argument("--stage-a-lr", dest="stage_a_lr", type=float, default=None)
+    p.add_argument("--lr-projector", dest="lr_projector", type=float, default=None)
+    p.add_argument("--lr-vision", dest="lr_vision", type=float, default=None)
     p.set_defaults(func=cmd_vlm)
 
     p = sub.add_parser(

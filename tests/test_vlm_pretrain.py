@@ -358,3 +358,51 @@ def test_bad_configs_are_refused(tmp_path, lm_dir):
         pt.pretrain(config(tmp_path, lm_dir, data=replace(DATA, image_size=64)))
     with pytest.raises(ConfigError, match="eval_n"):
         pt.pretrain(config(tmp_path, lm_dir, eval_n=5))
+
+
+def test_init_from_starts_from_an_earlier_runs_vision_side(tmp_path, lm_dir):
+    first = config(tmp_path, lm_dir, output_dir=tmp_path / "first")
+    pt.pretrain(first)
+    start = tmp_path / "first" / "vision.safetensors"
+    _, _, start_tensors = read_vision_weights(start)
+    # no steps at all: the written vision side must be the starting point, bit for bit
+    still = config(
+        tmp_path,
+        lm_dir,
+        output_dir=tmp_path / "still",
+        init_from=str(start),
+        stage_a_steps=0,
+        stage_b_steps=0,
+    )
+    summary = pt.pretrain(still)
+    _, info, tensors = read_vision_weights(tmp_path / "still" / "vision.safetensors")
+    assert set(tensors) == set(start_tensors)
+    assert all(torch.equal(tensors[k], start_tensors[k]) for k in tensors)
+    assert summary["init_from"]["path"] == str(start)
+    assert summary["init_from"]["sha256"] == info["init_from"]["sha256"]
+    assert len(summary["init_from"]["sha256"]) == 64
+    # with steps it moves away from the starting point (and not from the random one)
+    moved = pt.pretrain(
+        config(tmp_path, lm_dir, output_dir=tmp_path / "moved", init_from=str(start))
+    )
+    _, _, after = read_vision_weights(tmp_path / "moved" / "vision.safetensors")
+    assert moved["valid_accuracy"]["before"] == summary["valid_accuracy"]["before"]
+    assert any(not torch.equal(after[k], start_tensors[k]) for k in after)
+
+
+def test_init_from_refuses_a_missing_or_mismatched_file(tmp_path, lm_dir):
+    with pytest.raises(ConfigError, match="init_from .* not found"):
+        pt.pretrain(config(tmp_path, lm_dir, init_from=str(tmp_path / "nope.safetensors")))
+    pt.pretrain(config(tmp_path, lm_dir, output_dir=tmp_path / "first", stage_b_steps=0))
+    other = replace(VISION, hidden_size=VISION.hidden_size * 2)
+    with pytest.raises(ConfigError, match="same VisionConfig"):
+        pt.pretrain(
+            config(
+                tmp_path,
+                lm_dir,
+                output_dir=tmp_path / "other",
+                vision=other,
+                init_from=str(tmp_path / "first" / "vision.safetensors"),
+            )
+        )
+    assert not (tmp_path / "other" / "summary.json").exists()

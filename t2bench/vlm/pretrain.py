@@ -65,6 +65,7 @@ from t2bench.vlm.assemble import (
     VisionConfig,
     build_vlm,
     load_vision_weights,
+    read_vision_weights,
     save_vision_weights,
     vision_state,
 )
@@ -128,6 +129,10 @@ class PretrainConfig:
     ``checkpoint_every`` counts steps within each stage; ``eval_every`` counts stage-B steps
     (the last stage-B step is always evaluated); ``eval_n`` is the number of ``valid`` items
     (the first ones) used for the before/per-eval accuracy and for selecting the best state.
+    ``init_from``: a ``vision.safetensors`` of an earlier run whose vision tower and projector
+    start this run instead of the seeded random ones (its VisionConfig must equal ``vision``;
+    its sha256 is recorded). Both stages then continue from it, with fresh optimizers and
+    learning-rate schedules; "before" is that starting point's accuracy.
     ``num_threads``: torch threads during the run (restored afterwards); None leaves torch's
     setting. It and ``progress`` may change when resuming (other thread counts may round
     differently, so a bit-identical resume needs the same value).
@@ -151,6 +156,7 @@ class PretrainConfig:
     checkpoint_every: int = 50
     progress: bool = True
     num_threads: int | None = 1
+    init_from: str | None = None
 
     def validate(self) -> None:
         for name in ("stage_a_steps", "stage_b_steps"):
@@ -183,6 +189,11 @@ class PretrainConfig:
             raise ConfigError(f"num_threads must be >= 1 or None, got {self.num_threads}")
         if self.data.n_train < 1:
             raise ConfigError("data.n_train must be >= 1: there is nothing to train on")
+        if self.init_from is not None and not Path(self.init_from).is_file():
+            raise ConfigError(
+                f"init_from {self.init_from} not found: pass the vision.safetensors of a finished "
+                "`t2bench vlm pretrain` run, or leave init_from unset to start from random weights"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -622,6 +633,26 @@ def _fresh_state(cfg: PretrainConfig) -> dict[str, Any]:
     }
 
 
+def _load_init(model, cfg: PretrainConfig) -> dict[str, Any]:
+    """Load ``cfg.init_from`` into the vision side; its path, sha256 and own provenance."""
+    path = Path(cfg.init_from)
+    vision, info, tensors = read_vision_weights(path)
+    if vision != cfg.vision:
+        raise ConfigError(
+            f"init_from {path} holds a vision side built with {vision}, but this run builds "
+            f"{cfg.vision}: pass the same VisionConfig or another init_from"
+        )
+    load_vision_weights(model, tensors)
+    return {
+        "path": str(path),
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "commit": info.get("commit"),
+        "created_utc": info.get("created_utc"),
+        "stage_a_valid_heads": info.get("stage_a_valid_heads"),
+        "valid_accuracy_best": info.get("valid_accuracy_best"),
+    }
+
+
 def _refuse_finished(out: Path) -> None:
     if (out / SUMMARY).exists():
         raise ConfigError(
@@ -668,6 +699,8 @@ def _pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     model.eval()  # no dropout anywhere; gradients flow all the same
     freeze_language_model(model)
     lm_before = lm_digest(model)
+    if cfg.init_from is not None:
+        state["init_from"] = _load_init(model, cfg)
     if ckpt is not None:
         load_vision_weights(model, ckpt["vision"])
 
@@ -811,6 +844,7 @@ def _summary(cfg, state, lm_id: str, lm_sha: str, session_s: float) -> dict[str,
         "language_model_sha256": lm_sha,
         "language_model_unchanged": True,
         "image_tokens": cfg.vision.image_tokens,
+        "init_from": state.get("init_from"),
         "data": {**data, "splits_used": {"train": cfg.data.n_train, "valid": cfg.eval_n}},
         "schedule": {
             "warmup_fraction": WARMUP_FRACTION,
@@ -862,6 +896,7 @@ def _header_info(summary: dict[str, Any]) -> dict[str, Any]:
         "valid_accuracy_before": _accuracy_only(acc["before"]),
         "valid_accuracy_best": _accuracy_only(acc["best"]),
         "stage_a_valid_heads": summary["stage_a_valid_heads"],
+        "init_from": summary["init_from"],
         "wall_s": summary["wall_s"],
         "final_loss": {k: (v[-1] if v else None) for k, v in summary["loss"].items()},
         "commit": summary["provenance"]["commit"],
