@@ -118,15 +118,15 @@ def ablations(session: nox.Session) -> None:
 @nox.session(**VENV)
 def vlm(session: nox.Session) -> None:
     """The vision-language runs of results/vlm/: pre-train the assembled model's vision side
-    (skipped when results/vlm/smollm2-vlm/summary.json exists; an interrupted run resumes),
+    (the default recipe and the one it starts from; finished ones are kept, an interrupted one
+    resumes),
     train its SVF expert and LoRA baseline (finished runs kept), then the ablation suite's VLM
     table into a new results/ablations/ folder."""
     install(session)
     session.run("t2bench", "assets", "fetch", "smollm2-135m-instruct")
-    if not os.path.exists("results/vlm/smollm2-vlm/summary.json"):
-        session.run(
-            "t2bench", "vlm", "pretrain", "--threads", str(os.cpu_count() or 1), env=OFFLINE_ENV
-        )
+    session.run(
+        "t2bench", "vlm", "pretrain", "--threads", str(os.cpu_count() or 1), env=OFFLINE_ENV
+    )
     profile = os.environ.get("T2BENCH_PROFILE") or ("gpu" if shutil.which("nvidia-smi") else "cpu")
     session.run("t2bench", "vlm", "train", "--profile", profile, env=OFFLINE_ENV)
     session.run("t2bench", "ablations", "--only", "vlm", *session.posargs, env=OFFLINE_ENV)

@@ -179,11 +179,13 @@ def cmd_vlm(args) -> int:
         print(folder)
         return 0
     if args.action == "pretrain":
-        from t2bench.vlm.pretrain import PretrainConfig, pretrain
-        from t2bench.vlm.recipes import PRETRAIN_DIR
+        from t2bench.errors import ConfigError
+        from t2bench.vlm.recipes import DEFAULT_PRETRAIN, pretrain_recipe
 
-        cfg = PretrainConfig(output_dir=Path(args.out or PRETRAIN_DIR), num_threads=args.threads)
-        for name in (
+        names = args.names or [DEFAULT_PRETRAIN]
+        if args.out and len(names) > 1:
+            raise ConfigError("--out names one output folder: pass one pre-training recipe")
+        fields = (
             "stage_a_steps",
             "stage_b_steps",
             "eval_n",
@@ -191,11 +193,17 @@ def cmd_vlm(args) -> int:
             "stage_a_lr",
             "lr_projector",
             "lr_vision",
-        ):
-            if getattr(args, name) is not None:
-                setattr(cfg, name, getattr(args, name))
-        summary = pretrain(cfg)
-        print(json.dumps({k: summary[k] for k in ("valid_accuracy",) if k in summary}, indent=2))
+        )
+        overrides = {k: getattr(args, k) for k in fields}
+        overrides |= {
+            "num_threads": args.threads,
+            "output_dir": Path(args.out) if args.out else None,
+        }
+        for name in names:
+            summary = pretrain_recipe(name, **overrides)
+            acc = summary["valid_accuracy"]
+            best = acc["best"]["overall"] if acc["best"] else None
+            print(json.dumps({name: {"before": acc["before"]["overall"], "best": best}}))
         return 0
     from t2bench.vlm.recipes import EXPERTS_DIR, train_vlm_recipes
 
@@ -475,7 +483,12 @@ def build_parser() -> argparse.ArgumentParser:
         "generated text-in-image VQA, train its SVF expert and LoRA baseline",
     )
     p.add_argument("action", choices=["assemble", "pretrain", "train"])
-    p.add_argument("names", nargs="*", help="train: recipe names (default: all)")
+    p.add_argument(
+        "names",
+        nargs="*",
+        help="pretrain: recipe names (default: the default model's); train: recipe names "
+        "(default: all)",
+    )
     p.add_argument("--untrained", action="store_true", help="assemble: the untrained vision side")
     p.add_argument("--out", default=None, help="pretrain / train: output folder")
     p.add_argument("--profile", default="cpu", choices=["cpu", "gpu"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -406,3 +407,62 @@ def test_init_from_refuses_a_missing_or_mismatched_file(tmp_path, lm_dir):
             )
         )
     assert not (tmp_path / "other" / "summary.json").exists()
+
+
+# --------------------------------------------------------------------------- named recipes
+
+
+def test_pretrain_recipes_chain_to_the_run_they_start_from(tmp_path, monkeypatch):
+    from t2bench.vlm import recipes
+
+    assert recipes.DEFAULT_PRETRAIN in recipes.PRETRAIN_RECIPES
+    for fields in recipes.PRETRAIN_RECIPES.values():  # every start is itself a recipe
+        assert fields.get("init_from", "smollm2-vlm") in recipes.PRETRAIN_RECIPES
+    calls = []
+
+    def fake_pretrain(cfg):
+        calls.append(cfg)
+        out = Path(cfg.output_dir)
+        out.mkdir(parents=True)
+        (out / pt.SUMMARY).write_text(json.dumps({"name": out.name}))
+        return {"name": out.name}
+
+    monkeypatch.setattr(pt, "pretrain", fake_pretrain)
+    got = recipes.pretrain_recipe(
+        "smollm2-vlm-a7000-b800", root=tmp_path, num_threads=2, stage_b_steps=5, eval_n=None
+    )
+    assert got == {"name": "smollm2-vlm-a7000-b800"}
+    parent, child = calls
+    assert parent.output_dir == tmp_path / "smollm2-vlm-a4000"
+    assert (parent.stage_a_steps, parent.stage_b_steps, parent.num_threads) == (4000, 200, 2)
+    assert parent.init_from is None
+    assert child.init_from == str(tmp_path / "smollm2-vlm-a4000" / "vision.safetensors")
+    assert (child.stage_a_steps, child.stage_b_steps, child.eval_n) == (3000, 5, 64)
+    # finished recipes are read back, never redone
+    assert recipes.pretrain_recipe("smollm2-vlm-a7000-b800", root=tmp_path) == got
+    assert len(calls) == 2
+    with pytest.raises(ConfigError, match="unknown pre-training recipe 'nope'"):
+        recipes.pretrain_config("nope")
+
+
+def test_cli_pretrain_runs_a_named_recipe_with_overrides(tmp_path, monkeypatch, capsys):
+    from t2bench.cli import main
+
+    calls = []
+
+    def fake_pretrain(cfg):
+        calls.append(cfg)
+        acc = {"before": {"overall": 0.0}, "best": {"overall": 0.5}}
+        return {"valid_accuracy": acc}
+
+    monkeypatch.setattr(pt, "pretrain", fake_pretrain)
+    out = tmp_path / "mine"
+    args = ["vlm", "pretrain", "smollm2-vlm", "--out", str(out), "--threads", "2"]
+    assert main([*args, "--stage-b-steps", "7", "--lr-projector", "0.002"]) == 0
+    (cfg,) = calls
+    assert (cfg.output_dir, cfg.num_threads, cfg.stage_b_steps) == (out, 2, 7)
+    assert (cfg.lr_projector, cfg.stage_a_steps) == (0.002, 1200)
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {
+        "smollm2-vlm": {"before": 0.0, "best": 0.5}
+    }
+    assert main(["vlm", "pretrain", "smollm2-vlm", "smollm2-vlm-a4000", "--out", "x"]) == 2

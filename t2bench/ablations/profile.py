@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from t2bench.errors import ConfigError
+from t2bench.vlm.recipes import EXPERTS_DIR as VLM_EXPERTS_DIR
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class AblationProfile:
     shuffle_seeds: tuple[int, ...] = (0, 1, 2)
     #: VLM row: the first n test documents of t2vqa_text (None: all 300) and the VLM runs
     vlm_n: int | None = None
-    vlm_experts: str = "results/vlm/experts"
+    vlm_experts: str = str(VLM_EXPERTS_DIR)
     #: SEAL: the ReST-EM run, the eval passages (source, first n), self-edit variant (and
     #: the variants compared with it), inner-update steps, the passages of the sequential-edit
     #: (forgetting) table, and the first n SQuAD eval passages of the SQuAD table

@@ -4,7 +4,7 @@ Names:
 
 ``smollm2-vlm`` (the default)
     The packaged SmolLM2-135M-Instruct with the vision tower + projector trained by
-    ``t2bench vlm pretrain`` and committed in :data:`VISION_WEIGHTS`. Assembled once into the
+    ``t2bench vlm pretrain`` (the default recipe) and committed in :data:`VISION_WEIGHTS`. Assembled once into the
     asset cache (``$T2BENCH_HOME/models/smollm2-vlm-<sha>``).
 ``smollm2-vlm-untrained``
     The same with the seeded, untrained vision side (the "before projector training" model).
@@ -23,10 +23,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 from t2bench.errors import ConfigError, T2BenchError
+from t2bench.vlm.recipes import PRETRAIN_DIR
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-#: The committed, trained vision side of the default VLM (override: $T2BENCH_VLM_WEIGHTS).
-VISION_WEIGHTS = REPO_ROOT / "results" / "vlm" / "smollm2-vlm" / "vision.safetensors"
+#: The committed, trained vision side of the default VLM (override: $T2BENCH_VLM_WEIGHTS):
+#: the output of the pre-training recipe :data:`t2bench.vlm.recipes.DEFAULT_PRETRAIN`.
+VISION_WEIGHTS = REPO_ROOT / PRETRAIN_DIR / "vision.safetensors"
 DEFAULT_VLM = "smollm2-vlm"
 UNTRAINED_VLM = "smollm2-vlm-untrained"
 
