@@ -429,17 +429,18 @@ def test_pretrain_recipes_chain_to_the_run_they_start_from(tmp_path, monkeypatch
 
     monkeypatch.setattr(pt, "pretrain", fake_pretrain)
     got = recipes.pretrain_recipe(
-        "smollm2-vlm-a7000-b800", root=tmp_path, num_threads=2, stage_b_steps=5, eval_n=None
+        "smollm2-vlm-fresh", root=tmp_path, num_threads=2, stage_b_steps=5, eval_n=None
     )
-    assert got == {"name": "smollm2-vlm-a7000-b800"}
+    assert got == {"name": "smollm2-vlm-fresh"}
     parent, child = calls
     assert parent.output_dir == tmp_path / "smollm2-vlm-a4000"
     assert (parent.stage_a_steps, parent.stage_b_steps, parent.num_threads) == (4000, 200, 2)
     assert parent.init_from is None
     assert child.init_from == str(tmp_path / "smollm2-vlm-a4000" / "vision.safetensors")
-    assert (child.stage_a_steps, child.stage_b_steps, child.eval_n) == (3000, 5, 64)
+    assert (child.stage_a_steps, child.stage_b_steps, child.eval_n) == (2500, 5, 64)
+    assert (parent.data.n_train, child.data.n_train) == (10000, 1_000_000)
     # finished recipes are read back, never redone
-    assert recipes.pretrain_recipe("smollm2-vlm-a7000-b800", root=tmp_path) == got
+    assert recipes.pretrain_recipe("smollm2-vlm-fresh", root=tmp_path) == got
     assert len(calls) == 2
     with pytest.raises(ConfigError, match="unknown pre-training recipe 'nope'"):
         recipes.pretrain_config("nope")
@@ -466,3 +467,21 @@ def test_cli_pretrain_runs_a_named_recipe_with_overrides(tmp_path, monkeypatch, 
         "smollm2-vlm": {"before": 0.0, "best": 0.5}
     }
     assert main(["vlm", "pretrain", "smollm2-vlm", "smollm2-vlm-a4000", "--out", "x"]) == 2
+
+
+def test_a_rendered_train_split_trains_exactly_like_a_held_one(tmp_path, lm_dir, monkeypatch):
+    held = pt.pretrain(config(tmp_path, lm_dir, output_dir=tmp_path / "held"))
+    monkeypatch.setattr(pt, "MATERIALISE_LIMIT", DATA.n_train - 1)
+    made = []
+    real = ti.make_split
+    monkeypatch.setattr(ti, "make_split", lambda c, s, n=None: made.append(s) or real(c, s, n))
+    rendered = pt.pretrain(config(tmp_path, lm_dir, output_dir=tmp_path / "rendered"))
+    assert made == ["valid"]  # the train split was never built as a whole
+    assert rendered["loss"] == held["loss"]
+    _, _, a = read_vision_weights(tmp_path / "held" / "vision.safetensors")
+    _, _, b = read_vision_weights(tmp_path / "rendered" / "vision.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    split = ti.RenderedSplit(DATA, "train")
+    assert len(split) == DATA.n_train and split[3]["id"] == ti.make_item(DATA, "train", 3)["id"]
+    with pytest.raises(IndexError, match="out of range"):
+        split[DATA.n_train]

@@ -105,6 +105,9 @@ SUMMARY = "summary.json"
 VISION_FILE = "vision.safetensors"
 CHECKPOINTS = "checkpoints"
 _STATE = "state.json"
+#: Train splits larger than this are rendered batch by batch instead of held in memory
+#: (~28 KB an image at 96 px).
+MATERIALISE_LIMIT = 20000
 #: Config fields that may differ between a run and its resumption.
 _RESUME_FREE = ("output_dir", "progress", "num_threads")
 
@@ -704,9 +707,11 @@ def _pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     if ckpt is not None:
         load_vision_weights(model, ckpt["vision"])
 
-    train = ti.make_split(cfg.data, "train")
+    if cfg.data.n_train > MATERIALISE_LIMIT:  # rendered per batch: fresh images every step
+        train = ti.RenderedSplit(cfg.data, "train")
+    else:  # rendered once, revisited every epoch
+        train = ti.make_split(cfg.data, "train")
     valid = ti.make_split(cfg.data, "valid", cfg.eval_n)
-    train_labels = stage_a_labels(train)
     state["wall"]["setup"] += time.perf_counter() - t_start
 
     def timed_eval() -> dict[str, Any]:
@@ -739,8 +744,9 @@ def _pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         for step in range(a_start + 1, cfg.stage_a_steps + 1):
             t = time.perf_counter()
             idx = batch_indices(cfg.seed, "a", step, cfg.stage_a_batch, len(train))
-            pixels = pixel_values(processor, [train[i] for i in idx])
-            labels = {k: v[idx] for k, v in train_labels.items()}
+            batch_items = [train[i] for i in idx]
+            pixels = pixel_values(processor, batch_items)
+            labels = stage_a_labels(batch_items)
             for group in opt.param_groups:
                 group["lr"] = group["base_lr"] * lr_factor(step, cfg.stage_a_steps)
             opt.zero_grad(set_to_none=True)

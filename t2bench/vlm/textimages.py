@@ -48,6 +48,7 @@ import hashlib
 import json
 import random
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -374,6 +375,24 @@ def make_split(config: TextImageConfig, split: str, n: int | None = None) -> lis
     n = config.split_size(split) if n is None else int(n)
     indices = tqdm(range(n), desc=f"t2vqa {split}", disable=n <= 200, unit="img")
     return [make_item(config, split, i) for i in indices]
+
+
+class RenderedSplit(Sequence):
+    """Items ``0..n-1`` of ``split``, each rendered when indexed (nothing is kept): a train split
+    far larger than memory, e.g. fresh images for every pre-training step. ``split[i]`` equals
+    ``make_item(config, split, i)``, so it is interchangeable with :func:`make_split`."""
+
+    def __init__(self, config: TextImageConfig, split: str, n: int | None = None):
+        self.config, self.split = config, split
+        self.n = config.split_size(split) if n is None else int(n)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < self.n:
+            raise IndexError(f"{self.split} item {index} out of range (n={self.n})")
+        return make_item(self.config, self.split, index)
 
 
 # --------------------------------------------------------------------------- metadata
