@@ -96,17 +96,21 @@ def lm_params(model) -> dict[str, torch.Tensor]:
 # --------------------------------------------------------------------------- pieces
 
 
-def test_stage_a_reduces_its_loss_on_a_fixed_batch(vlm, items):
+@pytest.mark.parametrize("chars", [False, True])
+def test_stage_a_reduces_its_loss_on_a_fixed_batch(vlm, items, chars):
     model, processor = vlm
     pt.freeze_language_model(model)
     torch.manual_seed(0)
-    heads = pt.AuxHeads(VISION.hidden_size)
+    heads = pt.AuxHeads(VISION.hidden_size, chars=chars)
     tower = [p for n, p in model.named_parameters() if n.startswith("model.vision_tower.")]
     opt = torch.optim.AdamW(tower + list(heads.parameters()), lr=3e-3)
     batch = items[:8]
-    pixels, labels = pt.pixel_values(processor, batch), pt.stage_a_labels(batch)
+    grid = (VISION.image_size, VISION.patch_size) if chars else None
+    pixels, labels = pt.pixel_values(processor, batch), pt.stage_a_labels(batch, grid)
     with torch.no_grad():
-        before = float(pt.stage_a_loss(model, heads, pixels, labels)[0])
+        before, parts = pt.stage_a_loss(model, heads, pixels, labels)
+    assert ("chars" in parts) is chars
+    assert ("chars" in pt.stage_a_accuracy(model, heads, processor, batch)) is chars
     for _ in range(10):
         opt.zero_grad()
         pt.stage_a_loss(model, heads, pixels, labels)[0].backward()
@@ -114,6 +118,18 @@ def test_stage_a_reduces_its_loss_on_a_fixed_batch(vlm, items):
     with torch.no_grad():
         after = float(pt.stage_a_loss(model, heads, pixels, labels)[0])
     assert after < before
+
+
+def test_character_labels_sit_in_the_patch_of_each_letter():
+    cfg = TextImageConfig()  # 96 px, 16 px patches: a 6 x 6 grid
+    item = ti.make_item(cfg, "train", 1)  # "School", DejaVuSerif 26 px, box x 4..93, y 31..51
+    assert item["text"] == "School" and item["bbox"] == [4, 31, 93, 51]
+    labels = pt.patch_char_labels([item], 96, 16).view(6, 6)
+    ids = [pt.CHARSET.index(c) + 1 for c in "school"]
+    assert labels[2].tolist() == ids  # one letter per column of the middle row, case folded
+    assert int((labels != 0).sum()) == 6
+    xs = [x for _, x, _ in ti.char_centres(item)]
+    assert xs == sorted(xs) and 4 < xs[0] < xs[-1] < 93
 
 
 def test_stage_a_labels_follow_the_drawn_text():
@@ -429,9 +445,9 @@ def test_pretrain_recipes_chain_to_the_run_they_start_from(tmp_path, monkeypatch
 
     monkeypatch.setattr(pt, "pretrain", fake_pretrain)
     got = recipes.pretrain_recipe(
-        "smollm2-vlm-fresh", root=tmp_path, num_threads=2, stage_b_steps=5, eval_n=None
+        "smollm2-vlm-chars", root=tmp_path, num_threads=2, stage_b_steps=5, eval_n=None
     )
-    assert got == {"name": "smollm2-vlm-fresh"}
+    assert got == {"name": "smollm2-vlm-chars"}
     parent, child = calls
     assert parent.output_dir == tmp_path / "smollm2-vlm-a4000"
     assert (parent.stage_a_steps, parent.stage_b_steps, parent.num_threads) == (4000, 200, 2)
@@ -439,8 +455,9 @@ def test_pretrain_recipes_chain_to_the_run_they_start_from(tmp_path, monkeypatch
     assert child.init_from == str(tmp_path / "smollm2-vlm-a4000" / "vision.safetensors")
     assert (child.stage_a_steps, child.stage_b_steps, child.eval_n) == (2500, 5, 64)
     assert (parent.data.n_train, child.data.n_train) == (10000, 1_000_000)
+    assert (parent.char_head, child.char_head) == (False, True)
     # finished recipes are read back, never redone
-    assert recipes.pretrain_recipe("smollm2-vlm-fresh", root=tmp_path) == got
+    assert recipes.pretrain_recipe("smollm2-vlm-chars", root=tmp_path) == got
     assert len(calls) == 2
     with pytest.raises(ConfigError, match="unknown pre-training recipe 'nope'"):
         recipes.pretrain_config("nope")

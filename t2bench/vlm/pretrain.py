@@ -72,6 +72,7 @@ from t2bench.vlm.assemble import (
 from t2bench.vlm.textimages import TextImageConfig
 
 __all__ = [
+    "CHARSET",
     "PROMPT",
     "AuxHeads",
     "NonFiniteLossError",
@@ -82,6 +83,7 @@ __all__ = [
     "generate_answers",
     "lm_digest",
     "make_lm_batch",
+    "patch_char_labels",
     "pretrain",
     "stage_a_labels",
     "stage_a_loss",
@@ -136,6 +138,9 @@ class PretrainConfig:
     start this run instead of the seeded random ones (its VisionConfig must equal ``vision``;
     its sha256 is recorded). Both stages then continue from it, with fresh optimizers and
     learning-rate schedules; "before" is that starting point's accuracy.
+    ``char_head``: stage A also trains a per-token character head (:func:`patch_char_labels`):
+    dense, per-patch supervision of where each letter or digit is, which word and digit heads
+    on the mean-pooled features lack.
     ``num_threads``: torch threads during the run (restored afterwards); None leaves torch's
     setting. It and ``progress`` may change when resuming (other thread counts may round
     differently, so a bit-identical resume needs the same value).
@@ -160,6 +165,7 @@ class PretrainConfig:
     progress: bool = True
     num_threads: int | None = 1
     init_from: str | None = None
+    char_head: bool = False
 
     def validate(self) -> None:
         for name in ("stage_a_steps", "stage_b_steps"):
@@ -236,29 +242,40 @@ def vision_features(model, pixel_values: torch.Tensor) -> torch.Tensor:
 
 
 class AuxHeads(nn.Module):
-    """Stage-A heads on the mean-pooled vision features (discarded after stage A)."""
+    """Stage-A heads (discarded after stage A): word, colour and digits on the mean-pooled vision
+    features and, with ``chars``, a per-token character head (:func:`patch_char_labels`)."""
 
-    def __init__(self, hidden_size: int):
+    def __init__(self, hidden_size: int, chars: bool = False):
         super().__init__()
         self.norm = nn.LayerNorm(hidden_size)
         self.word = nn.Linear(hidden_size, len(ti.WORDS))
         self.colour = nn.Linear(hidden_size, len(ti.PALETTE))
         self.digits = nn.Linear(hidden_size, len(DIGIT_HEADS) * (NO_DIGIT + 1))
+        self.chars = nn.Linear(hidden_size, 1 + len(CHARSET)) if chars else None
 
-    def forward(self, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = self.norm(pooled)
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``features``: ``(batch, image tokens, hidden)``."""
+        x = self.norm(features.mean(dim=1))
         digits = self.digits(x).view(len(x), len(DIGIT_HEADS), NO_DIGIT + 1)
         out = {"word": self.word(x), "colour": self.colour(x)}
         out.update({name: digits[:, i] for i, name in enumerate(DIGIT_HEADS)})
+        if self.chars is not None:
+            out["chars"] = self.chars(self.norm(features))
         return out
 
 
 _WORD_ID = {w: i for i, w in enumerate(ti.WORDS)}
+#: Characters of the per-token head (case folded); class 0 is "no character centre here".
+CHARSET = "".join(sorted(set("".join(ti.WORDS)) | set("0123456789")))
+_CHAR_ID = {c: i + 1 for i, c in enumerate(CHARSET)}
 _COLOUR_ID = {c: i for i, c in enumerate(ti.PALETTE)}
 
 
-def stage_a_labels(items: list[dict]) -> dict[str, torch.Tensor]:
-    """Per-head class ids (``IGNORE`` where a head does not apply), from the drawn text."""
+def stage_a_labels(
+    items: list[dict], char_grid: tuple[int, int] | None = None
+) -> dict[str, torch.Tensor]:
+    """Per-head class ids (``IGNORE`` where a head does not apply), from the drawn text; with
+    ``char_grid = (image_size, patch_size)`` also ``chars`` (:func:`patch_char_labels`)."""
     labels: dict[str, list[int]] = {name: [] for name in HEAD_NAMES}
     for item in items:
         text = item["text"]
@@ -271,7 +288,29 @@ def stage_a_labels(items: list[dict]) -> dict[str, torch.Tensor]:
             digits = [IGNORE] * len(DIGIT_HEADS)
         for name, d in zip(DIGIT_HEADS, digits, strict=True):
             labels[name].append(d)
-    return {k: torch.tensor(v, dtype=torch.long) for k, v in labels.items()}
+    out = {k: torch.tensor(v, dtype=torch.long) for k, v in labels.items()}
+    if char_grid is not None:
+        out["chars"] = patch_char_labels(items, *char_grid)
+    return out
+
+
+def patch_char_labels(items: list[dict], image_size: int, patch_size: int) -> torch.Tensor:
+    """``(batch, patches)`` class ids for the per-token character head: the (case-folded)
+    character whose centre lies in the patch, the one nearest the patch centre if several do;
+    0 where none does. Patches in row-major order, as the vision tower emits its tokens."""
+    grid = image_size // patch_size
+    out = torch.zeros(len(items), grid * grid, dtype=torch.long)
+    for b, item in enumerate(items):
+        best: dict[int, float] = {}
+        for ch, x, y in ti.char_centres(item):
+            col = min(int(x // patch_size), grid - 1)
+            row = min(int(y // patch_size), grid - 1)
+            p = row * grid + col
+            dist = (x - (col + 0.5) * patch_size) ** 2 + (y - (row + 0.5) * patch_size) ** 2
+            if p not in best or dist < best[p]:
+                best[p] = dist
+                out[b, p] = _CHAR_ID[ch.lower()]
+    return out
 
 
 def pixel_values(processor, items: list[dict]) -> torch.Tensor:
@@ -285,9 +324,12 @@ def stage_a_loss(
     model, heads: AuxHeads, pixels: torch.Tensor, labels: dict[str, torch.Tensor]
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Summed cross-entropy of the heads that have labels in this batch, and each part."""
-    pooled = vision_features(model, pixels).mean(dim=1)
-    logits = heads(pooled)
+    logits = heads(vision_features(model, pixels))
     parts = {}
+    if "chars" in labels:
+        parts["chars"] = F.cross_entropy(
+            logits["chars"].flatten(0, 1).float(), labels["chars"].flatten()
+        )
     for name in HEAD_NAMES:
         y = labels[name]
         keep = y != IGNORE
@@ -300,10 +342,14 @@ def stage_a_loss(
 @torch.no_grad()
 def stage_a_accuracy(model, heads: AuxHeads, processor, items: list[dict]) -> dict[str, Any]:
     """Head accuracies (word, colour, whole number) on ``items``: a stage-A diagnostic."""
-    labels = stage_a_labels(items)
-    logits = heads(vision_features(model, pixel_values(processor, items)).mean(dim=1))
+    grid = None if heads.chars is None else _char_grid(model)
+    labels = stage_a_labels(items, grid)
+    logits = heads(vision_features(model, pixel_values(processor, items)))
     pred = {k: v.argmax(-1) for k, v in logits.items()}
     out: dict[str, Any] = {"n": len(items)}
+    if "chars" in labels:  # accuracy on the patches that hold a character centre
+        keep = labels["chars"] != 0
+        out["chars"] = _mean((pred["chars"][keep] == labels["chars"][keep]).tolist())
     for name in ("word", "colour"):
         keep = labels[name] != IGNORE
         out[name] = _mean((pred[name][keep] == labels[name][keep]).tolist())
@@ -313,6 +359,11 @@ def stage_a_accuracy(model, heads: AuxHeads, processor, items: list[dict]) -> di
         hits &= pred[name] == labels[name]
     out["number"] = _mean(hits[keep].tolist())
     return out
+
+
+def _char_grid(model) -> tuple[int, int]:
+    vc = model.config.vision_config
+    return vc.image_size, vc.patch_size
 
 
 def _mean(values: list) -> float | None:
@@ -728,7 +779,7 @@ def _pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     if a_start < cfg.stage_a_steps:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            heads = AuxHeads(cfg.vision.hidden_size)
+            heads = AuxHeads(cfg.vision.hidden_size, chars=cfg.char_head)
         params = [p for n, p in model.named_parameters() if n.startswith("model.vision_tower.")]
         opt = torch.optim.AdamW(
             [{"params": params + list(heads.parameters()), "lr": cfg.stage_a_lr}],
@@ -746,11 +797,12 @@ def _pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             idx = batch_indices(cfg.seed, "a", step, cfg.stage_a_batch, len(train))
             batch_items = [train[i] for i in idx]
             pixels = pixel_values(processor, batch_items)
-            labels = stage_a_labels(batch_items)
+            grid = (cfg.vision.image_size, cfg.vision.patch_size) if cfg.char_head else None
+            labels = stage_a_labels(batch_items, grid)
             for group in opt.param_groups:
                 group["lr"] = group["base_lr"] * lr_factor(step, cfg.stage_a_steps)
             opt.zero_grad(set_to_none=True)
-            loss, _parts = stage_a_loss(model, heads, pixels, labels)
+            loss, parts = stage_a_loss(model, heads, pixels, labels)
             _check_finite(loss.detach(), "loss", "a", step, out)
             loss.backward()
             norm = torch.nn.utils.clip_grad_norm_(clip, GRAD_CLIP)
@@ -760,7 +812,9 @@ def _pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             state["stage"], state["step"] = "a", step
             state["wall"]["stage_a"] += time.perf_counter() - t
             bar.update(1)
-            bar.set_postfix(loss=f"{state['loss_a'][-1]:.3f}")
+            bar.set_postfix(
+                loss=f"{state['loss_a'][-1]:.3f}", **{k: f"{v:.2f}" for k, v in parts.items()}
+            )
             if step == cfg.stage_a_steps:
                 with torch.no_grad():
                     state["stage_a_valid"] = stage_a_accuracy(model, heads, processor, valid)

@@ -23,20 +23,22 @@ PRETRAIN_RECIPES: dict[str, dict] = {
     # stage A breaks through only at step ~3500 of 4000 (word head 0.107, colour 0.95)
     "smollm2-vlm-a4000": {"stage_a_steps": 4000},
     # continues that tower on fresh images every step (1M-item train split, rendered per
-    # batch): 3000 more stage-A steps on the same 10k images only memorised them (train loss
-    # 7 -> 0.2, valid word head 0.107 -> 0.071)
-    "smollm2-vlm-fresh": {
+    # batch) with a per-patch character head: 3000 more stage-A steps on the same 10k images
+    # only memorised them (train loss 7 -> 0.2, valid word head 0.107 -> 0.071), and 1200 on
+    # fresh images with the pooled heads alone stayed at chance for words and digits
+    "smollm2-vlm-chars": {
         "init_from": "smollm2-vlm-a4000",
         "n_train": 1_000_000,
+        "char_head": True,
         "stage_a_steps": 2500,
         "stage_b_steps": 400,
     },
 }
 #: The pre-training run whose vision side the default ``smollm2-vlm`` model uses.
-DEFAULT_PRETRAIN = "smollm2-vlm-fresh"
+DEFAULT_PRETRAIN = "smollm2-vlm-chars"
 PRETRAIN_DIR = ROOT / DEFAULT_PRETRAIN
 #: The SVF expert and LoRA baseline trained on the default model.
-EXPERTS_DIR = ROOT / "experts-fresh"
+EXPERTS_DIR = ROOT / "experts-chars"
 
 _COMMON = dict(task="vqa", model="smollm2-vlm", seed=0, eval_batch=16)
 _CPU = {

@@ -367,6 +367,21 @@ def make_item(config: TextImageConfig, split: str, index: int) -> dict[str, Any]
     }
 
 
+def char_centres(item: dict[str, Any]) -> list[tuple[str, float, float]]:
+    """``(character, x, y)`` of each drawn character's centre in pixels, from the item's font,
+    size and text box (as :func:`make_item` draws it)."""
+    font = _font(item["font"], item["font_size"])
+    text = item["text"]
+    left = font.getbbox(text)[0]
+    x0, y0, _, y1 = item["bbox"]
+    origin = x0 - left
+    out = []
+    for k, ch in enumerate(text):
+        a, b = font.getlength(text[:k]), font.getlength(text[: k + 1])
+        out.append((ch, origin + (a + b) / 2, (y0 + y1) / 2))
+    return out
+
+
 def make_split(config: TextImageConfig, split: str, n: int | None = None) -> list[dict[str, Any]]:
     """Items ``0..n-1`` of ``split`` (``n`` defaults to the config's split size; any ``n`` is
     allowed, item ``i`` does not depend on ``n``). Shows a progress bar when ``n > 200``."""
