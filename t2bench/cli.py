@@ -193,6 +193,7 @@ def cmd_vlm(args) -> int:
             "stage_a_lr",
             "lr_projector",
             "lr_vision",
+            "device",
         )
         overrides = {k: getattr(args, k) for k in fields}
         overrides |= {
@@ -505,6 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage-a-lr", dest="stage_a_lr", type=float, default=None)
     p.add_argument("--lr-projector", dest="lr_projector", type=float, default=None)
     p.add_argument("--lr-vision", dest="lr_vision", type=float, default=None)
+    p.add_argument("--device", default=None, help="pretrain: cuda, cpu, ... (default: the best)")
     p.set_defaults(func=cmd_vlm)
 
     p = sub.add_parser(

@@ -453,7 +453,7 @@ def test_pretrain_recipes_chain_to_the_run_they_start_from(tmp_path, monkeypatch
     assert (parent.stage_a_steps, parent.stage_b_steps, parent.num_threads) == (4000, 200, 2)
     assert parent.init_from is None
     assert child.init_from == str(tmp_path / "smollm2-vlm-a4000" / "vision.safetensors")
-    assert (child.stage_a_steps, child.stage_b_steps, child.eval_n) == (2500, 5, 64)
+    assert (child.stage_a_steps, child.stage_b_steps, child.eval_n) == (4000, 5, 64)
     assert (parent.data.n_train, child.data.n_train) == (10000, 1_000_000)
     assert (parent.char_head, child.char_head) == (False, True)
     # finished recipes are read back, never redone

@@ -30,8 +30,8 @@ PRETRAIN_RECIPES: dict[str, dict] = {
         "init_from": "smollm2-vlm-a4000",
         "n_train": 1_000_000,
         "char_head": True,
-        "stage_a_steps": 2500,
-        "stage_b_steps": 400,
+        "stage_a_steps": 4000,
+        "stage_b_steps": 300,
     },
 }
 #: The pre-training run whose vision side the default ``smollm2-vlm`` model uses.
