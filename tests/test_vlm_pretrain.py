@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from t2bench.errors import ConfigError
 from t2bench.vlm import pretrain as pt
@@ -502,3 +503,20 @@ def test_a_rendered_train_split_trains_exactly_like_a_held_one(tmp_path, lm_dir,
     assert len(split) == DATA.n_train and split[3]["id"] == ti.make_item(DATA, "train", 3)["id"]
     with pytest.raises(IndexError, match="out of range"):
         split[DATA.n_train]
+
+
+def test_the_no_character_class_is_down_weighted(vlm, items):
+    model, processor = vlm
+    torch.manual_seed(0)
+    heads = pt.AuxHeads(VISION.hidden_size, chars=True)
+    batch = items[:4]
+    pixels = pt.pixel_values(processor, batch)
+    labels = pt.stage_a_labels(batch, (VISION.image_size, VISION.patch_size))
+    assert 0 < int((labels["chars"] != 0).sum()) < labels["chars"].numel()
+    with torch.no_grad():
+        _, parts = pt.stage_a_loss(model, heads, pixels, labels)
+        logits = heads(pt.vision_features(model, pixels))["chars"].flatten(0, 1)
+    per = F.cross_entropy(logits, labels["chars"].flatten(), reduction="none")
+    w = torch.where(labels["chars"].flatten() == 0, pt.CHAR_NONE_WEIGHT, 1.0)
+    assert parts["chars"] == pytest.approx(float((w * per).sum() / w.sum()), rel=1e-5)
+    assert parts["chars"] != pytest.approx(float(per.mean()), rel=1e-3)
