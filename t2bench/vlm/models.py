@@ -4,8 +4,8 @@ Names:
 
 ``smollm2-vlm`` (the default)
     The packaged SmolLM2-135M-Instruct with the vision tower + projector trained by
-    ``t2bench vlm pretrain`` (the default recipe) and committed in :data:`VISION_WEIGHTS`. Assembled once into the
-    asset cache (``$T2BENCH_HOME/models/smollm2-vlm-<sha>``).
+    ``t2bench vlm pretrain`` (the default recipe) and committed in :data:`VISION_WEIGHTS`.
+    Assembled once into the asset cache (``$T2BENCH_HOME/models/smollm2-vlm-<sha>``).
 ``smollm2-vlm-untrained``
     The same with the seeded, untrained vision side (the "before projector training" model).
 a local folder

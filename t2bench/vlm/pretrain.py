@@ -57,6 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from t2bench.assets.store import sha256_file
 from t2bench.errors import ConfigError, T2BenchError
 from t2bench.models import resolve_device
 from t2bench.train.checkpoint import fsync_path, optimizer_state_dict, optimizer_tensors
@@ -710,7 +711,7 @@ def _load_init(model, cfg: PretrainConfig) -> dict[str, Any]:
     load_vision_weights(model, tensors)
     return {
         "path": str(path),
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "sha256": sha256_file(path),
         "commit": info.get("commit"),
         "created_utc": info.get("created_utc"),
         "stage_a_valid_heads": info.get("stage_a_valid_heads"),
@@ -805,12 +806,12 @@ def _pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             opt.load_state_dict(ckpt["optimizer"])
         bar = _progress(cfg, cfg.stage_a_steps, a_start, "stage A: vision tower + aux heads")
         clip = params + list(heads.parameters())
+        grid = _char_grid(model) if cfg.char_head else None
         for step in range(a_start + 1, cfg.stage_a_steps + 1):
             t = time.perf_counter()
             idx = batch_indices(cfg.seed, "a", step, cfg.stage_a_batch, len(train))
             batch_items = [train[i] for i in idx]
             pixels = pixel_values(processor, batch_items).to(device)
-            grid = (cfg.vision.image_size, cfg.vision.patch_size) if cfg.char_head else None
             labels = {k: v.to(device) for k, v in stage_a_labels(batch_items, grid).items()}
             for group in opt.param_groups:
                 group["lr"] = group["base_lr"] * lr_factor(step, cfg.stage_a_steps)
