@@ -199,7 +199,16 @@ def per_sequence(
 
 
 def token_kl(logp_policy: torch.Tensor, logp_ref: torch.Tensor, direction: str) -> torch.Tensor:
-    """Full-vocabulary KL per position: KL(policy‖ref) or KL(ref‖policy)."""
+    """Full-vocabulary KL per position: KL(policy‖ref) or KL(ref‖policy), never below 0.
+
+    KL is non-negative, but the sum Σ p·(log p − log q) can round below zero when the two
+    distributions (almost) agree, because rounded log-softmax outputs are not exactly
+    normalised. Such values are raised to 0 by subtracting their own detached value, which
+    leaves the gradient that of the sum everywhere (a plain clamp would zero it there).
+    """
     if direction == "policy_ref":
-        return (logp_policy.exp() * (logp_policy - logp_ref)).sum(-1)
-    return (logp_ref.exp() * (logp_ref - logp_policy)).sum(-1)
+        kl = (logp_policy.exp() * (logp_policy - logp_ref)).sum(-1)
+    else:
+        kl = (logp_ref.exp() * (logp_ref - logp_policy)).sum(-1)
+    # x - x is exactly +0.0, so a negative sum becomes exactly 0 and others are unchanged
+    return kl - kl.detach().clamp_max(0)
