@@ -1,7 +1,10 @@
 """The cross-entropy method over a box: pure optimisation, no model, no lm-eval.
 
 Each iteration samples a population from N(mean, std²) clipped to [low, high], scores every
-sample, and refits mean and std to the elite fraction. Fitness values are tuples compared
+sample, and refits mean and std to the elite fraction. An optional ``project`` maps every
+clipped sample (and the start) onto a constraint set before it is scored, so the search, the
+elite refit and the result all live on that set; ``normalise_columns`` is the projection onto
+the probability simplex used for mixing weights. Fitness values are tuples compared
 lexicographically (accuracy first, then a tie-break such as the mean log-likelihood). The
 starting mean is scored too, and the best sample ever seen is returned, so CEM never ends
 below its starting point on the fitness it optimises.
@@ -53,17 +56,42 @@ class CEMResult:
     history: list[dict] = field(default_factory=list)
 
 
+def normalise_columns(x: np.ndarray, rows: int) -> np.ndarray:
+    """``x`` read as a (rows, -1) matrix with every column divided by its sum, flattened back.
+
+    Meant for non-negative weights: each column then lies on the probability simplex. A column
+    whose sum is not positive (all weights clipped to zero) has no direction to keep, so it
+    becomes uniform, 1/rows each.
+    """
+    m = np.asarray(x, dtype=np.float64).reshape(rows, -1)
+    sums = m.sum(axis=0)
+    ok = sums > 0
+    out = np.full_like(m, 1.0 / rows)
+    out[:, ok] = m[:, ok] / sums[ok]
+    return out.reshape(-1)
+
+
 def cem(
     fitness: Callable[[np.ndarray], Fitness],
     init_mean: np.ndarray,
     config: CEMConfig,
     *,
+    project: Callable[[np.ndarray], np.ndarray] | None = None,
     on_iteration: Callable[[dict], None] | None = None,
 ) -> CEMResult:
-    """Maximise ``fitness`` from ``init_mean``; identical clipped samples are scored once."""
+    """Maximise ``fitness`` from ``init_mean``; identical clipped samples are scored once.
+
+    ``project``, when given, is applied to the clipped start and to every clipped sample
+    before scoring; the elites are refitted from the projected samples.
+    """
     config.check()
     rng = np.random.default_rng(config.seed)
-    mean = np.clip(np.asarray(init_mean, dtype=np.float64), config.low, config.high)
+
+    def constrain(x: np.ndarray) -> np.ndarray:
+        x = np.clip(x, config.low, config.high)
+        return x if project is None else np.asarray(project(x), dtype=np.float64)
+
+    mean = constrain(np.asarray(init_mean, dtype=np.float64))
     std = np.full_like(mean, config.init_std)
     seen: dict[bytes, Fitness] = {}
 
@@ -77,9 +105,8 @@ def cem(
     best, best_fit = mean.copy(), start
     history = [{"iteration": 0, "best": list(best_fit), "mean": mean.tolist()}]
     for it in range(1, config.iterations + 1):
-        samples = np.clip(
-            rng.normal(mean, std, size=(config.population, mean.size)), config.low, config.high
-        )
+        raw = rng.normal(mean, std, size=(config.population, mean.size))
+        samples = np.stack([constrain(r) for r in raw])
         fits = [score(s) for s in samples]
         order = sorted(range(len(fits)), key=lambda i: fits[i], reverse=True)
         elite = samples[order[: config.elites]]

@@ -12,6 +12,11 @@ candidate mixtures on them, and the best α answers every request of that task:
   second term only breaks ties;
 * α is global (one per expert) or per matrix (one per expert per adapted matrix), clipped to
   [low, high]; the start is α = 1/K;
+* with ``normalise`` (the default) every candidate α is divided by its sum over the experts
+  (per matrix when α is per matrix) before it is scored, so CEM searches the simplex: the mix
+  chooses a direction among the experts instead of also rescaling every singular value; an
+  all-zero candidate becomes 1/K. ``normalise=false`` is the paper's unnormalised search;
+  Σα is recorded either way (``alpha_sum`` in ``describe()``);
 * the result (α, its fitness history, cost and provenance) is cached on disk under a key of
   everything that determines it, written as safetensors + JSON + a plot, and reused.
 """
@@ -42,7 +47,7 @@ from t2bench.dispatch.base import (
     options_to_config,
     register_dispatcher,
 )
-from t2bench.dispatch.cem import CEMConfig, CEMResult, cem
+from t2bench.dispatch.cem import CEMConfig, CEMResult, cem, normalise_columns
 from t2bench.dispatch.labels import label_experts
 from t2bench.dispatch.prompted import count_forwards
 from t2bench.errors import ConfigError
@@ -64,6 +69,7 @@ class FewShotConfig:
     low: float = 0.0
     high: float = 1.0
     per_matrix: bool = False
+    normalise: bool = True  # α summed over the experts is 1 (per matrix); false: unconstrained
     seed: int = 0
     max_gen_toks: int = 256  # cap on the shots' generations; 0 keeps the task's own
     shot_split: Literal["auto", "validation", "train", "test-tail"] = "auto"
@@ -332,6 +338,16 @@ def plot_alpha(record: AlphaRecord, path: Path) -> Path:
     return path
 
 
+def alpha_sums(alpha: torch.Tensor) -> dict:
+    """Σ_k α_k: ``alpha_sum`` is its mean over the adapted matrices (the plain sum when α is
+    global), ``alpha_sum_range`` its [min, max] over them (both ends equal when α is global)."""
+    sums = alpha.double().reshape(alpha.shape[0], -1).sum(0)
+    return {
+        "alpha_sum": float(sums.mean()),
+        "alpha_sum_range": [float(sums.min()), float(sums.max())],
+    }
+
+
 # --------------------------------------------------------------------------- dispatcher
 
 
@@ -344,6 +360,11 @@ class FewShotDispatch(Dispatcher):
         config.cem().check()
         if config.shots < 1:
             raise ConfigError("dispatch=cem needs shots >= 1")
+        if config.normalise and config.low < 0:
+            raise ConfigError(
+                f"dispatch=cem:normalise=true puts α on the simplex, which needs low >= 0 (got "
+                f"low={config.low}); use normalise=false for signed α"
+            )
         self.config = config
         mapping = label_experts(experts, strategy=self.name)
         self.experts = [mapping[k] for k in sorted(mapping)]
@@ -384,7 +405,7 @@ class FewShotDispatch(Dispatcher):
                 "model": ctx.patcher.decomposition.fingerprint,
                 "experts": experts_digest(self.experts),
                 "config": cfg,
-                "version": 1,
+                "version": 2,
             }
         )
 
@@ -438,17 +459,20 @@ class FewShotDispatch(Dispatcher):
         from tqdm.auto import tqdm
 
         bar = tqdm(total=self.config.iterations, desc=f"cem {shots.task_name}", leave=False)
+        project = (lambda x: normalise_columns(x, k)) if self.config.normalise else None
         with count_forwards(ctx.model, counter):
             result: CEMResult = cem(
                 fitness,
                 np.full(int(np.prod(shape)), 1.0 / k),
                 self.config.cem(),
+                project=project,
                 on_iteration=lambda rec: bar.update(1),
             )
         bar.close()
         wall = time.perf_counter() - t0
         from t2bench.report.provenance import provenance
 
+        alpha = torch.tensor(result.best.reshape(shape), dtype=torch.float32)
         info = {
             "key": key,
             "shots": self.config.shots,
@@ -456,6 +480,8 @@ class FewShotDispatch(Dispatcher):
             "shot_doc_ids": shots.doc_ids,
             "config": asdict(self.config),
             "per_matrix": self.config.per_matrix,
+            "normalise": self.config.normalise,
+            **alpha_sums(alpha),
             "fitness": {"accuracy": result.best_fitness[0], "mean_loglik": result.best_fitness[1]},
             "start_fitness": {
                 "accuracy": result.start_fitness[0],
@@ -472,7 +498,7 @@ class FewShotDispatch(Dispatcher):
         }
         return AlphaRecord(
             shots.task_name,
-            torch.tensor(result.best.reshape(shape), dtype=torch.float32),
+            alpha,
             [e.meta.name for e in self.experts],
             list(ctx.patcher.decomposition.keys),
             info,
@@ -490,6 +516,8 @@ class FewShotDispatch(Dispatcher):
                     .reshape(len(self.experts), -1)
                     .mean(-1)
                     .tolist(),
+                    "normalise": self.config.normalise,
+                    **alpha_sums(r.alpha),
                     "shot_split": r.info.get("shot_split"),
                     "shot_doc_ids": r.info.get("shot_doc_ids"),
                     "fitness": r.info.get("fitness"),
