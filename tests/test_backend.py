@@ -86,8 +86,42 @@ def test_fixed_expert_changes_scores_and_composes_once(llama_dir, expert_dir):
     assert {"commit", "machine", "created_utc"} <= set(info["provenance"])
 
 
+def test_one_expert_without_dispatch_is_applied(llama_dir, expert_dir):
+    # loading an expert and silently evaluating the base model was a trap (issue #18)
+    path = str(expert_dir / "e1.safetensors")
+    base = _t2(llama_dir).loglikelihood(_ll_requests())
+    t2 = _t2(llama_dir, experts=path)
+    got = t2.loglikelihood(_ll_requests())
+    info = t2.get_model_info()["t2"]
+    assert got != base
+    assert got == _t2(llama_dir, experts=path, dispatch="fixed:e1").loglikelihood(_ll_requests())
+    assert info["dispatch"] == {"strategy": "fixed", "expert": "e1"}
+    assert info["weight_compositions"] == 1
+    assert info["dispatch_counts"] == {"e1": 8}
+
+
+def test_several_experts_without_dispatch_ask_for_one(llama_dir, expert_dir):
+    with pytest.raises(
+        ConfigError, match=r"4 experts are loaded \(e0, e1, e2, e3\).*dispatch=fixed:<name>"
+    ):
+        _t2(llama_dir, experts=str(expert_dir))
+
+
+def test_explicit_dispatch_none_keeps_the_base_weights(llama_dir, expert_dir):
+    base = _t2(llama_dir).loglikelihood(_ll_requests())
+    t2 = _t2(llama_dir, experts=str(expert_dir), dispatch="none")
+    assert t2.loglikelihood(_ll_requests()) == base
+    assert t2.get_model_info()["t2"]["weight_compositions"] == 0
+
+
+def test_summary_records_the_base_weights_hash(llama_dir):
+    info = _t2(llama_dir).get_model_info()["t2"]
+    assert len(info["weights_sha256"]["model"]) == 16
+    assert info["peft_merged"] is False
+
+
 def test_alternating_experts_one_composition_per_group_results_in_order(llama_dir, expert_dir):
-    t2 = _t2(llama_dir, experts=str(expert_dir))
+    t2 = _t2(llama_dir, experts=str(expert_dir), dispatch="none")
     t2.dispatcher = AlternatingDispatch(t2.experts)
     reqs = _ll_requests(12)
     mixed = t2.loglikelihood(reqs)
@@ -105,7 +139,7 @@ def test_alternating_experts_one_composition_per_group_results_in_order(llama_di
 
 
 def test_generation_with_expert_and_back_to_base(llama_dir, expert_dir):
-    t2 = _t2(llama_dir, experts=str(expert_dir))
+    t2 = _t2(llama_dir, experts=str(expert_dir), dispatch="none")
     base = t2.generate_until(_gen_requests())
     t2.dispatcher = AlternatingDispatch(t2.experts)
     t2.generate_until(_gen_requests())
@@ -206,6 +240,7 @@ def test_peft_adapter_is_merged_not_ignored(llama_dir, tmp_path):
     assert got == hf.loglikelihood(_ll_requests())
     assert got != base  # the adapter changed the scores: it was applied
     assert t2.t2_summary()["peft"] == str(tmp_path / "lora")
+    assert t2.t2_summary()["peft_merged"] is True
 
 
 def test_peft_errors_name_the_fix(llama_dir, tmp_path, expert_dir):

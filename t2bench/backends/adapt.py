@@ -24,7 +24,7 @@ from t2bench.dispatch import (
     make_dispatcher,
 )
 from t2bench.errors import ConfigError, ExpertMismatchError
-from t2bench.report.provenance import provenance
+from t2bench.report.provenance import provenance, state_sha256
 from t2bench.svf import SVFPatcher, TargetSpec, check_fits, decompose, load_experts
 from t2bench.svf.expert import check_same_layout
 from t2bench.svf.targets import tower_of_keys
@@ -96,6 +96,29 @@ def available_device(device: str | None) -> str | None:
     return device
 
 
+def default_dispatch(dispatch, experts) -> str:
+    """The dispatch a user means when ``dispatch=`` is left out.
+
+    No experts: the base weights. One expert: that expert for every request (loading an expert
+    and silently evaluating the base model would be a trap). Several: an error asking for a
+    choice. An explicit ``dispatch=none`` still evaluates the base weights with experts loaded.
+    """
+    if dispatch is not None and str(dispatch).strip() != "":
+        return str(dispatch)
+    if not experts:
+        return "none"
+    if len(experts) == 1:
+        name = next(iter(experts))
+        eval_logger.info(f"t2: one expert loaded and no dispatch= given: applying {name!r}")
+        return f"fixed:{name}"
+    raise ConfigError(
+        f"{len(experts)} experts are loaded ({', '.join(sorted(experts))}) but no dispatch= says "
+        "which one answers: pass dispatch=fixed:<name> for one of them, or a per-request "
+        "strategy (prompt, classifier, label, router, cem); dispatch=none evaluates the base "
+        "weights"
+    )
+
+
 class ExpertDispatchMixin:
     """Mixed into an HFLM subclass; ``_lm_base`` is the lm-eval class whose methods run groups."""
 
@@ -106,6 +129,13 @@ class ExpertDispatchMixin:
     ) -> None:
         """Load and check the experts, decompose the adapted matrices, build the dispatcher."""
         self.transfer = _as_bool(transfer, "transfer")
+        # the weights every result of this backend starts from (after merging peft=, before
+        # any expert is composed); VLMs also record their vision side on its own
+        self.weights_sha256 = {"model": state_sha256(self.model)}
+        for part in ("vision_tower", "multi_modal_projector"):
+            names = [n for n, _ in self.model.named_modules() if n.endswith(part)]
+            if names:
+                self.weights_sha256[part] = state_sha256(self.model, prefix=names[0] + ".")
         paths = split_expert_paths(experts)
         loaded = []
         for p in paths:  # a folder or one file
@@ -143,6 +173,7 @@ class ExpertDispatchMixin:
             raise ConfigError(
                 "modules/layers only apply with experts=...: pass the experts to evaluate"
             )
+        dispatch = default_dispatch(dispatch, self.experts)
         if dispatchers is not None and str(dispatch).split(":")[0] not in dispatchers:
             raise ConfigError(
                 f"dispatch={dispatch!r} is not available for {type(self).__name__}: use one of "
@@ -239,6 +270,8 @@ class ExpertDispatchMixin:
         return {
             "model_id": self.model_id,
             "peft": self.peft,
+            # the constructor merges a peft= adapter before anything runs, or fails
+            "peft_merged": bool(self.peft),
             "experts": sorted(self.experts),
             "dispatch": self.dispatcher.describe(),
             "module_set": p.decomposition.spec.modules if p else None,
@@ -254,6 +287,7 @@ class ExpertDispatchMixin:
             "first_pass_fraction": round(self.dispatch_seconds / self.second_pass_seconds, 4)
             if self.second_pass_seconds
             else None,
+            "weights_sha256": self.weights_sha256,
             "provenance": provenance(model_source=self.model_id),
         }
 

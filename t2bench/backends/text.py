@@ -71,7 +71,7 @@ class T2LM(ExpertDispatchMixin, HFLM):
         self,
         pretrained: str | None = None,
         experts=None,
-        dispatch="none",
+        dispatch=None,
         modules: str | None = None,
         layers: str | None = None,
         transfer=False,

@@ -68,7 +68,7 @@ class T2VLM(ExpertDispatchMixin, HFMultimodalLM):
         self,
         pretrained: str | None = None,
         experts=None,
-        dispatch="none",
+        dispatch=None,
         modules: str | None = None,
         layers: str | None = None,
         tower: str = "language",
