@@ -165,7 +165,13 @@ def cmd_ablations(args) -> int:
     from t2bench.ablations import run_all
 
     os.environ.setdefault("HF_ALLOW_CODE_EVAL", "1")  # HumanEval's pass@1 runs model code
-    run_all(args.profile, only=args.only, out=args.out, resume=args.resume)
+    run_all(
+        args.profile,
+        only=args.only,
+        out=args.out,
+        resume=args.resume,
+        allow_dirty=args.allow_dirty,
+    )
     return 0
 
 
@@ -559,6 +565,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results/ablations")
     p.add_argument(
         "--resume", default=None, help="an interrupted run's folder: reuse its evaluations"
+    )
+    p.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="publish from a checkout with uncommitted changes (recorded in every table)",
     )
     p.set_defaults(func=cmd_ablations)
     return parser

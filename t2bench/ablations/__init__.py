@@ -66,8 +66,21 @@ def run_all(
     only: str | None = None,
     out: str | Path = "results/ablations",
     resume: str | Path | None = None,
+    allow_dirty: bool = False,
 ) -> Path:
-    """Run the selected ablations; return the run folder. Raises at the end if any failed."""
+    """Run the selected ablations; return the run folder. Raises at the end if any failed.
+
+    A checkout with uncommitted changes is refused before anything runs (its tables could not
+    be traced to a commit) unless ``allow_dirty``; the tables then record that they were."""
+    from t2bench.report.provenance import git_commit
+    from t2bench.report.tables import DirtyCheckoutError
+
+    commit = git_commit()
+    if commit.endswith("+dirty") and not allow_dirty:
+        raise DirtyCheckoutError(
+            f"the checkout has uncommitted changes ({commit}): published tables must come "
+            "from a commit. Commit first, or pass --allow-dirty (recorded in every table)"
+        )
     prof = get_profile(profile)
     modules = select(only)
     out = Path(out)
@@ -95,7 +108,17 @@ def run_all(
             sections.append(f"## {mod.NAME}\n\nFAILED: {type(exc).__name__}: {exc}\n")
             continue
         secs = round(time.perf_counter() - t0, 1)
-        table.write(folder, ctx.provenance(model_fingerprint=fingerprint, wall_seconds=secs))
+        try:
+            table.write(
+                folder,
+                ctx.provenance(model_fingerprint=fingerprint, wall_seconds=secs),
+                allow_dirty=allow_dirty,
+            )
+        except ValueError as exc:  # the table cannot prove what it claims: not published
+            status[mod.NAME] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            sections.append(f"## {mod.NAME}\n\nREFUSED: {type(exc).__name__}: {exc}\n")
+            print(f"[{mod.NAME}] refused: {exc}", flush=True)
+            continue
         status[mod.NAME] = {
             "ok": True,
             "seconds": secs,

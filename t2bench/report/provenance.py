@@ -112,18 +112,26 @@ def write_lm_eval_provenance(output_path: Path) -> list[Path]:
     return written
 
 
-def model_fingerprint(name: str | None) -> dict:
-    """sha256 over every parameter tensor of a model (names, shapes and bytes), with its id."""
+def state_sha256(module, prefix: str = "") -> str:
+    """sha256 (16 hex digits) over a module's state tensors whose names start with ``prefix``:
+    names, shapes, dtypes and bytes, in name order."""
     import hashlib
 
     import torch
 
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for pname, p in sorted(module.state_dict().items()):
+            if not pname.startswith(prefix):
+                continue
+            h.update(f"{pname}:{tuple(p.shape)}:{p.dtype}".encode())
+            h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def model_fingerprint(name: str | None) -> dict:
+    """sha256 over every parameter tensor of a model (names, shapes and bytes), with its id."""
     from t2bench.models import load_model
 
     lm = load_model(name)
-    h = hashlib.sha256()
-    with torch.no_grad():
-        for pname, p in sorted(lm.model.state_dict().items()):
-            h.update(f"{pname}:{tuple(p.shape)}:{p.dtype}".encode())
-            h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return {"model_id": lm.model_id, "sha256_weights": h.hexdigest()[:16], "path": lm.path}
+    return {"model_id": lm.model_id, "sha256_weights": state_sha256(lm.model), "path": lm.path}
