@@ -69,6 +69,7 @@ class AblationContext:
 
             size = n or len(load_splits(task, seed=0).test)
             items, split = heldout_items(task, size, self.profile.seed)
+            applied: dict = {}
             with torch.no_grad():
                 ok = _score(
                     variant,
@@ -77,8 +78,10 @@ class AblationContext:
                     task,
                     DEFAULT_NEW_TOKENS[task],
                     self.profile.batch_size,
+                    applied=applied,
                 )
             return {
+                **applied,
                 "kind": "heldout",
                 "task": task,
                 "variant": variant.name,

@@ -11,14 +11,42 @@ from __future__ import annotations
 from pathlib import Path
 
 from t2bench.errors import ConfigError
-from t2bench.report.stats import accuracy, verdict
-from t2bench.report.tables import Table, diff_cell, diff_columns
+from t2bench.report.stats import accuracy, power_record, verdict
+from t2bench.report.tables import ADAPTER_KEY, Table, adapter_claim, diff_cell, diff_columns
 from t2bench.train.heldout import Variant, discover
 
 NAME = "table1-training-tasks"
-TASK_LABEL = {"math": "GSM8K", "code": "MBPP", "reasoning": "ARC-Easy"}
+#: the trainer's tasks, in table order; what each scores is read from its split (split_name)
+TASKS = ("math", "code", "reasoning")
 VARIANTS = (("LoRA (NTP)", "lora-ntp"), ("SVF (PG)", "svf-pg"))
-COLUMNS = ["task", "variant", "n", "accuracy", "95% CI", "Δ vs base (points) [95% CI]", "p", "W/L"]
+COLUMNS = [
+    "task",
+    "scored split",
+    "variant",
+    "n",
+    "accuracy",
+    "95% CI",
+    "Δ vs base (points) [95% CI]",
+    "p",
+    "W/L",
+]
+
+
+def split_name(rec: dict) -> str:
+    """The split a held-out record scored, as its data describes it (e.g. 'ARC-Easy test')."""
+    split = rec.get("split") or {}
+    source = split.get("source") or "unknown source"
+    part = split.get("split", "test")
+    return source if source.endswith(part) else f"{source} [{part}]"
+
+
+def adapter_kind(v: Variant) -> str | None:
+    """The adapter a held-out variant claims: svf, lora or ia3 (None for the base weights)."""
+    if v.kind == "base":
+        return None
+    if v.kind == "svf":
+        return "svf"
+    return "ia3" if "ia3" in v.name else "lora"
 
 
 def variant(experts: str, task: str, suffix: str) -> Variant:
@@ -32,10 +60,19 @@ def variant(experts: str, task: str, suffix: str) -> Variant:
     return found[name]
 
 
-def row(task_label: str, name: str, rec: dict, base: dict | None, iters: int, seed: int) -> dict:
+def row(
+    task: str,
+    name: str,
+    rec: dict,
+    base: dict | None,
+    iters: int,
+    seed: int,
+    adapter: str | None = None,
+) -> dict:
     acc = accuracy(rec["scores"])
     out = {
-        "task": task_label,
+        "task": task,
+        "scored split": split_name(rec),
         "variant": name,
         "n": acc["n"],
         "accuracy": acc["score"],
@@ -43,19 +80,28 @@ def row(task_label: str, name: str, rec: dict, base: dict | None, iters: int, se
     }
     if base is not None:
         out |= diff_columns(base["scores"], rec["scores"], iters=iters, seed=seed)
+    if adapter is not None:
+        out[ADAPTER_KEY] = adapter_claim(adapter, rec)
     return out
+
+
+def power_of(task: str, base: dict) -> dict:
+    acc = accuracy(base["scores"])
+    return power_record(f"{task} ({split_name(base)})", acc["n"], acc["score"])
 
 
 def run(ctx) -> Table:
     p = ctx.profile
-    rows, data = [], {}
-    for task, label in TASK_LABEL.items():
+    rows, data, power = [], {}, []
+    for task in TASKS:
         base = ctx.heldout(task, Variant("base", "base"))
-        rows.append(row(label, "base", base, None, p.bootstrap_iters, p.seed))
-        data[task] = {"uids": base["uids"], "base": base["scores"]}
+        rows.append(row(task, "base", base, None, p.bootstrap_iters, p.seed))
+        power.append(power_of(task, base))
+        data[task] = {"uids": base["uids"], "split": base.get("split"), "base": base["scores"]}
         for name, suffix in VARIANTS:
-            rec = ctx.heldout(task, variant(p.experts, task, suffix))
-            rows.append(row(label, name, rec, base, p.bootstrap_iters, p.seed))
+            v = variant(p.experts, task, suffix)
+            rec = ctx.heldout(task, v)
+            rows.append(row(task, name, rec, base, p.bootstrap_iters, p.seed, adapter_kind(v)))
             data[task][name] = rec["scores"]
     return Table(
         NAME,
@@ -65,25 +111,31 @@ def run(ctx) -> Table:
         caption=caption(ctx, rows),
         paragraph=paragraph(rows, ctx.expert_spread(p.experts)),
         data=data,
+        power=power,
     )
 
 
+STATS_NOTE = (
+    "95% CI of an accuracy: Wilson; of a difference: Newcombe's paired score interval, "
+    "p = McNemar's exact test (a paired bootstrap for graded scores)."
+)
+
+
 def caption(ctx, rows) -> str:
-    n = {r["task"]: r["n"] for r in rows}
+    n = {(r["task"], r["scored split"]): r["n"] for r in rows}
     return (
         f"Model {ctx.profile.model or 'SmolLM2-135M-Instruct'}; experts from `{ctx.profile.experts}`. "
         f"Items: seeded samples (seed {ctx.profile.seed}) of each task's test split — "
-        + ", ".join(f"{t} n={k}" for t, k in n.items())
+        + ", ".join(f"{t}: {s}, n={k}" for (t, s), k in n.items())
         + " (splits in `t2bench/train/data.py`: none of these items was used for training, "
         "checkpoint selection or tuning). Greedy decoding, scored by the task's reward. "
-        "95% CI of an accuracy: Wilson; of a difference: paired bootstrap over items "
-        f"({ctx.profile.bootstrap_iters:,} resamples), p = two-sided bootstrap p."
+        + STATS_NOTE
     )
 
 
 def paragraph(rows: list[dict], spread: float) -> str:
     parts = []
-    for task in TASK_LABEL.values():
+    for task in TASKS:
         svf = next(r for r in rows if r["task"] == task and r["variant"] == "SVF (PG)")
         lora = next(r for r in rows if r["task"] == task and r["variant"] == "LoRA (NTP)")
         parts.append(
@@ -95,7 +147,7 @@ def paragraph(rows: list[dict], spread: float) -> str:
         "**What this shows.** The paper's claim (Table 1) is that SVF fine-tuning improves each "
         "training task over the base model and matches or beats LoRA with far fewer "
         f"parameters. Here: {'; '.join(parts)}. SVF's gain over base is significant on "
-        f"{supported} of {len(TASK_LABEL)} tasks. The committed SVF experts move no singular "
+        f"{supported} of {len(TASKS)} tasks. The committed SVF experts move no singular "
         f"value by more than {100 * spread:.2f}% (max |z−1| over all their vectors), so they "
         "are close to the base model by construction, and differences of a few points are "
         "within what the item sample alone produces. Unless an interval above excludes zero, "

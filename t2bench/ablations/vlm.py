@@ -14,8 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from t2bench.errors import ConfigError
-from t2bench.report.stats import accuracy, verdict
-from t2bench.report.tables import Table, diff_cell, diff_columns
+from t2bench.report.stats import accuracy, power_record, verdict
+from t2bench.report.tables import ADAPTER_KEY, Table, adapter_claim, diff_cell, diff_columns
 
 NAME = "vlm-text-vqa"
 TASK = "t2vqa_text"
@@ -70,15 +70,24 @@ def _artifact(folder: Path) -> tuple[Path, int]:
     return Path(s["artifact"]), int(s["trainable_parameters"])
 
 
-def _variants(ctx) -> list[tuple[str, str, int | None]]:
+def _variants(ctx) -> list[tuple[str, str, int | None, str | None]]:
+    """(label, model_args, trainable parameters, adapter kind the row claims)."""
+    from t2bench.svf import load_expert
+
     root = Path(ctx.profile.vlm_experts)
     svf, svf_n = _artifact(root / "vqa-svf-pg")
     lora, lora_n = _artifact(root / "vqa-lora-ntp")
+    svf_name = load_expert(svf).meta.name
     return [
-        ("assembled, vision side untrained", "pretrained=smollm2-vlm-untrained", None),
-        ("base (vision side pre-trained)", "pretrained=smollm2-vlm", None),
-        ("SVF expert (PG, reward 1/−0.1)", f"pretrained=smollm2-vlm,experts={svf}", svf_n),
-        ("LoRA (NTP)", f"pretrained=smollm2-vlm,peft={lora}", lora_n),
+        ("assembled, vision side untrained", "pretrained=smollm2-vlm-untrained", None, None),
+        ("base (vision side pre-trained)", "pretrained=smollm2-vlm", None, None),
+        (
+            "SVF expert (PG, reward 1/−0.1)",
+            f"pretrained=smollm2-vlm,experts={svf},dispatch=fixed:{svf_name}",
+            svf_n,
+            "svf",
+        ),
+        ("LoRA (NTP)", f"pretrained=smollm2-vlm,peft={lora}", lora_n, "lora"),
     ]
 
 
@@ -99,7 +108,7 @@ def run(ctx) -> Table:
     p = ctx.profile
     rows, data = [], {}
     base = None
-    for label, args, params in _variants(ctx):
+    for label, args, params, adapter in _variants(ctx):
         rec = lmeval_vlm(ctx, args, label)
         acc = accuracy(rec["scores"])
         row = {
@@ -110,6 +119,8 @@ def run(ctx) -> Table:
             **by_qtype(rec["doc_ids"], rec["scores"]),
             "trainable parameters": f"{params:,}" if params else "—",
         }
+        if adapter:
+            row[ADAPTER_KEY] = adapter_claim(adapter, rec)
         if label.startswith("base"):
             base = rec
         elif base is not None:
@@ -135,7 +146,12 @@ def run(ctx) -> Table:
         caption=caption(ctx),
         paragraph=paragraph(rows, untrained, chance),
         data=data,
+        power=[power_record(TASK, len(base["scores"]), _mean(base))],
     )
+
+
+def _mean(rec: dict) -> float:
+    return sum(rec["scores"]) / len(rec["scores"])
 
 
 def caption(ctx) -> str:

@@ -114,19 +114,30 @@ def discover(task: str, runs: Path) -> list[Variant]:
     return [Variant("base", "base")] + sorted(found.values(), key=lambda v: order.get(v.name, 99))
 
 
-def _score(variant: Variant, model_name, items, task, new_tokens, batch) -> list[bool]:
+def _score(
+    variant: Variant, model_name, items, task, new_tokens, batch, applied: dict | None = None
+) -> list[bool]:
+    """Greedy correctness of ``variant`` on ``items``; ``applied`` (when given) receives the
+    proof that the variant's adapter was active while it answered."""
     from t2bench.models import load_model
     from t2bench.svf import SVFPatcher, TargetSpec, decompose, load_expert
 
     loaded = load_model(model_name)
     model, tok = loaded.model, loaded.tokenizer
     desc = variant.name
+    proof = {"applied": variant.kind == "base", "applied_evidence": "base weights"}
     if variant.kind == "svf":
         expert = load_expert(variant.path)
         spec = TargetSpec(expert.meta.module_set, ",".join(map(str, expert.meta.layers)))
         decomp = decompose(model, spec, model_id=loaded.model_id, progress=False)
-        with SVFPatcher(model, decomp).use(expert):
-            return greedy_correct(
+        patcher = SVFPatcher(model, decomp)
+        with patcher.use(expert):
+            proof = {
+                "applied": patcher.active is not None and patcher.compositions > 0,
+                "applied_evidence": f"SVF expert {expert.meta.name} composed into "
+                f"{patcher.compositions} matrices",
+            }
+            out = greedy_correct(
                 model,
                 tok,
                 items,
@@ -136,13 +147,29 @@ def _score(variant: Variant, model_name, items, task, new_tokens, batch) -> list
                 progress=True,
                 desc=desc,
             )
-    if variant.kind == "peft":
-        from peft import PeftModel
+    else:
+        if variant.kind == "peft":
+            from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(variant.path)).eval()
-    return greedy_correct(
-        model, tok, items, task, max_new_tokens=new_tokens, batch=batch, progress=True, desc=desc
-    )
+            model = PeftModel.from_pretrained(model, str(variant.path)).eval()
+            proof = {
+                "applied": bool(getattr(model, "active_adapters", None)),
+                "applied_evidence": f"peft adapter {variant.path} active "
+                f"({', '.join(model.active_adapters)})",
+            }
+        out = greedy_correct(
+            model,
+            tok,
+            items,
+            task,
+            max_new_tokens=new_tokens,
+            batch=batch,
+            progress=True,
+            desc=desc,
+        )
+    if applied is not None:
+        applied.update(proof)
+    return out
 
 
 def compare(
