@@ -16,7 +16,13 @@ from t2bench.dispatch import BASE, Choice, DispatchContext, DispatchRequest, mak
 from t2bench.dispatch import fewshot as fs
 from t2bench.dispatch.base import options_to_config
 from t2bench.dispatch.cem import CEMConfig, cem
-from t2bench.dispatch.labels import choice_for, label_experts, parse_label, question_of
+from t2bench.dispatch.labels import (
+    choice_for,
+    classify_prompt,
+    label_experts,
+    parse_label,
+    question_of,
+)
 from t2bench.dispatch.prompted import (
     LabelConfig,
     LabelScoreDispatch,
@@ -245,7 +251,7 @@ def test_classifier_first_pass_runs_with_the_classifier_expert(setup):
     assert [c.key for c in d.choose([DispatchRequest("w1 ?")])] == ["reasoning-x"]
     active, prompt = seen[0]
     assert active == "classifier-x"
-    assert prompt.startswith("Classify the following question")  # the format it was trained on
+    assert prompt == classify_prompt("w1 ?")  # the prompt strategy's prompt, word for word
 
 
 # --------------------------------------------------------------------------- label scoring

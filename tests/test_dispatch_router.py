@@ -127,16 +127,17 @@ def test_encoder_unit_vectors_ignore_padding(encoder_dir):
 
 
 def test_training_set_is_bare_train_questions():
-    from t2bench.train.data import CLASSIFIER_INSTRUCTION, load_splits
+    from t2bench.classify_prompt import CLASSIFY_INSTRUCTION, question_in
+    from t2bench.train.data import load_splits
 
     texts, labels = router_training_set(0)
     valid_texts, _ = router_validation_set(0)
     splits = load_splits("classifier", 0)
     assert len(texts) == len(splits.train) and set(labels) == set(EXPERT_LABELS)
-    assert not any(CLASSIFIER_INSTRUCTION in t or t.startswith("Question:") for t in texts)
+    assert not any(CLASSIFY_INSTRUCTION in t or t.startswith("Question:") for t in texts)
     assert labels == [it.target for it in splits.train]
     assert not set(texts) & set(valid_texts)
-    assert not set(texts) & {it.prompt.split("Question: ", 1)[1] for it in splits.test}
+    assert not set(texts) & {question_in(it.prompt) for it in splits.test}
 
 
 # --------------------------------------------------------------------------- routing

@@ -3,7 +3,9 @@
 The paper's four categories are code, math, reasoning and other; ``other`` (and anything the
 parser cannot read) answers with the base weights. An expert serves a label when its training
 task (``provenance.train_config.task``) is that label, or when its name is the label or starts
-with ``<label>-`` / ``<label>_``.
+with ``<label>-`` / ``<label>_``. The labels and the prompt are defined in
+:mod:`t2bench.classify_prompt` (shared with the classifier expert's training data) and
+re-exported here.
 """
 
 from __future__ import annotations
@@ -11,25 +13,31 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
+from t2bench.classify_prompt import (
+    CLASSIFY_INSTRUCTION,
+    CLASSIFY_PROMPT_SHA256,
+    EXPERT_LABELS,
+    LABELS,
+    classify_prompt,
+)
 from t2bench.dispatch.base import BASE, Choice
 from t2bench.errors import ConfigError
 from t2bench.svf.expert import Expert
 
-EXPERT_LABELS = ("code", "math", "reasoning")
-LABELS = (*EXPERT_LABELS, "other")
-
-# Our own wording of the paper's four-way, boxed-label classification. The question comes
-# first and the instruction last: a 135M model follows an instruction it has just read far
-# more often than one placed before a long question.
-CLASSIFY_INSTRUCTION = (
-    "Which category fits the question above: code (write a program), math (calculate or "
-    "solve), reasoning (choose an answer using knowledge or common sense) or other? Reply with "
-    "only the category inside \\boxed{}, for example \\boxed{math}."
-)
-
-
-def classify_prompt(question: str) -> str:
-    return f"Question:\n{question}\n\n---\n{CLASSIFY_INSTRUCTION}"
+__all__ = [
+    "CLASSIFY_INSTRUCTION",
+    "CLASSIFY_PROMPT_SHA256",
+    "EXPERT_LABELS",
+    "LABELS",
+    "SYNONYMS",
+    "choice_for",
+    "classify_prompt",
+    "expert_task",
+    "label_experts",
+    "parse_label",
+    "question_of",
+    "serves",
+]
 
 
 def expert_task(expert: Expert) -> str | None:

@@ -2,11 +2,15 @@
 
 * ``prompt``: the base model generates a ``\\boxed{label}`` reply to a four-way
   classification prompt (code / math / reasoning / other); ``other`` → base weights.
-* ``classifier``: the same, but the first pass runs with the classifier SVF expert applied
-  and uses the prompt that expert was trained on (three labels; anything else → base).
+* ``classifier``: the same prompt, read the same way, but the first pass runs with the
+  classifier SVF expert applied: only the weights differ from ``prompt``.
 * ``label``: no generation: one forward pass scores each label word as the continuation of
-  ``\\boxed{`` and the most likely label wins (beyond the paper; optionally calibrated by
-  the label scores of a content-free question).
+  ``\\boxed{`` after the same prompt and the most likely label wins (beyond the paper;
+  optionally calibrated by the label scores of a content-free question).
+
+All three build their prompt with :func:`t2bench.classify_prompt.classify_prompt`, which also
+builds the classifier expert's training prompts, and record its hash as ``prompt_sha256`` in
+``describe()``.
 
 Replies are memoised per prompt text, so the several requests lm-eval sends for one document
 (e.g. the four choices of an ARC question) cost one classification.
@@ -32,7 +36,7 @@ from t2bench.dispatch.base import (
     register_dispatcher,
 )
 from t2bench.dispatch.labels import (
-    EXPERT_LABELS,
+    CLASSIFY_PROMPT_SHA256,
     LABELS,
     choice_for,
     classify_prompt,
@@ -57,13 +61,6 @@ def count_forwards(model: torch.nn.Module, counter: Counter, key: str = "forward
         yield
     finally:
         handle.remove()
-
-
-def classifier_prompt(question: str) -> str:
-    """The prompt format the classifier expert was trained on (t2bench.train.data)."""
-    from t2bench.train.data import CLASSIFIER_INSTRUCTION
-
-    return f"{CLASSIFIER_INSTRUCTION}\n\nQuestion: {question}"
 
 
 @dataclass
@@ -143,6 +140,7 @@ class _FirstPass(Dispatcher):
     def describe(self) -> dict:
         return {
             "strategy": self.name,
+            "prompt_sha256": CLASSIFY_PROMPT_SHA256,
             "config": asdict(self.config),
             "experts": {k: e.meta.name for k, e in self.mapping.items()},
             "labels": dict(self.label_counts),
@@ -172,10 +170,9 @@ class PromptDispatch(_FirstPass):
 
 
 class ClassifierDispatch(PromptDispatch):
-    """The first pass runs with the classifier expert, on the prompt it was trained with."""
+    """The prompt strategy with the classifier expert applied during the first pass."""
 
     name = "classifier"
-    labels = EXPERT_LABELS
 
     def __init__(self, config, experts: Mapping[str, Expert]):
         found = [e for e in experts.values() if expert_task(e) == "classifier"] or [
@@ -198,9 +195,6 @@ class ClassifierDispatch(PromptDispatch):
         if patcher.active != self.classifier.meta.name:
             patcher.apply(self.classifier)
         yield
-
-    def classify(self, questions: list[str]) -> list[str]:
-        return self._read(self._generate([classifier_prompt(q) for q in questions]))
 
     def describe(self) -> dict:
         return {**super().describe(), "classifier_expert": self.classifier.meta.name}

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from t2bench.classify_prompt import question_in
 from t2bench.dispatch.base import (
     Choice,
     DispatchContext,
@@ -253,15 +254,13 @@ class RouterConfig:
 
 
 def _bare_question(prompt: str, uid: str) -> str:
-    from t2bench.train.data import CLASSIFIER_INSTRUCTION
-
-    prefix = f"{CLASSIFIER_INSTRUCTION}\n\nQuestion: "
-    if not prompt.startswith(prefix):
+    question = question_in(prompt)
+    if question is None:
         raise ConfigError(
-            f"classifier item {uid} does not start with the classifier instruction: "
+            f"classifier item {uid} is not a t2bench.classify_prompt.classify_prompt prompt: "
             "t2bench.train.data changed its prompt format; update router._bare_question"
         )
-    return prompt[len(prefix) :]
+    return question
 
 
 @functools.lru_cache(maxsize=4)

@@ -26,8 +26,10 @@ for the final evaluation of an expert only. All splits are deterministic given `
   remaining 99. ``target`` is the tested function's name, ``reference`` the gold code in a
   ```python block.
 * ``classifier``: route a question to ``code``, ``math`` or ``reasoning`` (reply
-  ``\\boxed{label}``). The items are the original question texts (without the task
-  instructions) of the other tasks' splits: train = math train[:200] + reasoning train (285)
+  ``\\boxed{label}``). Each prompt is :func:`t2bench.classify_prompt.classify_prompt` of the
+  original question text (without the task instructions) of the other tasks' splits, the
+  prompt every dispatch first pass sends; its four-way question also offers ``other``, which
+  no item has as target. Items: train = math train[:200] + reasoning train (285)
   + code train (200) = 685; valid = the first 100 (at most) of each valid split = 299;
   test = the first 200 of each test split = 600. Each split is shuffled with
   ``random.Random(f"{seed}-classifier-<split>")``. Since the source splits are disjoint,
@@ -55,6 +57,8 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from t2bench.classify_prompt import CLASSIFY_PROMPT_SHA256, classify_prompt
+from t2bench.classify_prompt import EXPERT_LABELS as CLASSIFIER_LABELS
 from t2bench.errors import ConfigError
 from t2bench.tasks.splits import LeakageError, normalize_question
 
@@ -71,16 +75,11 @@ __all__ = [
 
 TASKS = ("math", "reasoning", "code", "classifier", "vqa")
 SPLIT_NAMES = ("train", "valid", "test")
-CLASSIFIER_LABELS = ("code", "math", "reasoning")
 
 MATH_SIZES = {"test": 300, "valid": 200, "train": 2000}
 MATH_INSTRUCTION = "Solve the problem. End your reply with 'The answer is <number>.'"
 REASONING_INSTRUCTION = "Answer with the letter of the correct choice, as 'The answer is (X).'"
 CODE_INSTRUCTION = "Answer with the complete Python code in a single ```python code block."
-CLASSIFIER_INSTRUCTION = (
-    "Classify the following question as one of: code, math, reasoning. "
-    "Reply with the label in \\boxed{}, e.g. \\boxed{math}."
-)
 CODE_TRAIN_POOL, CODE_TRAIN = 300, 200
 # How many items of each source task the classifier takes per split ("*": every task not
 # named; no entry: all of them).
@@ -578,7 +577,7 @@ def _classifier_item(source: _Source, label: str) -> TrainItem:
     return TrainItem(
         uid=f"cls-{source.item.uid}",
         task="classifier",
-        prompt=f"{CLASSIFIER_INSTRUCTION}\n\nQuestion: {source.question}",
+        prompt=classify_prompt(source.question),
         target=label,
         reference=f"\\boxed{{{label}}}",
     )
@@ -603,6 +602,7 @@ def _classifier_splits(seed: int) -> Splits:
         "task": "classifier",
         "seed": seed,
         "labels": list(CLASSIFIER_LABELS),
+        "prompt_sha256": CLASSIFY_PROMPT_SHA256,
         "splits": {
             s: {
                 "source": f"bare questions of the math / reasoning / code {s} splits, "
