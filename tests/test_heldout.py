@@ -16,14 +16,19 @@ def test_paired_difference_counts_and_interval():
     assert r["n"] == 6 and r["wins"] == 2 and r["losses"] == 1
     assert r["diff"] == pytest.approx(1 / 6)
     assert r["ci_low"] < r["diff"] < r["ci_high"]
-    assert r["ci_high"] - r["diff"] == pytest.approx(r["diff"] - r["ci_low"])
-    assert r["mcnemar_p"] == pytest.approx(1.0)  # 2 vs 1 discordant pairs: no evidence
+    assert r["method"] == "newcombe-paired-score" and r["p_method"] == "mcnemar-exact"
+    assert r["p"] == r["mcnemar_p"] == pytest.approx(1.0)  # 2 vs 1 discordant pairs
     many = paired_difference([False] * 40, [True] * 30 + [False] * 10)
-    assert many["mcnemar_p"] < 1e-6 and many["ci_low"] > 0.5
-    same = paired_difference([True, False], [True, False])
-    assert same["diff"] == same["ci_low"] == same["ci_high"] == 0.0
+    assert many["p"] < 1e-6 and many["ci_low"] > 0.5
     with pytest.raises(ValueError, match="paired"):
         paired_difference([True], [True, False])
+
+
+def test_paired_difference_is_not_zero_width_when_no_item_changed():
+    # a t-interval over all-zero differences has no width and claims certainty from n = 8
+    same = paired_difference([False] * 8, [False] * 8)
+    assert same["diff"] == 0.0 and same["p"] == 1.0
+    assert same["ci_low"] < 0.0 < same["ci_high"]
 
 
 def test_heldout_items_come_from_the_test_split_only():

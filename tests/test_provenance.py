@@ -44,3 +44,58 @@ def test_lm_eval_sidecar(tmp_path):
     )
     assert got["data_split"]["gsm8k"]["test_split"] == "test" and got["t2"] == {"groups": 1}
     assert write_lm_eval_provenance(tmp_path / "run") == []  # an existing sidecar is kept
+
+
+def test_items_sha256_names_the_items_and_their_order():
+    from t2bench.report.provenance import items_sha256
+
+    assert items_sha256(["a", "b"]) == items_sha256(("a", "b"))
+    assert items_sha256(["a", "b"]) != items_sha256(["b", "a"])
+    assert items_sha256([1, 2]) == items_sha256(["1", "2"])  # lm-eval doc ids vs their text
+    assert len(items_sha256([])) == 16
+
+
+def test_weights_sha256_hashes_the_vision_side_apart():
+    import torch
+
+    from t2bench.report.provenance import weights_sha256
+
+    class VLM(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.vision_tower = torch.nn.Linear(2, 2)
+            self.multi_modal_projector = torch.nn.Linear(2, 2)
+            self.language_model = torch.nn.Linear(2, 2)
+
+    model = VLM()
+    before = weights_sha256(model)
+    assert set(before) == {"model", "vision_tower", "multi_modal_projector"}
+    with torch.no_grad():
+        model.vision_tower.weight[0, 0] += 1
+    after = weights_sha256(model)
+    assert after["vision_tower"] != before["vision_tower"] and after["model"] != before["model"]
+    assert after["multi_modal_projector"] == before["multi_modal_projector"]
+    assert set(weights_sha256(torch.nn.Linear(2, 2))) == {"model"}  # a text model: one hash
+
+
+def test_provenance_gaps_names_what_a_record_lacks():
+    from t2bench.report.provenance import provenance_gaps
+
+    full = {
+        "provenance": provenance(
+            weights_sha256={"model": "ab"}, seed=0, data_split="test", wall_seconds=1.0
+        ),
+        "item_uids": ["x"],
+    }
+    assert provenance_gaps(full) == []
+    no_weights = {**full, "provenance": {**full["provenance"], "weights_sha256": {}}}
+    assert provenance_gaps(no_weights) == ["weights sha256"]  # an empty value does not count
+    assert provenance_gaps({"rows": []}) == [
+        "commit",
+        "weights sha256",
+        "seed",
+        "split",
+        "item ids",
+        "machine",
+        "wall time",
+    ]

@@ -12,23 +12,29 @@ numbers are those of ``lm_eval --model t2 --model_args ...,dispatch=<strategy>``
   ``choose``), second-pass seconds (HFLM's batched methods per expert group), their ratio; for
   CEM the one-off α search per task is reported apart and the ratio is given with and without it.
 * fewshot: per task, the first ``n`` evaluation documents under base, each single expert and
-  CEM; per-document scores are paired to give each variant's difference to base with a 95%
-  t-interval and McNemar's p. CEM's shots never overlap the scored documents (the dispatcher
-  refuses that).
+  CEM. Each accuracy has a 95% Wilson interval; per-document scores are paired to give each
+  variant's difference to base with Newcombe's paired score interval and McNemar's exact p
+  (:mod:`t2bench.report.stats`: neither is zero-width at 0/n or when no document changed), and
+  each task states its minimum detectable difference. CEM's shots never overlap the scored
+  documents (the dispatcher refuses that).
 
 Writes a new JSON + Markdown record under results/bench/ (cost) or results/dispatch/ (fewshot).
+Every record carries the commit (read when the run starts; '+dirty' for an uncommitted tree),
+the base weights' sha256 as each lm-eval run's backend hashed them, lm-eval's seeds, each task's
+split and scored document ids (and their sha256), CEM's shot ids and split, machine and wall time.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import json
 import os
 import time
 from pathlib import Path
 
 from t2bench.evaluate import tasks_dir
-from t2bench.report.provenance import provenance, write_new
+from t2bench.report import stats
+from t2bench.report.provenance import git_commit, items_sha256, provenance, write_new
 
 METRICS = {
     "arc": "acc",
@@ -107,14 +113,65 @@ def evaluate(
     first_filter = samples[0].get("filter")
     per_doc = {s["doc_id"]: float(s[metric]) for s in samples if s.get("filter") == first_filter}
     score = next(v for k, v in out["results"][task].items() if k.split(",")[0] == metric)
+    task_cfg = (out.get("configs") or {}).get(task, {})
     return {
         "per_doc": per_doc,
         "score": score,
         "metric": metric,
         "filter": first_filter,
         "t2": out["config"].get("t2"),
+        "split": {k: task_cfg.get(k) for k in ("test_split", "fewshot_split", "num_fewshot")},
+        "seeds": {
+            k: out["config"].get(k)
+            for k in ("random_seed", "numpy_seed", "torch_seed", "fewshot_seed")
+        },
         "wall_seconds": round(wall, 2),
     }
+
+
+def run_provenance(r: dict) -> dict:
+    """What one lm-eval run scored and from what: split, document ids (and their sha256),
+    lm-eval's seeds and the base weights' sha256 as the backend hashed them."""
+    docs = sorted(r["per_doc"])
+    return {
+        "split": r.get("split"),
+        "doc_ids": docs,
+        "docs_sha256": items_sha256(docs),
+        "seeds": r.get("seeds"),
+        "weights_sha256": (r.get("t2") or {}).get("weights_sha256"),
+    }
+
+
+def common(rows: list[dict], key: str):
+    """The one value of ``key`` that every row shares, or {label: value} when they differ."""
+    values = {json.dumps(r.get(key), sort_keys=True) for r in rows}
+    if len(values) == 1:
+        return rows[0].get(key) if rows else None
+    return {f"{r.get('task')}/{r.get('variant', r.get('strategy'))}": r.get(key) for r in rows}
+
+
+def record_provenance(rows: list[dict], commit: str, wall_seconds: float) -> dict:
+    """The record's provenance: commit, machine, time, and what its rows share (weights,
+    seeds), with each task's split and scored document ids."""
+    tasks: dict[str, dict] = {}
+    for r in rows:
+        tasks.setdefault(
+            r["task"],
+            {
+                "split": r.get("split"),
+                "doc_ids": r.get("doc_ids"),
+                "docs_sha256": r.get("docs_sha256"),
+            },
+        )
+    return provenance(
+        commit=commit,
+        model_source=common(rows, "model_id"),
+        weights_sha256=common(rows, "weights_sha256"),
+        seed=common(rows, "seeds"),
+        data_split=tasks,
+        items_sha256={t: v["docs_sha256"] for t, v in tasks.items()},
+        wall_seconds=wall_seconds,
+    )
 
 
 def _search_seconds(t2: dict) -> float:
@@ -154,6 +211,8 @@ def cost(args) -> dict:
                 "dispatch_counts": t2["dispatch_counts"],
                 "wall_seconds": r["wall_seconds"],
                 "dispatch": t2["dispatch"],
+                "model_id": t2.get("model_id"),
+                **run_provenance(r),
             }
             rows.append(row)
             print(
@@ -184,11 +243,52 @@ def cost_markdown(payload: dict) -> str:
     return "\n".join(lines)
 
 
+def fewshot_rows(task: str, runs: dict[str, dict]) -> tuple[list[dict], dict]:
+    """One row per variant of ``task`` from its lm-eval runs (``runs["base"]`` first) and the
+    task's power record.
+
+    A document counts as correct when its score is at least 0.5. Accuracy: Wilson 95% interval;
+    difference to base on the same documents: Newcombe's paired interval and McNemar's exact p.
+    """
+    docs = sorted(runs["base"]["per_doc"])
+    base = [int(runs["base"]["per_doc"][d] >= 0.5) for d in docs]
+    rows = []
+    for name, r in runs.items():
+        if sorted(r["per_doc"]) != docs:
+            raise RuntimeError(
+                f"{task}: variant {name} scored documents {sorted(r['per_doc'])}, base {docs}: "
+                "paired differences need the same documents"
+            )
+        mine = [int(r["per_doc"][d] >= 0.5) for d in docs]
+        acc = stats.accuracy(mine)
+        row = {
+            "task": task,
+            "variant": name,
+            "n": acc["n"],
+            "metric": r["metric"],
+            "score": acc["score"],
+            "ci95": [acc["ci_low"], acc["ci_high"]],
+            "ci_method": "wilson",
+            "wall_seconds": r["wall_seconds"],
+            "model_id": (r.get("t2") or {}).get("model_id"),
+            **run_provenance(r),
+        }
+        if name != "base":
+            row["vs_base"] = stats.paired_difference(base, mine)
+        if name == "cem":
+            row["cem"] = r["t2"]["dispatch"]["tasks"][task]
+            row["cem_shots"] = {
+                "split": row["cem"].get("shot_split"),
+                "doc_ids": row["cem"].get("shot_doc_ids"),
+            }
+        rows.append(row)
+    return rows, stats.power_record(task, len(docs), sum(base) / len(docs))
+
+
 def fewshot(args) -> dict:
     from t2bench.dispatch.labels import EXPERT_LABELS
-    from t2bench.train.heldout import paired_difference
 
-    rows = []
+    rows, power = [], []
     for task, n in parse_tasks(args.tasks):
         variants = {"base": "dispatch=none"}
         for label in EXPERT_LABELS:
@@ -203,43 +303,30 @@ def fewshot(args) -> dict:
                 f"{task:24} {name:18} {runs[name]['score']:.3f} ({runs[name]['wall_seconds']}s)",
                 flush=True,
             )
-        docs = sorted(runs["base"]["per_doc"])
-        base = [runs["base"]["per_doc"][d] >= 0.5 for d in docs]
-        for name, r in runs.items():
-            mine = [r["per_doc"][d] >= 0.5 for d in docs]
-            acc = sum(mine) / len(mine)
-            half = 1.96 * math.sqrt(acc * (1 - acc) / len(mine))
-            row = {
-                "task": task,
-                "variant": name,
-                "n": len(docs),
-                "metric": r["metric"],
-                "score": acc,
-                "ci95": [max(0.0, acc - half), min(1.0, acc + half)],
-                "wall_seconds": r["wall_seconds"],
-            }
-            if name != "base":
-                row["vs_base"] = paired_difference(base, mine)
-            if name == "cem":
-                row["cem"] = r["t2"]["dispatch"]["tasks"][task]
-            rows.append(row)
-    return {"kind": "fewshot-vs-experts", "rows": rows}
+        task_rows, task_power = fewshot_rows(task, runs)
+        rows += task_rows
+        power.append(task_power)
+    return {"kind": "fewshot-vs-experts", "rows": rows, "power": power}
 
 
 def fewshot_markdown(payload: dict) -> str:
+    from t2bench.report.tables import power_line
+
     lines = [
-        "| task | n | variant | score | 95% CI | Δ vs base (points) | paired 95% CI | McNemar p |",
+        "| task | n | variant | score | 95% Wilson CI | Δ vs base (points) | paired 95% CI (Newcombe) | p (McNemar exact) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in payload["rows"]:
         d = r.get("vs_base")
         diff = "" if d is None else f"{100 * d['diff']:+.1f}"
         ci = "" if d is None else f"[{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]"
-        p = "" if d is None else f"{d['mcnemar_p']:.2f}"
+        p = "" if d is None else f"{d['p']:.2f}"
         lines.append(
             f"| {r['task']} | {r['n']} | {r['variant']} | {r['score']:.3f} | "
             f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] | {diff} | {ci} | {p} |"
         )
+    if payload.get("power"):
+        lines += ["", power_line(payload["power"])]
     cem = [r for r in payload["rows"] if r["variant"] == "cem"]
     if cem:
         lines += [
@@ -277,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
     os.environ.setdefault("HF_ALLOW_CODE_EVAL", "1")
+    commit = git_commit()  # the code that runs, read before anything can change the tree
     t0 = time.perf_counter()
     if a.what == "cost":
         a.tasks = a.tasks or "arc_challenge:40,gsm8k:10,humaneval:10"
@@ -291,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     payload["args"] = vars(a)
     payload["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    payload["provenance"] = provenance(model_source="smollm2-135m-instruct")
+    payload["provenance"] = record_provenance(payload["rows"], commit, payload["wall_seconds"])
     path = write_new(Path(out), stem, payload)
     text = md(payload)
     path.with_suffix(".md").write_text(text + "\n")

@@ -4,7 +4,9 @@ A strategy is only as good as its routing, so each one is scored on the exact co
 lm-eval sends for held-out evaluation docs (few-shot examples included, as in a default
 ``lm_eval run``: no chat template, no system instruction, the default few-shot seed). The
 result is a confusion matrix, true label × chosen label, with accuracy, per-row recall and a
-95% Wilson interval, written as Markdown, CSV, JSON (with provenance) and a heatmap.
+95% Wilson interval, written as Markdown, CSV, JSON and a heatmap. The JSON files carry the
+provenance: commit, base weights' sha256 (hashed before any expert is composed), seed, the
+scored items' ``task:doc_id`` ids and their sha256, machine and wall time.
 
 MBPP docs are restricted to task ids 311-510: ids 11-310 are the training and validation
 pools of the code expert and the classifier (:mod:`t2bench.train.data`).
@@ -17,7 +19,6 @@ import csv
 import datetime as _dt
 import io
 import json
-import math
 import os
 import random
 import re
@@ -286,11 +287,10 @@ class ConfusionMatrix:
 
     @property
     def wilson(self) -> tuple[float, float]:
-        """95% Wilson score interval for accuracy (sensible near 0 and 1, unlike Wald)."""
-        n, p, z2 = self.n, self.accuracy, WILSON_Z**2
-        centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-        half = WILSON_Z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-        return max(0.0, centre - half), min(1.0, centre + half)
+        """95% Wilson score interval for accuracy (:func:`t2bench.report.stats.wilson`)."""
+        from t2bench.report.stats import wilson
+
+        return wilson(self.correct, self.n, z=WILSON_Z)
 
     def to_dict(self) -> dict:
         return {
@@ -675,7 +675,9 @@ def run(
     no empty folder behind.
     """
     from t2bench.dispatch.standalone import load_bound
+    from t2bench.report.provenance import git_commit, items_sha256, weights_sha256
 
+    commit = git_commit()  # the code that runs, read before anything can change the tree
     t0 = time.perf_counter()
     if isinstance(strategies, str):
         strategies = [s.strip() for s in strategies.split(",") if s.strip()]
@@ -698,26 +700,34 @@ def run(
         items = task_prompts(tasks, n_per_task, seed)
         results: list[StrategyResult] = []
         lm = None
+        weights = None
         for strategy in strategies:
             bound = load_bound(
                 strategy, pretrained=pretrained, experts=experts, batch_size=batch_size, lm=lm
             )
             lm = bound.lm
             info["model"] = lm.model_id
+            # hashed once, before any strategy composes an expert into the weights
+            weights = weights or weights_sha256(lm.model)
             try:
                 cm, seconds = confusion(bound.dispatcher, items, batch_size, progress=True)
             finally:
                 if bound.patcher is not None:
                     bound.patcher.restore()  # the next strategy decomposes the base weights
             results.append(StrategyResult(strategy, cm, seconds, bound.dispatcher.describe()))
+        item_ids = [f"{it.task}:{it.doc_id}" for it in items]
         prov = {
+            "commit": commit,
             "model_source": info.get("model"),
+            "weights_sha256": weights,
             "data_split": "lm-eval evaluation docs (MBPP task ids 311-510)",
+            "item_ids": item_ids,
+            "items_sha256": items_sha256(item_ids),
             "seed": seed,
         }
-        for r in results:
-            write_strategy(folder, r, **prov)
         info["wall_seconds"] = round(time.perf_counter() - t0, 2)
+        for r in results:
+            write_strategy(folder, r, **prov, wall_seconds=info["wall_seconds"])
         write_summary(folder, results, info, **prov, wall_seconds=info["wall_seconds"])
     except BaseException:
         if not any(folder.iterdir()):

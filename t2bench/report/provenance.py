@@ -135,3 +135,100 @@ def model_fingerprint(name: str | None) -> dict:
 
     lm = load_model(name)
     return {"model_id": lm.model_id, "sha256_weights": state_sha256(lm.model), "path": lm.path}
+
+
+def items_sha256(ids) -> str:
+    """sha256 (16 hex digits) of a list of item or document ids, in the order given: names
+    exactly which items a number was computed on without listing them."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps([str(i) for i in ids]).encode()).hexdigest()[:16]
+
+
+#: Sub-modules of an image-text model hashed on their own, so a record shows which vision side
+#: it ran with as well as the whole model.
+VISION_PARTS = ("vision_tower", "multi_modal_projector")
+
+
+def weights_sha256(model) -> dict:
+    """``state_sha256`` of the whole model under ``model``, plus the vision tower and projector
+    apart where the model has them (VLMs)."""
+    out = {"model": state_sha256(model)}
+    for part in VISION_PARTS:
+        names = [n for n, _ in model.named_modules() if n.endswith(part)]
+        if names:
+            out[part] = state_sha256(model, prefix=names[0] + ".")
+    return out
+
+
+# --------------------------------------------------------------------------- record audit
+
+#: What every record under results/ must name, and the keys (anywhere in the record) that
+#: record it, as different writers have spelled them.
+REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    "commit": ("commit", "git_hash"),
+    "weights sha256": (
+        "weights_sha256",
+        "sha256_weights",
+        "language_model_sha256",
+    ),
+    "seed": ("seed", "random_seed", "sample_seed", "seeds"),
+    "split": ("data_split", "split", "splits", "test_split", "splits_used", "scored split"),
+    "item ids": (
+        "items_sha256",
+        "item_uids",
+        "item_ids",
+        "uids",
+        "uid",
+        "doc_ids",
+        "doc_id",
+        "docs_sha256",
+        "shot_doc_ids",
+    ),
+    "machine": ("machine", "pretty_env_info"),
+    "wall time": ("wall_seconds", "wall_s", "total_evaluation_time_seconds", "seconds"),
+}
+
+
+def _keys(record, out: set[str]) -> set[str]:
+    """Every dict key, at any depth, whose value is not empty."""
+    if isinstance(record, dict):
+        for k, v in record.items():
+            if v not in (None, "", [], {}):
+                out.add(k)
+            _keys(v, out)
+    elif isinstance(record, list):
+        for v in record:
+            _keys(v, out)
+    return out
+
+
+def provenance_gaps(record: dict) -> list[str]:
+    """The fields of :data:`REQUIRED_FIELDS` that ``record`` does not carry under any of their
+    known keys (a key with an empty value does not count).
+
+    A check of key names only: it cannot tell whether the value is the one meant (a router's
+    own ``seed`` counts as a seed, CEM's ``shot_doc_ids`` as item ids), so a record it passes
+    still needs reading; a gap means the file itself lacks the field (a file beside it may
+    hold it, as lm-eval's samples hold its document ids)."""
+    present = _keys(record, set())
+    return [name for name, keys in REQUIRED_FIELDS.items() if not present & set(keys)]
+
+
+def audit(root: Path) -> dict[str, list[str]]:
+    """:func:`provenance_gaps` of every JSON record under ``root`` (checkpoints and peft's
+    ``adapter_config.json`` aside), by path relative to ``root``; records without gaps are left
+    out."""
+    out = {}
+    for path in sorted(Path(root).rglob("*.json")):
+        if "checkpoints" in path.parts or path.name == "adapter_config.json":
+            continue
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            out[str(path.relative_to(root))] = ["unreadable"]
+            continue
+        gaps = provenance_gaps(record) if isinstance(record, dict) else ["not a JSON object"]
+        if gaps:
+            out[str(path.relative_to(root))] = gaps
+    return out

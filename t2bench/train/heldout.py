@@ -4,13 +4,15 @@ Items come from the task's *test* split only (never used for training, checkpoin
 tuning; see :mod:`t2bench.train.data`), a seeded sample of ``n`` of them. Every variant answers
 the same items with greedy decoding and the same generation budget, and is scored by the
 task's reward function, so the per-item results are paired. The difference to the base model
-is reported with a paired 95% t-interval and an exact McNemar test on the discordant items.
+is reported with Newcombe's paired 95% score interval and McNemar's exact p
+(:func:`t2bench.report.stats.paired_difference`; not zero-width when no item changed), and the
+record states the comparison's minimum detectable difference. Its provenance names the commit,
+the base weights' sha256, the seed, the split and the sha256 of the item uids.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 from dataclasses import dataclass
@@ -58,28 +60,14 @@ def greedy_correct(
 
 
 def paired_difference(base: list[bool], other: list[bool], level: float = 0.95) -> dict:
-    """Mean of other − base over paired items, its t-interval, and McNemar's exact p-value."""
-    from scipy import stats
+    """Mean of other − base over paired items with Newcombe's paired 95% score interval and
+    McNemar's exact p (:func:`t2bench.report.stats.paired_difference`); ``mcnemar_p`` repeats
+    ``p`` for readers of older records."""
+    from t2bench.report.stats import paired_difference as paired
 
-    if len(base) != len(other) or not base:
-        raise ValueError(f"need equally many paired results, got {len(base)} and {len(other)}")
-    d = [int(b) - int(a) for a, b in zip(base, other, strict=True)]
-    n = len(d)
-    mean = sum(d) / n
-    var = sum((x - mean) ** 2 for x in d) / (n - 1) if n > 1 else 0.0
-    half = stats.t.ppf(0.5 + level / 2, n - 1) * math.sqrt(var / n) if n > 1 else float("nan")
-    wins, losses = d.count(1), d.count(-1)
-    p = stats.binomtest(wins, wins + losses, 0.5).pvalue if wins + losses else 1.0
-    return {
-        "n": n,
-        "diff": mean,
-        "ci_low": mean - half,
-        "ci_high": mean + half,
-        "level": level,
-        "wins": wins,
-        "losses": losses,
-        "mcnemar_p": p,
-    }
+    out = paired([int(x) for x in base], [int(x) for x in other], level=level)
+    out["mcnemar_p"] = out["p"]
+    return out
 
 
 def heldout_items(task: str, n: int, seed: int = 0) -> tuple[list[TrainItem], dict]:
@@ -184,7 +172,14 @@ def compare(
     max_new_tokens: int | None = None,
 ) -> dict:
     """Score base and every finished run of ``task`` on ``n`` held-out items; write a record."""
-    from t2bench.report.provenance import git_commit, provenance, write_new
+    from t2bench.report.provenance import (
+        git_commit,
+        items_sha256,
+        model_fingerprint,
+        provenance,
+        write_new,
+    )
+    from t2bench.report.stats import accuracy, power_record
 
     commit = git_commit()
     rw.check_task(task)
@@ -193,30 +188,46 @@ def compare(
     variants = discover(task, runs)
     if len(variants) == 1:
         raise ConfigError(f"no finished {task} runs under {runs}: train them first (nox -s train)")
-    results, seconds = {}, {}
+    fingerprint = model_fingerprint(model)  # the base weights every variant starts from
+    results, seconds, applied = {}, {}, {}
     for v in variants:
         t0 = time.perf_counter()
+        applied[v.name] = {}
         with torch.no_grad():
-            results[v.name] = _score(v, model, items, task, new_tokens, batch)
+            results[v.name] = _score(
+                v, model, items, task, new_tokens, batch, applied=applied[v.name]
+            )
         seconds[v.name] = round(time.perf_counter() - t0, 1)
     rows = []
     for v in variants:
-        acc = sum(results[v.name]) / len(items)
-        row = {"variant": v.name, "kind": v.kind, "accuracy": acc, "seconds": seconds[v.name]}
+        acc = accuracy([int(x) for x in results[v.name]])
+        row = {
+            "variant": v.name,
+            "kind": v.kind,
+            "accuracy": acc["score"],
+            "accuracy_ci95": [acc["ci_low"], acc["ci_high"]],
+            "seconds": seconds[v.name],
+            **applied[v.name],
+        }
         if v.kind != "base":
             row |= paired_difference(results["base"], results[v.name])
             row["artifact"] = str(v.path)
         rows.append(row)
+    uids = [it.uid for it in items]
     payload = {
         "table": rows,
         "per_item": {k: [int(x) for x in r] for k, r in results.items()},
-        "item_uids": [it.uid for it in items],
+        "item_uids": uids,
         "max_new_tokens": new_tokens,
         "decoding": "greedy",
+        "power": [power_record(task, len(items), rows[0]["accuracy"])],
         "provenance": provenance(
             commit=commit,
             base_model=model or "smollm2-135m-instruct",
+            model_fingerprint=fingerprint,
+            weights_sha256={"model": fingerprint["sha256_weights"]},
             data_split=split,
+            items_sha256=items_sha256(uids),
             seed=seed,
             wall_seconds=round(sum(seconds.values()), 1),
         ),
@@ -230,14 +241,24 @@ def compare(
 
 def markdown(task: str, payload: dict) -> str:
     """The comparison as a Markdown table (differences in points, with the paired 95% CI)."""
+    from t2bench.report.tables import power_line
+
     prov = payload["provenance"]
+    weights = (prov.get("weights_sha256") or {}).get("model")
     lines = [
-        f"# Held-out {task}: {payload['table'][0].get('n', len(payload['item_uids']))} test items",
+        f"# Held-out {task}: {len(payload['item_uids'])} test items",
         "",
-        f"commit `{prov['commit']}`, model {prov['base_model']}, {prov['created_utc']}, "
-        f"greedy, max_new_tokens {payload['max_new_tokens']}, wall {prov['wall_seconds']} s",
+        f"commit `{prov['commit']}`, model {prov['base_model']}"
+        + (f" (weights sha256 `{weights}`)" if weights else "")
+        + f", {prov['created_utc']}, greedy, max_new_tokens {payload['max_new_tokens']}, "
+        f"wall {prov['wall_seconds']} s"
+        + (
+            f"; items: seed {prov['seed']}, uids sha256 `{prov['items_sha256']}`"
+            if prov.get("items_sha256")
+            else ""
+        ),
         "",
-        "| variant | accuracy | Δ vs base | paired 95% CI | wins/losses | McNemar p |",
+        "| variant | accuracy | Δ vs base | paired 95% CI (Newcombe) | wins/losses | p (McNemar exact) |",
         "|---|---|---|---|---|---|",
     ]
     for r in payload["table"]:
@@ -247,6 +268,8 @@ def markdown(task: str, payload: dict) -> str:
         lines.append(
             f"| {r['variant']} | {r['accuracy']:.3f} | {100 * r['diff']:+.1f} | "
             f"[{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}] | {r['wins']}/{r['losses']} | "
-            f"{r['mcnemar_p']:.3g} |"
+            f"{r.get('p', r.get('mcnemar_p')):.3g} |"
         )
+    if payload.get("power"):
+        lines += ["", power_line(payload["power"])]
     return "\n".join(lines) + "\n"

@@ -208,7 +208,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     """Run (or resume) one training run; returns the exported artifact and summary."""
     from accelerate import Accelerator
 
-    from t2bench.report.provenance import git_commit, provenance
+    from t2bench.report.provenance import git_commit, items_sha256, provenance, weights_sha256
     from t2bench.train.policy import build_policy
 
     t_start = time.perf_counter()
@@ -243,6 +243,8 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     loaded = _load(cfg, acc.device)
     tok, processor = loaded.tokenizer, loaded.processor
+    # the base weights as loaded, before any adapter is attached (vision side apart for VLMs)
+    base_weights = weights_sha256(loaded.model) if main else None
     policy = build_policy(cfg, loaded.model, loaded.model_id, acc.device)
     params = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -451,6 +453,16 @@ def train(cfg: TrainConfig) -> TrainResult:
             base_model=loaded.model_id,
             seed=cfg.seed,
             data_split=f"{cfg.task}: train split for updates, {len(eval_items)} valid items for selection",
+            weights_sha256=base_weights,
+            # which items trained and selected the adapter: count and sha256 of their uids
+            data_items={
+                name: {"n": len(part), "items_sha256": items_sha256(it.uid for it in part)}
+                for name, part in (
+                    ("train", train_items),
+                    ("valid", valid_items),
+                    ("selection", eval_items),
+                )
+            },
             wall_seconds=round(state.wall_seconds, 1),
             wall_seconds_last_session=round(time.perf_counter() - t_start, 1),
             train_config=cfg.to_dict(),
