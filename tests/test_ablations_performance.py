@@ -506,3 +506,41 @@ def test_real_records_are_read_in_full(monkeypatch):
             if k.startswith("dispatch-cost.") and not k.endswith(".without_search")
         }
         assert got == pytest.approx(want)
+
+
+# ---------------------------------------------------------------------- the table guards
+
+
+def test_power_comes_from_the_parity_scores_and_expert_rows_claim_their_expert(tmp_path):
+    from t2bench.report.tables import ADAPTER_KEY
+
+    t = perf.build(full_dir(tmp_path))
+    # the only scores the table compares are the parity run's: n docs and hf's score
+    (power,) = t.power
+    assert power["n"] == 50 and power["p_base"] == 0.26
+    assert "backend parity on arc_challenge" in power["label"] and "acc,none" in power["label"]
+    rows = by_key(t)
+    for key in ("backend.throughput", "backend.compose_share", "backend.compositions_per_group"):
+        assert rows[key][ADAPTER_KEY]["applied"], key
+    # rows that time no expert claim none
+    assert ADAPTER_KEY not in rows["backend.parity_identical"]
+    assert ADAPTER_KEY not in rows["train-step.svf_over_lora"]
+    t.write(tmp_path / "out", {"commit": "a" * 40})
+
+
+def test_a_throughput_timed_without_composing_the_expert_is_refused(tmp_path):
+    from t2bench.report.tables import UnappliedAdapterError
+
+    d = tmp_path / "bench"
+    rec = backend_record()
+    rec["throughput"]["t2"]["weight_compositions"] = 0  # the expert was loaded, never applied
+    write(d, "backend-20261124T050119Z.json", rec)
+    with pytest.raises(UnappliedAdapterError, match="backend throughput"):
+        perf.build(d).write(tmp_path / "out", {"commit": "a" * 40})
+
+
+def test_without_parity_scores_the_power_record_says_nothing_is_compared(tmp_path):
+    d = tmp_path / "bench"
+    write(d, "train-step-20261124T075441Z.json", train_step_record())
+    (power,) = perf.build(d).power
+    assert power["n"] == 0 and "no score is compared here" in power["label"]

@@ -7,8 +7,12 @@ when it ran first): each is searched once per task on shots that are never score
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from t2bench.ablations import table2_unseen as t2
-from t2bench.report.tables import Table, figure
+from t2bench.report.stats import power_record
+from t2bench.report.tables import ADAPTER_KEY, Table, figure
 
 NAME = "alpha-per-task"
 COLUMNS = ["task", "model", "experts", "α", "shots (split)", "shot score", "candidates", "search s"]
@@ -48,7 +52,35 @@ def row(task: str, run: dict, which: str) -> dict:
         "search s": desc["cost"]["seconds"],
         "from_cache": desc.get("from_cache"),
         "which": which,
+        "variant": f"CEM α on {t2.task_label(task)} ({t2s.get('model_id')})",  # for errors
+        "start_accuracy": start_accuracy(desc),
+        # each row shows the α of a mixture that Table 2 (or the transfer table) scored: its
+        # record must show that the mixture answered documents
+        ADAPTER_KEY: t2.claim("mixture", run),
     }
+
+
+def start_accuracy(desc: dict) -> float | None:
+    """The uniform start's accuracy on the shots, from the α record the search saved (the
+    run's summary names its file but does not carry it); None where that file is gone."""
+    path = desc.get("record")
+    if not path:
+        return None
+    try:
+        meta = json.loads(Path(path).with_suffix(".json").read_text())
+        return float(meta["start_fitness"]["accuracy"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def power_of(r: dict) -> dict:
+    """The search's power on its shots: n = shots, p = the uniform start's shot accuracy (the
+    setting every candidate is compared with), or 0.5 where its record is gone."""
+    n = int(r["shots (split)"].split(" ", 1)[0])
+    where = f"{r['task']} ({r['model']}): {r['shots (split)']} CEM shots"
+    if r["start_accuracy"] is None:
+        return power_record(f"{where}, start accuracy not recorded: p = 0.5 assumed", n, 0.5)
+    return power_record(f"{where}, p = the uniform start's shot accuracy", n, r["start_accuracy"])
 
 
 def draw(rows: list[dict], path) -> None:
@@ -79,10 +111,13 @@ def run(ctx) -> Table:
         rows,
         caption=(
             "α per expert found by CEM on the task's shots (candidates = mixtures scored; the "
-            "dotted line is the uniform start 1/3). Shots never overlap scored documents."
+            "dotted line is the uniform start 1/3). Shots never overlap scored documents. The "
+            "power line is that of the search: how large a gain over the uniform start its few "
+            "shots could tell from noise."
         ),
         paragraph=paragraph(rows),
         plots=[plot.name],
+        power=[power_of(r) for r in rows],
     )
 
 

@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from t2bench.report.tables import Table
+from t2bench.report.stats import power_record
+from t2bench.report.tables import ADAPTER_KEY, Table, adapter_claim
 
 NAME = "performance"
 BENCH_DIR = Path("results/bench")
@@ -206,6 +207,14 @@ def _svf(rec: dict) -> Iterator[tuple[str, Thunk]]:
     yield "restore vs forward", restore_forward
 
 
+def _claim(run: dict, what: str) -> dict:
+    """A backend row timed with SVF experts claims them: the run's t2 summary must show that
+    their weights were composed (a run that never applied them timed the base model)."""
+    if not isinstance(run.get("t2"), dict):
+        raise KeyError("no t2 summary to show the experts were applied")
+    return {ADAPTER_KEY: adapter_claim("svf", run), "variant": what}
+
+
 def _backend(rec: dict) -> Iterator[tuple[str, Thunk]]:
     def parity_scores():
         p = rec["parity"]
@@ -244,7 +253,7 @@ def _backend(rec: dict) -> Iterator[tuple[str, Thunk]]:
             "lm-eval hf backend, no expert",
             th["t2_fixed_over_hf_throughput"],
             False,
-        )
+        ) | _claim(th, "backend throughput, t2 with one fixed expert")
 
     def compose_share():
         th = rec["throughput"]
@@ -259,7 +268,7 @@ def _backend(rec: dict) -> Iterator[tuple[str, Thunk]]:
             "wall time of the t2 runs",
             t2["compose_seconds"] / total,
             True,
-        )
+        ) | _claim(th, "backend compose share, t2 with one fixed expert")
 
     def alternating_groups():
         a = rec["alternating_4_experts"]
@@ -273,7 +282,7 @@ def _backend(rec: dict) -> Iterator[tuple[str, Thunk]]:
             "one composition per expert group",
             t2["weight_compositions"] / t2["groups"],
             True,
-        )
+        ) | _claim(a, "backend, requests alternating over experts")
 
     def alternating_vs_fixed():
         a, th = rec["alternating_4_experts"], rec["throughput"]
@@ -501,6 +510,7 @@ def build(bench_dir: Path = BENCH_DIR) -> Table:
     rows: list[dict] = []
     used: list[dict] = []
     missing: dict[str, str] = {}
+    readable: dict[str, dict] = {}
     for kind, command in KINDS.items():
         path = newest(bench_dir, kind)
         if path is None:
@@ -538,6 +548,7 @@ def build(bench_dir: Path = BENCH_DIR) -> Table:
                 )
             )
             continue
+        readable[kind] = rec
         prov = rec.get("provenance") if isinstance(rec.get("provenance"), dict) else {}
         ctx |= {
             "commit": short_commit(prov.get("commit")),
@@ -563,6 +574,7 @@ def build(bench_dir: Path = BENCH_DIR) -> Table:
             ]
         rows += [_cells(ctx | r) for r in found]
     unrecognised = _unrecognised(bench_dir)
+    power = power_of(readable)
     return Table(
         NAME,
         "Performance: speed and cost ratios from the benchmark records",
@@ -576,7 +588,40 @@ def build(bench_dir: Path = BENCH_DIR) -> Table:
             "missing": missing,
             "unrecognised_files": unrecognised,
         },
+        power=power,
     )
+
+
+def power_of(records: dict[str, dict]) -> list[dict]:
+    """The table's power: the one comparison of scores it shows is the backend parity row (t2
+    without experts vs hf on the same documents), so n and hf's score per parity task. Every
+    other row is a time or a size; without a readable parity record the table compares no
+    scores, and its one power record says so with n = 0."""
+    out = []
+    try:
+        parity = records["backend"]["parity"]
+        for task in parity["tasks"]:
+            hf = parity["hf"][task]
+            metric = next(k for k, v in hf.items() if "," in k and isinstance(v, int | float))
+            n = int(hf.get("sample_len") or parity["limit"])
+            out.append(
+                power_record(
+                    f"backend parity on {task} (t2 without experts vs hf, {n} docs; "
+                    f"p = hf's {metric})",
+                    n,
+                    float(hf[metric]),
+                )
+            )
+    except (*LOOKUP_ERRORS, StopIteration):
+        out = []  # a parity record without scores: as if there were none
+    return out or [
+        power_record(
+            "no score is compared here (speed and cost ratios only; no readable backend "
+            "parity record)",
+            0,
+            0.0,
+        )
+    ]
 
 
 def run(ctx) -> Table:

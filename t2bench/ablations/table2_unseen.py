@@ -15,9 +15,10 @@ How each number is made (all through ``lm_eval --model t2`` on the first n docum
 
 from __future__ import annotations
 
+from t2bench.ablations.table1_training import STATS_NOTE
 from t2bench.dispatch.labels import EXPERT_LABELS
-from t2bench.report.stats import accuracy, verdict
-from t2bench.report.tables import Table, diff_cell, diff_columns
+from t2bench.report.stats import accuracy, power_record, verdict
+from t2bench.report.tables import ADAPTER_KEY, Table, adapter_claim, diff_cell, diff_columns
 
 NAME = "table2-unseen-tasks"
 STRATEGIES = ("prompt", "classifier", "label", "router")
@@ -142,7 +143,49 @@ def counts(keys: list[str]) -> str:
     return ", ".join(f"{k.removesuffix('-svf-pg')} {v}" for k, v in sorted(Counter(keys).items()))
 
 
-def make_row(task, name, scores, base, iters, seed, chosen="") -> dict:
+def mixture_proof(rec: dict) -> dict:
+    """Whether a ``dispatch=cem`` run's second pass ran on the composed mixture.
+
+    The backend's ``weight_compositions`` also counts the candidates the α search composed on
+    the same patcher, so it alone cannot prove that the mixture answered any document: the
+    compositions left after the search's own, and the documents routed to a ``cem:`` choice,
+    must both be positive."""
+    t2 = rec.get("t2") or {}
+    total = int(t2.get("weight_compositions") or 0)
+    tasks = ((t2.get("dispatch") or {}).get("tasks")) or {}
+    # a search read from the cache composed nothing in this run
+    search = sum(
+        int((d.get("cost") or {}).get("weight_compositions") or 0)
+        for d in tasks.values()
+        if not d.get("from_cache")
+    )
+    routed = sum(v for k, v in (t2.get("dispatch_counts") or {}).items() if k.startswith("cem:"))
+    return {
+        "applied": total - search > 0 and routed > 0,
+        "applied_evidence": f"weight_compositions={total} ({search} of them in the α search), "
+        f"{routed} requests answered by the cem mixture",
+    }
+
+
+def claim(kind: str, rec: dict) -> dict:
+    """The adapter claim of a row scored by the lm-eval run ``rec`` (mixtures: mixture_proof)."""
+    return adapter_claim(kind, mixture_proof(rec) if kind == "mixture" else rec)
+
+
+def judged(diff: dict, claim_sign: int = 1) -> str:
+    """verdict() in words, saying 'undetermined' where the paired 95% CI includes zero."""
+    v = verdict(diff, claim_sign)
+    return "undetermined: its 95% CI includes zero" if v == "inconclusive" else v
+
+
+def power_of(label: str, base_scores: list[float]) -> dict:
+    """n and the base's score on the scored documents (0/1 per document for every task here)."""
+    acc = accuracy(base_scores)
+    return power_record(label, acc["n"], acc["score"])
+
+
+def make_row(task, name, scores, base, iters, seed, chosen="", adapter=None) -> dict:
+    """One row; ``adapter`` = (kind, lm-eval record) where the row names a specific adapter."""
     acc = accuracy(scores)
     r = {
         "task": task_label(task),
@@ -155,12 +198,14 @@ def make_row(task, name, scores, base, iters, seed, chosen="") -> dict:
     }
     if base is not None:
         r |= diff_columns(base, scores, iters=iters, seed=seed)
+    if adapter is not None:
+        r[ADAPTER_KEY] = claim(*adapter)
     return r
 
 
 def run(ctx) -> Table:
     p = ctx.profile
-    rows, data, checks = [], {}, {}
+    rows, data, checks, power = [], {}, {}, []
     for task, n in p.unseen.items():
         runs = singles(ctx, task, n)
         base = runs["base"]["scores"]
@@ -170,7 +215,19 @@ def run(ctx) -> Table:
         assembled = {"base": ("", runs["base"])}
         per_doc = {"doc_ids": docs}
         rows.append(make_row(task, "base", base, None, p.bootstrap_iters, p.seed))
-        rows.append(make_row(task, "LoRA", runs["LoRA"]["scores"], base, p.bootstrap_iters, p.seed))
+        power.append(power_of(f"{task_label(task)} ({task}, first {len(docs)} docs)", base))
+        lora = runs["LoRA"]
+        rows.append(
+            make_row(
+                task,
+                "LoRA",
+                lora["scores"],
+                base,
+                p.bootstrap_iters,
+                p.seed,
+                adapter=("lora", lora),
+            )
+        )
         per_doc["LoRA"] = runs["LoRA"]["scores"]
         for strategy in STRATEGIES:
             choice = first_pass(ctx, task, n, strategy)
@@ -185,7 +242,15 @@ def run(ctx) -> Table:
             assembled[strategy] = (choice, scores)
         cem = runs["few-shot (CEM)"]
         rows.append(
-            make_row(task, "few-shot (CEM)", cem["scores"], base, p.bootstrap_iters, p.seed)
+            make_row(
+                task,
+                "few-shot (CEM)",
+                cem["scores"],
+                base,
+                p.bootstrap_iters,
+                p.seed,
+                adapter=("mixture", cem),
+            )
         )
         per_doc["cem"] = cem["scores"]
         for lab in EXPERT_LABELS:
@@ -198,6 +263,7 @@ def run(ctx) -> Table:
                     base,
                     p.bootstrap_iters,
                     p.seed,
+                    adapter=("svf", runs[name]),
                 )
             )
             per_doc[name] = runs[name]["scores"]
@@ -227,6 +293,7 @@ def run(ctx) -> Table:
         caption=caption(ctx, checks),
         paragraph=paragraph(rows, ctx.expert_spread(p.experts)),
         data=data,
+        power=power,
     )
 
 
@@ -242,7 +309,9 @@ def caption(ctx, check: dict) -> str:
         f"(module docstring); end-to-end check: {check.get('strategy')} on {task_label(check.get('task', ''))} "
         f"agreed on {check.get('agreeing_docs')}/{check.get('docs')} docs "
         f"(assembled {check.get('assembled_score', 0):.3f} vs end to end {check.get('end_to_end_score', 0):.3f}). "
-        "'expert only' rows: each single expert on every doc. Differences: paired bootstrap 95% CI."
+        "'expert only' rows: each single expert on every doc. The strategies' rows claim a "
+        "strategy, not an adapter (they may route every document to base); the LoRA, CEM and "
+        "expert-only rows carry the record that their adapter was applied. " + STATS_NOTE
     )
 
 
@@ -252,8 +321,8 @@ def paragraph(rows: list[dict], spread: float) -> str:
         mine = {r["variant"]: r for r in rows if r["task"] == task}
         fs, lora = mine["few-shot (CEM)"], mine["LoRA"]
         bits.append(
-            f"{task}: few-shot {diff_cell(fs['diff'])} ({verdict(fs['diff'])}), "
-            f"LoRA {diff_cell(lora['diff'])} ({verdict(lora['diff'], -1)} for 'LoRA hurts')"
+            f"{task}: few-shot {diff_cell(fs['diff'])} ({judged(fs['diff'])}), "
+            f"LoRA {diff_cell(lora['diff'])} ({judged(lora['diff'], -1)} for 'LoRA hurts')"
         )
     sig = [
         f"{r['task']} {r['variant']}"

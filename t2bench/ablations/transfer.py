@@ -18,9 +18,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from t2bench.ablations.table2_unseen import expert_name, make_row, task_label
+from t2bench.ablations.table1_training import STATS_NOTE
+from t2bench.ablations.table2_unseen import expert_name, judged, make_row, power_of, task_label
 from t2bench.dispatch.labels import EXPERT_LABELS
-from t2bench.report.stats import verdict
+from t2bench.report.stats import paired_difference, power_record
 from t2bench.report.tables import Table, diff_cell, figure
 
 NAME = "transfer"
@@ -77,6 +78,14 @@ def transfer_set(ctx, source: str | None, target: str, experts: str, tag: str) -
     return out
 
 
+def adapter_of(variant: str) -> str | None:
+    """The adapter a transfer row claims: every row but the target's base applies SVF experts
+    (ordered or shuffled transfers, the source's own expert) or their CEM mixture."""
+    if variant == "target base":
+        return None
+    return "mixture" if "few-shot" in variant else "svf"
+
+
 def direction(ctx, source: str | None, target: str, experts: str, tag: str) -> tuple[list, dict]:
     p = ctx.profile
     task, n = p.transfer_task, p.transfer_n
@@ -117,11 +126,29 @@ def direction(ctx, source: str | None, target: str, experts: str, tag: str) -> t
     shuffled = []
     for variant, rec in runs.items():
         ref = None if variant == "target base" or variant.startswith("source") else base
-        r = make_row(task, variant, rec["scores"], ref, p.bootstrap_iters, p.seed)
+        kind = adapter_of(variant)
+        r = make_row(
+            task,
+            variant,
+            rec["scores"],
+            ref,
+            p.bootstrap_iters,
+            p.seed,
+            adapter=(kind, rec) if kind else None,
+        )
         r |= {"direction": f"{tag} ({task_label(task)})", "mode": files["mode"]}
         rows.append(r)
         if "shuffled" in variant:
             shuffled.append(r)
+    # ordered vs each shuffled seed, paired over the same documents: the paper's contrast, which
+    # two rows' distances to base cannot show (JSON only; the paragraph reads it)
+    key = f"{name} transferred (ordered σ)"
+    ordered = runs[key]["scores"]
+    next(r for r in rows if r["variant"] == key)["ordered vs shuffled"] = [
+        paired_difference(rec["scores"], ordered, iters=p.bootstrap_iters, seed=p.seed)
+        for v, rec in runs.items()
+        if "shuffled" in v
+    ]
     if shuffled:
         import numpy as np
 
@@ -140,7 +167,8 @@ def direction(ctx, source: str | None, target: str, experts: str, tag: str) -> t
         "doc_ids": runs["target base"]["doc_ids"],
         "experts": files["skills"],
     }
-    return rows, data
+    label = f"{tag} ({task_label(task)}, first {len(base)} docs, target base)"
+    return rows, data | {"power": power_of(label, base)}
 
 
 def run(ctx) -> Table:
@@ -191,12 +219,17 @@ def run(ctx) -> Table:
             f"Transferred: {p.transfer_expert} (shuffled-σ seeds {list(p.shuffle_seeds)}); "
             "cross-model few-shot mixes all transferred skill experts with CEM on validation shots. "
             "Δ vs base: against the target model's base ('target base' row; the reference row "
-            "is the source model with its own expert), paired bootstrap 95% CI. "
+            "is the source model with its own expert). "
+            + STATS_NOTE
+            + " "
             + ("Not run: " + "; ".join(skipped) + "." if skipped else "")
         ),
         paragraph=paragraph(rows, skipped),
         data=data | {"skipped": skipped},
         plots=[plot.name] if rows else [],
+        # no direction ran: nothing was scored, and the power line says so (n = 0)
+        power=[d["power"] for d in data.values()]
+        or [power_record("no direction ran: nothing scored (see 'Not run')", 0, 0.0)],
     )
 
 
@@ -216,24 +249,43 @@ def draw(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def versus_shuffled(diffs: list[dict]) -> str:
+    """Ordered vs shuffled σ, seed by seed: counted only where the paired CI excludes zero."""
+    if not diffs:
+        return "no shuffled seed ran"
+    above = sum(judged(x) == "supports" for x in diffs)
+    below = sum(judged(x) == "contradicts" for x in diffs)
+    open_ = len(diffs) - above - below
+    text = (
+        f"ordered above shuffled (paired 95% CI above zero) in {above} of {len(diffs)} seeds, "
+        f"below in {below}"
+    )
+    if open_:
+        text += f", undetermined (CI includes zero) in {open_}"
+    return text
+
+
 def paragraph(rows: list[dict], skipped: list[str]) -> str:
     parts = []
     for d in dict.fromkeys(r["direction"] for r in rows):
         mine = [r for r in rows if r["direction"] == d and "diff" in r]
         ordered = next(r for r in mine if "ordered" in r["variant"])
-        shuffled = [r for r in mine if "shuffled" in r["variant"]]
         fs = next((r for r in mine if "few-shot" in r["variant"]), None)
-        better = sum(ordered["score"] > s["score"] for s in shuffled)
         parts.append(
-            f"{d}: ordered σ {diff_cell(ordered['diff'])} ({verdict(ordered['diff'])}), "
-            f"ordered above shuffled in {better} of {len(shuffled)} seeds"
-            + (f", cross-model few-shot {diff_cell(fs['diff'])}" if fs else "")
+            f"{d}: ordered σ {diff_cell(ordered['diff'])} ({judged(ordered['diff'])}), "
+            + versus_shuffled(ordered.get("ordered vs shuffled", []))
+            + (
+                f", cross-model few-shot {diff_cell(fs['diff'])} ({judged(fs['diff'])})"
+                if fs
+                else ""
+            )
         )
     return (
         "**What this shows.** The paper (Table 5) finds Llama-3-8B experts help Mistral-7B "
         "only with σ in order (shuffled σ hurts) and credits the identical shapes. Here: "
         + ("; ".join(parts) if parts else "no direction ran")
         + ". Only an ordered-σ gain whose interval excludes zero, with every shuffled seed "
-        "below it, would support transfer; intervals that include zero leave it open. "
+        "below it by a paired interval that excludes zero, would support transfer; intervals "
+        "that include zero leave it open. "
         + ("Not run: " + "; ".join(skipped) + "." if skipped else "")
     )
