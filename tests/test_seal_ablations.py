@@ -76,6 +76,22 @@ def test_seal_tables_run_end_to_end_on_a_tiny_model(
     ]
     assert all(r["n"] == 2 for r in table.rows)
     assert all("Δ vs base (points) [95% CI]" in r for r in table.rows[1:])
+    # every row with an inner update proves it ran (passages updated, trainable parameters);
+    # the base row claims none
+    assert "adapter_claim" not in table.rows[0]
+    for r in table.rows[1:]:
+        c = r["adapter_claim"]
+        assert c["kind"] == r["inner update"] and c["applied"], c
+        assert "inner update on 2 of 2 passages (0 diverged" in c["evidence"]
+    assert "ReST-EM rounds 1..1 merged" in table.rows[-1]["adapter_claim"]["evidence"]
+    # power: n is questions (stated as such), p the base row's accuracy
+    (power,) = table.power
+    assert power["n"] == 2 and "questions" in power["label"]
+    assert power["p_base"] == table.rows[0]["accuracy (contains)"]
+    # the central contrast is paired: SEAL vs the same inner update without RL
+    assert table.data["seal_vs_own_self_edit"]["n"] == 2
+    assert "SEAL − own self-edit (lora), paired over the same questions" in table.paragraph
+    table.write(tmp_path / "tables", {"commit": "a" * 40})  # the guards let it through
     assert "round 1:" in table.caption and "SEAL after round 1" in table.paragraph
     assert "Self-edit variants without RL (lora inner update)" in table.paragraph
     assert "qa " in table.paragraph.split("Self-edit variants")[1]
@@ -104,6 +120,15 @@ def test_seal_tables_run_end_to_end_on_a_tiny_model(
         ("svf", 2),
     ]
     assert "forg" in ft.paragraph and "newest passage right after its edit" in ft.paragraph
+    # each row claims its method's merged edits; the record shows both edits were merged
+    for r in ft.rows:
+        c = r["adapter_claim"]
+        assert c["kind"] == r["inner update"] and c["applied"]
+        assert f"merged 2 {r['inner update']} updates for 2 edits" in c["evidence"]
+    (power,) = ft.power
+    assert power["n"] == sum(len(p.questions) for p in tiny_passages(2))
+    assert "questions" in power["label"]
+    ft.write(tmp_path / "tables", {"commit": "a" * 40})
 
 
 def test_forgetting_verdict_compares_the_share_kept_not_the_raw_drop():
@@ -120,6 +145,33 @@ def test_forgetting_verdict_compares_the_share_kept_not_the_raw_drop():
     text = _verdict({"lora": ret(0.4, 0.3), "svf": ret(0.4, 0.1)})
     assert "SVF forgot more than LoRA" in text
     assert "cannot say" in _verdict({"lora": ret(0.0, 0.0), "svf": ret(0.3, 0.1)})
+
+
+def test_seal_rows_whose_updates_never_ran_are_refused(tmp_path):
+    """A condition whose every inner update diverged was scored on the base model: its row
+    may not claim the update (the table is refused), and merged-edit records likewise."""
+    from t2bench.ablations.forgetting import merge_proof
+    from t2bench.ablations.seal import inner_proof
+    from t2bench.report.stats import power_record
+    from t2bench.report.tables import Table, UnappliedAdapterError, adapter_claim
+
+    ran = {
+        "method": "svf",
+        "passages": [{"uid": "p0", "inner": {"trainable": 8, "losses": [2.0, 1.5]}}],
+    }
+    assert inner_proof(ran)["applied"]
+    assert "mean loss 2.000 → 1.500" in inner_proof(ran)["applied_evidence"]
+    diverged = {"method": "svf", "passages": [{"uid": "p0", "diverged": "loss 2 -> 9"}]}
+    assert not inner_proof(diverged)["applied"]
+    assert "0 of 1 passages (1 diverged" in inner_proof(diverged)["applied_evidence"]
+    row = {"variant": "passage only", "adapter_claim": adapter_claim("svf", inner_proof(diverged))}
+    table = Table("t", "T", ["variant"], [row], power=[power_record("q", 30, 0.3)])
+    with pytest.raises(UnappliedAdapterError, match="passage only"):
+        table.write(tmp_path, {"commit": "a" * 40})
+    # a sequence with fewer merges than edits skipped one
+    short = {"method": "lora", "matrix": [[1.0], [0.0, 1.0]], "merge_seconds": [1.0]}
+    assert not merge_proof(short)["applied"]
+    assert merge_proof(short | {"merge_seconds": [1.0, 1.0]})["applied"]
 
 
 def test_missing_restem_run_is_a_clear_error(tmp_path):

@@ -8,7 +8,8 @@ rescales existing singular directions, forgets less.
 
 from __future__ import annotations
 
-from t2bench.report.tables import Table
+from t2bench.report.stats import paired_difference, power_record
+from t2bench.report.tables import ADAPTER_KEY, Table, adapter_claim, diff_cell
 
 NAME = "seal-forgetting"
 COLUMNS = [
@@ -112,10 +113,56 @@ def retention(rec: dict) -> dict:
     }
 
 
+def merge_proof(rec: dict) -> dict:
+    """Whether every edit of a sequence was merged, from what sequential_edits did: it merges
+    edit i before it re-asks the questions of row i (one merge_seconds entry per edit), and an
+    update that diverges raises there, so a finished record has no skipped edit.
+    (sequential_edits keeps no per-edit loss or parameter count; this is the evidence it gives.)"""
+    merged, rows = len(rec.get("merge_seconds") or []), len(rec.get("matrix") or [])
+    return {
+        "applied": merged > 0 and merged == rows,
+        "applied_evidence": f"sequential_edits merged {merged} {rec.get('method')} updates "
+        f"for {rows} edits (a diverged update raises; no loss is recorded per edit)",
+    }
+
+
+def power_of(ctx, recs: dict) -> dict:
+    """n = the questions of the edited passages; p = their accuracy before any edit (both
+    methods start from the same base model, so one record serves both)."""
+    from t2bench.ablations.seal import eval_passages
+
+    passages = eval_passages(ctx)[: ctx.profile.seal_forget_n]
+    sizes = [len(x.questions) for x in passages]
+    before = next(iter(recs.values()))["before"]
+    p_base = sum(a * k for a, k in zip(before, sizes, strict=True)) / sum(sizes)
+    return power_record(
+        f"questions of the {len(sizes)} edited passages before any edit ({sum(sizes)} "
+        "questions, not passages; answers within a passage are correlated, so the true MDD "
+        "is larger)",
+        sum(sizes),
+        p_base,
+    )
+
+
+def kept_after_all(recs: dict, iters: int, seed: int) -> dict | None:
+    """SVF − LoRA accuracy on the earlier passages after the last edit, paired over passages
+    (graded per-passage scores: a paired bootstrap). None with fewer than two passages."""
+    lora, svf = recs["lora"]["matrix"], recs["svf"]["matrix"]
+    earlier = len(lora) - 1
+    if earlier < 1 or len(svf) != len(lora):
+        return None
+    return paired_difference(lora[-1][:earlier], svf[-1][:earlier], iters=iters, seed=seed)
+
+
 def run(ctx) -> Table:
     recs = {m: sequence(ctx, m) for m in ("lora", "svf")}
     rows = [r for m in recs for r in summarise(recs[m])]
+    for r in rows:  # every row claims its method's merged edits
+        r["variant"] = f"{r['inner update']} after {r['edits merged']} merged edits"
+        r[ADAPTER_KEY] = adapter_claim(r["inner update"], merge_proof(recs[r["inner update"]]))
     ret = {m: retention(r) for m, r in recs.items()}
+    p = ctx.profile
+    paired = kept_after_all(recs, p.bootstrap_iters, p.seed)
     n = ctx.profile.seal_forget_n
     return Table(
         NAME,
@@ -129,7 +176,8 @@ def run(ctx) -> Table:
             "closed-book normalised containment over each passage's 3 questions. Per-passage "
             "accuracies are fractions of 3 questions, so a cell moves in steps of 1/3 and the "
             "means rest on few questions: read them as a description of this run, not as "
-            "estimates with error bars."
+            "estimates with error bars. The SVF − LoRA comparison after the last edit is "
+            "paired over the earlier passages (a paired bootstrap of per-passage accuracies)."
         ),
         paragraph=(
             "**What this shows.** Right after its own edit an earlier passage scores "
@@ -137,16 +185,18 @@ def run(ctx) -> Table:
             f"after all {n} edits it scores {ret['lora']['after_all']} (LoRA) / "
             f"{ret['svf']['after_all']} (SVF), against {ret['lora']['before']} before any "
             "edit. The drop from the first to the second number is the forgetting; "
-            + _verdict(ret)
+            + _verdict(ret, paired)
             + _newest(recs)
         ),
-        data={m: recs[m] for m in recs},
+        data={m: recs[m] for m in recs} | {"svf_minus_lora_after_all": paired},
+        power=[power_of(ctx, recs)],
     )
 
 
-def _verdict(ret: dict) -> str:
+def _verdict(ret: dict, paired: dict | None = None) -> str:
     """Which method kept more of what its own edits stored (a share, not a raw drop: a method
-    that stored less has less to lose)."""
+    that stored less has less to lose). ``paired``: SVF − LoRA on the earlier passages after
+    the last edit (kept_after_all); an order is claimed only where its CI excludes zero."""
     drops = {m: (r["after_own"] or 0) - (r["after_all"] or 0) for m, r in ret.items()}
     blank = [m for m, r in ret.items() if not r["after_own"]]
     if blank:
@@ -170,10 +220,24 @@ def _verdict(ret: dict) -> str:
         word = "more than"
     else:
         word = "as much as"
-    return (
+    text = (
         f"SVF forgot {word} LoRA here: it kept {kept['svf']:.0%} of what its edits stored vs "
-        f"LoRA {kept['lora']:.0%} (drops {drops['svf']:+.3f} vs {drops['lora']:+.3f}). With "
-        "this few passages and questions the comparison is suggestive only."
+        f"LoRA {kept['lora']:.0%} (drops {drops['svf']:+.3f} vs {drops['lora']:+.3f}). "
+    )
+    if paired is None:
+        return text + (
+            "No paired interval could be computed, so which method forgets less is "
+            "undetermined here."
+        )
+    if paired["ci_low"] > 0 or paired["ci_high"] < 0:
+        return text + (
+            f"After the last edit SVF − LoRA on the earlier passages is {diff_cell(paired)} "
+            "(paired over passages), an interval that excludes zero."
+        )
+    return text + (
+        f"After the last edit SVF − LoRA on the earlier passages is {diff_cell(paired)} "
+        "(paired over passages), an interval that includes zero: which method forgets less "
+        "is undetermined at this n."
     )
 
 

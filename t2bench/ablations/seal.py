@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from t2bench.ablations.table1_training import STATS_NOTE
 from t2bench.errors import ConfigError
-from t2bench.report.stats import accuracy, verdict
-from t2bench.report.tables import Table, diff_cell, diff_columns
+from t2bench.report.stats import accuracy, paired_difference, power_record, verdict
+from t2bench.report.tables import ADAPTER_KEY, Table, adapter_claim, diff_cell, diff_columns
 
 NAME = "seal-knowledge"
 COLUMNS = [
@@ -141,6 +142,39 @@ def condition(
 OWN = "passage + own self-edit (no RL)"
 
 
+def inner_proof(rec: dict) -> dict:
+    """Whether a condition's inner updates were applied, from what evaluate_condition did:
+    each passage it updated carries its InnerResult (trainable parameters, per-step losses);
+    a diverged update was undone and its passage scored without one."""
+    passages = rec.get("passages") or []
+    runs = [x["inner"] for x in passages if "inner" in x]
+    diverged = sum(1 for x in passages if "diverged" in x)
+    trainable = max((int(r.get("trainable") or 0) for r in runs), default=0)
+    losses = [r["losses"] for r in runs if r.get("losses")]
+    first = sum(x[0] for x in losses) / len(losses) if losses else None
+    last = sum(x[-1] for x in losses) / len(losses) if losses else None
+    loss = f", mean loss {first:.3f} → {last:.3f}" if losses else ""
+    rounds = rec.get("generator_rounds") or 0
+    gen = f"; generator: ReST-EM rounds 1..{rounds} merged" if rounds else ""
+    return {
+        "applied": bool(runs) and trainable > 0,
+        "applied_evidence": f"{rec.get('method')} inner update on {len(runs)} of "
+        f"{len(passages)} passages ({diverged} diverged, scored without it), "
+        f"{trainable:,} trainable parameters{loss}{gen}",
+    }
+
+
+def power_of(label: str, rec: dict, passages: int) -> dict:
+    """n = questions (clustered in passages: the independent-question MDD is optimistic)."""
+    acc = accuracy(rec["scores"])
+    return power_record(
+        f"{label}: {acc['n']} questions in {passages} passages (questions, not passages; "
+        "answers within a passage are correlated, so the true MDD is larger)",
+        acc["n"],
+        acc["score"],
+    )
+
+
 def variants(ctx, compare: tuple[str, ...] = ()) -> list[tuple]:
     """(label, condition, inner method, generator rounds, self-edit variant or None) per row.
 
@@ -199,6 +233,8 @@ def knowledge_table(
             "trainable parameters": f"{rec['trainable']:,}" if rec["trainable"] else "—",
             "s / passage": rec["seconds_per_passage"],
         }
+        if method:  # the row claims a LoRA / SVF inner update: prove it ran
+            row[ADAPTER_KEY] = adapter_claim(method, inner_proof(rec))
         if base is None:
             base = rec
         else:
@@ -209,6 +245,18 @@ def knowledge_table(
         }
     run_info = run_record(ctx)
     passages = len(base["passages"])
+    # the paper's central contrast, SEAL vs the same inner update without RL, paired over the
+    # same questions (both rows' distances to base cannot show it)
+    cfg = run_info["config"]
+    last, method = cfg["rounds"], cfg["inner"]["method"]
+    seal_vs_own = None
+    if last:
+        own = data.get(f"{OWN} | {method}")
+        seal = data.get(f"SEAL after round {last} | {method}")
+        if own and seal:
+            seal_vs_own = paired_difference(
+                own["scores"], seal["scores"], iters=p.bootstrap_iters, seed=p.seed
+            )
     return Table(
         name,
         title,
@@ -217,8 +265,9 @@ def knowledge_table(
         caption=caption(
             ctx, run_info, source=source, passages=passages, questions=len(base["scores"])
         ),
-        paragraph=paragraph(rows, run_info),
-        data=data,
+        paragraph=paragraph(rows, run_info, seal_vs_own),
+        data=data | {"seal_vs_own_self_edit": seal_vs_own},
+        power=[power_of(f"{source} eval, base (no update)", base, passages)],
     )
 
 
@@ -263,8 +312,8 @@ def caption(ctx, run_info: dict, *, source: str, passages: int, questions: int) 
         f"{cfg['n_train']} passages, K={cfg['k']} self-edits at T={cfg['temperature']}, "
         f"{cfg['inner']['method']} inner update, the best kept only where it beats no update, generator LoRA r"
         f"{cfg['sft_r']} merged each round): {rounds}. The SEAL rows update the round's "
-        "generator on its own self-edit. 95% CI: Wilson; Δ: paired bootstrap over questions "
-        f"({p.bootstrap_iters:,} resamples)."
+        "generator on its own self-edit. Rows with an inner update carry the record that it "
+        "ran (passages updated, trainable parameters, loss). " + STATS_NOTE
     )
 
 
@@ -272,7 +321,15 @@ def _find(rows, variant, method):
     return next(r for r in rows if r["variant"] == variant and r["inner update"] == method)
 
 
-def paragraph(rows: list[dict], run_info: dict) -> str:
+def judged(diff: dict | None) -> str:
+    """verdict() in words, saying 'undetermined' where the paired 95% CI includes zero."""
+    if not diff:
+        return "undetermined: no paired interval"
+    v = verdict(diff)
+    return "undetermined: its 95% CI includes zero" if v == "inconclusive" else v
+
+
+def paragraph(rows: list[dict], run_info: dict, seal_vs_own: dict | None = None) -> str:
     base = rows[0]
     last = run_info["config"]["rounds"]
     method = run_info["config"]["inner"]["method"]
@@ -284,7 +341,7 @@ def paragraph(rows: list[dict], run_info: dict) -> str:
     own_s = _find(rows, OWN, "svf")
 
     def d(r):
-        return f"{diff_cell(r['diff'])} ({verdict(r['diff'])})"
+        return f"{diff_cell(r['diff'])} ({judged(r['diff'])})"
 
     return (
         "**What this shows.** The paper's ladder is base < passage < own self-edit < SEAL. "
@@ -297,8 +354,18 @@ def paragraph(rows: list[dict], run_info: dict) -> str:
         f"without RL: {own_m['accuracy (contains)']:.3f}). Differences are in points "
         "against base; a claim counts only where its interval excludes zero, and with this "
         "few questions only large effects can. Whether SEAL beats the own self-edit without "
-        "RL is the paper's central claim; compare the two rows' intervals before reading an "
-        "order into them." + _variants_sentence(rows, method)
+        f"RL is the paper's central claim: SEAL − own self-edit ({method}), paired over the "
+        + (
+            f"same questions, {diff_cell(seal_vs_own)} ({judged(seal_vs_own)})"
+            if seal_vs_own
+            else "same questions, was not computed"
+        )
+        + (
+            ", so this run does not order the two."
+            if judged(seal_vs_own).startswith("undetermined")
+            else "."
+        )
+        + _variants_sentence(rows, method)
     )
 
 

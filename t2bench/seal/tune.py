@@ -47,7 +47,10 @@ COLUMNS = [
     "diverged",
     "s / passage",
     "default",
+    "Δ vs default (points) [95% CI]",
+    "p",
 ]
+DIFF = "Δ vs default (points) [95% CI]"
 
 
 @dataclass
@@ -119,14 +122,62 @@ def _mean(xs: list[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
+def inner_proof(rec: dict) -> dict:
+    """Whether a grid setting's inner updates ran: evaluate_condition gives each passage it
+    updated an InnerResult (one first/last loss here) and the trainable parameter count."""
+    updated, diverged = len(rec["first_loss"]), len(rec["diverged"])
+    first, last = _mean(rec["first_loss"]), _mean(rec["last_loss"])
+    loss = f", mean loss {first:.3f} → {last:.3f}" if first is not None else ""
+    return {
+        "applied": updated > 0 and bool(rec["trainable"]),
+        "applied_evidence": f"{rec['inner']['method']} update on {updated} passages "
+        f"({diverged} diverged), {rec['trainable'] or 0:,} trainable parameters{loss}",
+    }
+
+
+def default_records(records: list[dict]) -> dict[str, dict]:
+    """The default setting's record per method (the grid's reference: it has no base row)."""
+    return {rec["inner"]["method"]: rec for rec in records if rec["default"]}
+
+
+def tune_power(cfg: TuneConfig, records: list[dict]) -> list[dict]:
+    """n = the training passages' questions; p = each method's default setting's accuracy
+    (the grid has no base row), or 0.5 assumed where the grid holds no default."""
+    from t2bench.report.stats import accuracy, power_record
+
+    n = len(records[0]["scores"])
+    where = (
+        f"{cfg.source} train questions ({n} questions in {cfg.n} passages; answers within a "
+        "passage are correlated, so the true MDD is larger)"
+    )
+    defaults = default_records(records)
+    if not defaults:
+        return [power_record(f"{where}; no default setting in this grid: p = 0.5 assumed", n, 0.5)]
+    return [
+        power_record(
+            f"{where}; p = the default {method} setting's accuracy",
+            n,
+            accuracy(rec["scores"])["score"],
+        )
+        for method, rec in defaults.items()
+    ]
+
+
 def tune_table(cfg: TuneConfig, records: list[dict]):
     from t2bench.report.stats import accuracy
-    from t2bench.report.tables import Table
+    from t2bench.report.tables import ADAPTER_KEY, Table, adapter_claim, diff_columns
 
     rows = []
+    defaults = default_records(records)
     for rec in records:
         inner, acc = rec["inner"], accuracy(rec["scores"])
         first, last = _mean(rec["first_loss"]), _mean(rec["last_loss"])
+        ref = defaults.get(inner["method"])
+        # each setting against its method's default, paired over the same questions
+        diff = {}
+        if ref is not None and ref is not rec:
+            diff = diff_columns(ref["scores"], rec["scores"], iters=10_000, seed=cfg.seed)
+            diff[DIFF] = diff.pop("Δ vs base (points) [95% CI]")
         rows.append(
             {
                 "inner update": inner["method"],
@@ -142,6 +193,9 @@ def tune_table(cfg: TuneConfig, records: list[dict]):
                 "diverged": len(rec["diverged"]),
                 "s / passage": rec["seconds_per_passage"],
                 "default": "yes" if rec["default"] else "",
+                **diff,
+                "variant": f"{inner['method']} lr {inner['learning_rate']:g}",  # for errors
+                ADAPTER_KEY: adapter_claim(inner["method"], inner_proof(rec)),
             }
         )
     return Table(
@@ -154,14 +208,20 @@ def tune_table(cfg: TuneConfig, records: list[dict]):
             f"each setting updates the model on one passage at a time ({cfg.steps} full-batch "
             "steps on the passage text, padding masked), asks its questions closed-book "
             "(greedy, ≤ 16 tokens) and undoes the update. LoRA r32/α64; SVF on the MLP of every "
-            "layer. Accuracy = normalised containment of a reference answer; 95% CI: Wilson."
+            "layer. Accuracy = normalised containment of a reference answer; 95% CI: Wilson; "
+            "Δ vs default: each setting against its method's default on the same questions, "
+            "Newcombe's paired score interval, p = McNemar's exact test."
         ),
         paragraph=paragraph(rows),
         data={"config": asdict(cfg), "records": records},
+        power=tune_power(cfg, records),
     )
 
 
 def paragraph(rows: list[dict]) -> str:
+    from t2bench.report.stats import verdict
+    from t2bench.report.tables import diff_cell
+
     parts = []
     for method in ("lora", "svf"):
         mine = [r for r in rows if r["inner update"] == method]
@@ -182,6 +242,16 @@ def paragraph(rows: list[dict]) -> str:
                 f"; the default (lr {default['lr']}, {default['targets']}) scores "
                 f"{default['accuracy (contains)']:.3f}, below the best"
             )
+            d = best.get("diff")
+            if d is None:
+                text += ", but no paired interval was computed: the order is undetermined"
+            elif verdict(d) == "inconclusive":  # not ranked: the paired CI includes zero
+                text += (
+                    f" by {diff_cell(d)}, a difference whose 95% CI includes zero: "
+                    "undetermined, this grid does not rank the two"
+                )
+            else:
+                text += f" by {diff_cell(d)}, an interval that excludes zero"
         parts.append(text)
     return (
         "**What this shows.** "
