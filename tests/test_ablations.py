@@ -44,7 +44,10 @@ def test_bootstrap_is_seeded():
 
 
 def test_table_writes_three_files_and_never_overwrites(tmp_path):
+    from t2bench.report.stats import power_record
+
     t = Table("t", "Title", ["a", "b"], [{"a": 1, "b": 0.5}, {"a": 2, "b": None}], "cap", "para")
+    t.power = [power_record("task", 50, 0.5)]  # a table must state its power to be written
     paths = t.write(tmp_path, {"commit": "x"})
     assert [p.suffix for p in paths] == [".md", ".csv", ".json"]
     md = (tmp_path / "t.md").read_text()
@@ -134,11 +137,12 @@ def test_table1_paragraph_follows_the_numbers():
 
     base, good = [0] * 40 + [1] * 10, [1] * 50
     rows = []
-    for task in ("GSM8K", "MBPP", "ARC-Easy"):
+    # table 1's rows name the trainer's task; the split each scores is its own column
+    for task in ("math", "code", "reasoning"):
         rows += [_row(task, "base", None, base), _row(task, "LoRA (NTP)", base, base)]
-        rows.append(_row(task, "SVF (PG)", base, good if task == "GSM8K" else base))
+        rows.append(_row(task, "SVF (PG)", base, good if task == "math" else base))
     text = paragraph(rows, 0.0123)
-    assert "GSM8K: SVF +80.0" in text and "(supports for SVF > base)" in text
+    assert "math: SVF +80.0" in text and "(supports for SVF > base)" in text
     assert "significant on 1 of 3 tasks" in text and "1.23%" in text
 
 
@@ -182,10 +186,14 @@ def test_smoke_profile_writes_a_complete_table_with_provenance(tmp_path, monkeyp
     monkeypatch.setenv("HF_ALLOW_CODE_EVAL", "1")  # the MBPP reward runs model-written code
     folder = run_all("smoke", only="table1", out=tmp_path)
     payload = json.loads((folder / "table1-training-tasks.json").read_text())
-    assert {r["task"] for r in payload["rows"]} == {"GSM8K", "MBPP", "ARC-Easy"}
+    assert {r["task"] for r in payload["rows"]} == {"math", "code", "reasoning"}
     prov = payload["provenance"]
     assert prov["model_fingerprint"]["sha256_weights"] and prov["profile"]["name"] == "smoke"
     assert prov["wall_seconds"] > 0 and "What this shows" in payload["paragraph"]
+    # the guards: power per task, and every adapter row proved that its adapter was applied
+    assert [p["label"].split(" ")[0] for p in payload["power"]] == ["math", "code", "reasoning"]
+    adapters = [r for r in payload["rows"] if r["variant"] != "base"]
+    assert adapters and all(r["adapter_claim"]["applied"] for r in adapters)
     assert (folder / "evaluations.jsonl").read_text().count("\n") == 9  # 3 tasks x 3 variants
     index = (tmp_path / "README.md").read_text()
     assert folder.name in index

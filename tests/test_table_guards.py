@@ -1,0 +1,332 @@
+"""What a published table must prove before it is written (``report.tables.Table.check``), and
+that the ablation modules give their tables that proof: power per task and, for every row that
+names an adapter, the record that the adapter was applied."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from t2bench.report.stats import paired_difference, power_record
+from t2bench.report.tables import (
+    ADAPTER_KEY,
+    DirtyCheckoutError,
+    Table,
+    UnappliedAdapterError,
+    UnpoweredTableError,
+    adapter_claim,
+)
+
+CLEAN = {"commit": "a" * 40}
+
+
+def _table(rows, power=True) -> Table:
+    return Table(
+        "t",
+        "T",
+        ["variant", "score"],
+        rows,
+        power=[power_record("task", 100, 0.5)] if power else [],
+    )
+
+
+# --------------------------------------------------------------------------- the guards
+
+
+def test_a_row_whose_expert_was_never_composed_is_refused(tmp_path):
+    """The VLM bug: the SVF row passed experts= without dispatch=, so the backend loaded the
+    expert and evaluated the base model (weight_compositions = 0). Such a row is refused."""
+    unapplied = {"t2": {"weight_compositions": 0, "peft_merged": False}}
+    row = {"variant": "SVF expert", "score": 0.2, ADAPTER_KEY: adapter_claim("svf", unapplied)}
+    with pytest.raises(UnappliedAdapterError, match="'SVF expert' \\(weight_compositions=0\\)"):
+        _table([{"variant": "base", "score": 0.2}, row]).write(tmp_path, CLEAN)
+    assert not list(tmp_path.iterdir())  # nothing was published
+    # the same row with its expert composed once is written
+    row[ADAPTER_KEY] = adapter_claim("svf", {"t2": {"weight_compositions": 1}})
+    assert len(_table([row]).write(tmp_path, CLEAN)) == 3
+
+
+def test_a_lora_row_whose_adapter_was_not_merged_is_refused(tmp_path):
+    row = {"variant": "LoRA", ADAPTER_KEY: adapter_claim("lora", {"t2": {"peft_merged": False}})}
+    with pytest.raises(UnappliedAdapterError, match="peft_merged=False"):
+        _table([row]).write(tmp_path, CLEAN)
+
+
+def test_a_table_without_power_is_refused(tmp_path):
+    with pytest.raises(UnpoweredTableError, match="states no power"):
+        _table([{"variant": "base", "score": 0.5}], power=False).write(tmp_path, CLEAN)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_dirty_checkout_is_refused_unless_allowed_and_then_recorded(tmp_path):
+    dirty = {"commit": "a" * 40 + "+dirty"}
+    t = _table([{"variant": "base", "score": 0.5}])
+    with pytest.raises(DirtyCheckoutError, match="allow-dirty"):
+        t.write(tmp_path / "refused", dirty)
+    assert not (tmp_path / "refused").exists()
+    paths = t.write(tmp_path / "allowed", dirty, allow_dirty=True)
+    prov = json.loads(paths[-1].read_text())["provenance"]
+    assert prov["allow_dirty"] is True and prov["commit"].endswith("+dirty")
+    # a clean checkout records no allowance
+    clean = json.loads(t.write(tmp_path / "clean", CLEAN)[-1].read_text())["provenance"]
+    assert "allow_dirty" not in clean
+
+
+def test_not_ranked_appears_only_for_differences_below_the_mdd():
+    power = [power_record("task", 100, 0.5)]  # MDD about 20 points
+    base = [0] * 50 + [1] * 50
+    small = base[:45] + [1] * 5 + base[50:]  # +5 points
+    large = [1] * 100  # +50 points
+    assert 0.05 < power[0]["mdd"] < 0.5
+
+    def md(other) -> str:
+        row = {"variant": "x", "diff": paired_difference(base, other)}
+        return Table("t", "T", ["variant"], [row], paragraph="p.", power=power).markdown()
+
+    assert "**Not ranked.** 1 of the differences shown" in md(small)
+    assert "Not ranked" not in md(large)
+    assert "**Power.**" in md(large) and "n = 100" in md(large)
+
+
+# --------------------------------------------------------------------------- table 2, 3, α
+
+
+DOCS = 6
+
+
+def _t2(compositions, counts, **extra) -> dict:
+    return {
+        "model_id": "tiny",
+        "weight_compositions": compositions,
+        "peft_merged": False,
+        "dispatch_counts": counts,
+        "second_pass_seconds": 10.0,
+        "dispatch_seconds": 1.0,
+        **extra,
+    }
+
+
+def _cem_t2(task, compositions, search, routed) -> dict:
+    desc = {
+        "alpha": [0.2, 0.3, 0.5],
+        "shot_doc_ids": [100, 101, 102],
+        "shot_split": "validation",
+        "fitness": {"accuracy": 2 / 3},
+        "cost": {"candidates_scored": 6, "weight_compositions": search, "seconds": 3.0},
+        "from_cache": False,
+        "record": None,
+    }
+    dispatch = {
+        "strategy": "cem",
+        "experts": ["code-svf-pg", "math-svf-pg", "reasoning-svf-pg"],
+        "tasks": {task: desc},
+    }
+    return _t2(compositions, {f"cem:{task}": routed}, dispatch=dispatch)
+
+
+class FakeCtx:
+    """The AblationContext surface Table 2, Table 3 and α use, with canned lm-eval records."""
+
+    def __init__(self, tmp_path, records):
+        self.profile = SimpleNamespace(
+            model=None,
+            experts="experts",
+            unseen={"arc_challenge": DOCS},
+            lora_for={"arc_challenge": "reasoning-lora-ntp"},
+            cem={"arc_challenge": "shots=3"},
+            bootstrap_iters=200,
+            seed=0,
+        )
+        self.folder = tmp_path
+        self.memo: dict = {}
+        self.records = records
+
+    def lmeval(self, task, model_args, *, n, label):
+        return {"task": task, "label": label, "doc_ids": list(range(DOCS))} | self.records[label]
+
+    def remember(self, key, compute):
+        assert key.startswith("first-pass|"), key
+        strategy = key.split("|")[3]
+        return {  # every strategy routes every document to base: it claims no adapter
+            "strategy": strategy,
+            "doc_ids": list(range(DOCS)),
+            "keys": ["base"] * DOCS,
+            "first_pass_seconds": 0.5,
+        }
+
+    def expert_spread(self, experts):
+        return 0.01
+
+
+def _records(task="arc_challenge", **override) -> dict:
+    from t2bench.ablations.table2_unseen import EXPERT_LABELS, expert_name
+
+    base = [1, 0, 0, 1, 0, 0]
+    recs = {
+        "base": {"scores": base, "aggregate": 1 / 3, "t2": _t2(0, {"base": DOCS})},
+        "LoRA": {"scores": [1, 1, 0, 1, 0, 0], "t2": _t2(0, {"base": DOCS}, peft_merged=True)},
+        "cem": {"scores": [1, 0, 1, 1, 0, 0], "t2": _cem_t2(task, 7, 6, DOCS)},
+        "check": {"scores": base, "aggregate": 1 / 3, "t2": _t2(0, {"base": DOCS})},
+    }
+    for lab in EXPERT_LABELS:
+        name = expert_name(lab)
+        recs[name] = {"scores": base, "t2": _t2(1, {name: DOCS})}
+    return recs | override
+
+
+@pytest.fixture
+def no_lora_lookup(monkeypatch):
+    from t2bench.ablations import table2_unseen as t2
+
+    monkeypatch.setattr(t2, "lora_path", lambda experts, run: "lora-folder")
+
+
+def test_table2_states_power_and_claims_every_named_adapter(tmp_path, no_lora_lookup):
+    from t2bench.ablations import table2_unseen as t2
+
+    table = t2.run(FakeCtx(tmp_path, _records()))
+    (power,) = table.power
+    assert power["n"] == DOCS and power["p_base"] == pytest.approx(2 / 6)
+    assert "ARC-Challenge" in power["label"]
+    claims = {r["variant"]: r.get(ADAPTER_KEY) for r in table.rows}
+    # base and the strategies (which may route everything to base) claim no adapter
+    assert all(claims[v] is None for v in ("base", *t2.STRATEGIES))
+    assert claims["LoRA"] == {"kind": "lora", "applied": True, "evidence": "peft_merged=True"}
+    assert claims["few-shot (CEM)"]["kind"] == "mixture" and claims["few-shot (CEM)"]["applied"]
+    experts = [v for v in claims if v.endswith("expert only")]
+    assert len(experts) == len(t2.EXPERT_LABELS)
+    assert all(claims[v]["kind"] == "svf" and claims[v]["applied"] for v in experts)
+    assert len(table.write(tmp_path / "out", CLEAN)) == 3
+    # with 6 documents no difference reaches the MDD: the rows are not ranked
+    assert "**Not ranked.**" in table.markdown()
+
+
+def test_table2_refuses_an_expert_row_that_scored_the_base_model(tmp_path, no_lora_lookup):
+    from t2bench.ablations import table2_unseen as t2
+
+    recs = _records()
+    recs["math-svf-pg"] = recs["math-svf-pg"] | {"t2": _t2(0, {"base": DOCS})}
+    table = t2.run(FakeCtx(tmp_path, recs))
+    with pytest.raises(UnappliedAdapterError, match="'math expert only'"):
+        table.write(tmp_path / "out", CLEAN)
+
+
+def test_a_cem_run_whose_compositions_were_all_in_the_search_is_refused(tmp_path, no_lora_lookup):
+    """weight_compositions also counts the α search's candidates: if every composition was
+    the search's and no document reached the mixture, the CEM row scored the base model."""
+    from t2bench.ablations import table2_unseen as t2
+    from t2bench.ablations import table3_cost
+
+    recs = _records(cem={"scores": [1, 0, 0, 1, 0, 0], "t2": _cem_t2("arc_challenge", 6, 6, 0)})
+    ctx = FakeCtx(tmp_path, recs)
+    row = next(r for r in t2.run(ctx).rows if r["variant"] == "few-shot (CEM)")
+    assert not row[ADAPTER_KEY]["applied"]
+    assert "(6 of them in the α search), 0 requests" in row[ADAPTER_KEY]["evidence"]
+    # Table 3 times the same run's second pass as the mixture's: refused too
+    with pytest.raises(UnappliedAdapterError, match="few-shot"):
+        table3_cost.run(ctx).write(tmp_path / "t3", CLEAN)
+
+
+def test_table3_and_alpha_state_power_and_claim_the_mixture(tmp_path, no_lora_lookup):
+    from t2bench.ablations import alpha, table3_cost
+
+    ctx = FakeCtx(tmp_path, _records())
+    t3 = table3_cost.run(ctx)
+    (power,) = t3.power
+    # seconds are shown, but the power line says what the timed documents could resolve
+    assert power["n"] == DOCS and "compares no scores" in power["label"]
+    cem = next(r for r in t3.rows if r["strategy"].startswith("few-shot"))
+    assert cem[ADAPTER_KEY]["applied"]
+    assert all(ADAPTER_KEY not in r for r in t3.rows if r is not cem)
+    t3.write(tmp_path / "t3", CLEAN)
+
+    fig = alpha.run(ctx)
+    (row,) = fig.rows
+    assert row[ADAPTER_KEY]["kind"] == "mixture" and row[ADAPTER_KEY]["applied"]
+    # the α record file is not there: p = 0.5 is assumed, and the label says so
+    (power,) = fig.power
+    assert power["n"] == 3 and power["p_base"] == 0.5 and "assumed" in power["label"]
+    fig.write(tmp_path / "alpha", CLEAN)
+
+
+def test_alpha_power_reads_the_uniform_starts_shot_accuracy(tmp_path):
+    from t2bench.ablations.alpha import start_accuracy
+
+    path = tmp_path / "cem-arc-key.safetensors"
+    path.with_suffix(".json").write_text(json.dumps({"start_fitness": {"accuracy": 0.4}}))
+    assert start_accuracy({"record": str(path)}) == 0.4
+    assert start_accuracy({"record": str(tmp_path / "gone.safetensors")}) is None
+
+
+# --------------------------------------------------------------------------- transfer
+
+
+def test_transfer_rows_claim_their_experts_and_pair_ordered_with_shuffled(tmp_path, monkeypatch):
+    from t2bench.ablations import transfer
+
+    seeds = (0, 1)
+    monkeypatch.setattr(
+        transfer,
+        "transfer_set",
+        lambda ctx, source, target, experts, tag: (
+            {
+                "ordered": "o",
+                "mode": "shape-adaptive",
+                "skills": ["reasoning-svf-pg"],  # one skill: no CEM row
+            }
+            | {f"shuffled-{s}": f"s{s}" for s in seeds}
+        ),
+    )
+    n = 40
+    base = [0] * 30 + [1] * 10
+    scores = {
+        "base": base,
+        "ordered": [1] * 40,  # +75 points over base and over each shuffled seed
+        "shuffled-0": base,
+        "shuffled-1": base,
+        "source": base,
+    }
+
+    def lmeval(task, model_args, *, n, label):
+        kind = next(k for k in scores if label.endswith(k))  # labels end in "-<kind>"
+        compositions = 0 if kind == "base" else 1
+        return {"doc_ids": list(range(40)), "scores": scores[kind], "t2": _t2(compositions, {})}
+
+    ctx = SimpleNamespace(
+        profile=SimpleNamespace(
+            model=None,
+            experts="experts",
+            transfer_task="arc_challenge",
+            transfer_n=n,
+            transfer_expert="reasoning-svf-pg",
+            transfer_cem="shots=2",
+            shuffle_seeds=seeds,
+            same_shape_target=None,
+            transfer_target="gemma-3-270m",
+            target_experts=None,
+            bootstrap_iters=200,
+            seed=0,
+        ),
+        folder=tmp_path,
+        lmeval=lmeval,
+    )
+    table = transfer.run(ctx)
+    (power,) = table.power
+    assert power["n"] == n and power["p_base"] == pytest.approx(0.25)
+    by = {r["variant"]: r for r in table.rows}
+    assert ADAPTER_KEY not in by["target base"]
+    for v in (
+        "reasoning-svf-pg transferred (ordered σ)",
+        "reasoning-svf-pg shuffled σ (seed 0)",
+        "reasoning-svf-pg shuffled σ (seed 1)",
+        "source model with reasoning-svf-pg (reference)",
+    ):
+        assert by[v][ADAPTER_KEY] == {
+            "kind": "svf",
+            "applied": True,
+            "evidence": "weight_compositions=1",
+        }
+    assert "above shuffled (paired 95% CI above zero) in 2 of 2 seeds" in table.paragraph
+    table.write(tmp_path / "out", CLEAN)
