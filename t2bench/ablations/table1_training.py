@@ -3,7 +3,7 @@
 The paper (Llama-3-8B: GSM8K / MBPP-pro / ARC-Easy) reports SVF ≥ LoRA ≥ base on each
 training task. Here each committed expert answers seeded held-out test items (never used for
 training, checkpoint selection or tuning) greedily, scored by the task's reward; differences to
-base are paired over the same items with a bootstrap CI.
+base are paired over the same items (see ``STATS_NOTE``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from t2bench.errors import ConfigError
-from t2bench.report.stats import accuracy, power_record, verdict
+from t2bench.report.stats import METHODS_NOTE, accuracy, power_record, verdict
 from t2bench.report.tables import ADAPTER_KEY, Table, adapter_claim, diff_cell, diff_columns
 from t2bench.train.heldout import Variant, discover
 
@@ -115,10 +115,7 @@ def run(ctx) -> Table:
     )
 
 
-STATS_NOTE = (
-    "95% CI of an accuracy: Wilson; of a difference: Newcombe's paired score interval, "
-    "p = McNemar's exact test (a paired bootstrap for graded scores)."
-)
+STATS_NOTE = METHODS_NOTE
 
 
 def caption(ctx, rows) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from t2bench.ablations.table1_training import STATS_NOTE
 from t2bench.errors import ConfigError
 from t2bench.report.stats import accuracy, power_record, verdict
 from t2bench.report.tables import ADAPTER_KEY, Table, adapter_claim, diff_cell, diff_columns
@@ -164,8 +165,7 @@ def caption(ctx) -> str:
         "selected on the valid split only. Model: SmolLM2-135M-Instruct + SigLIP tower "
         "(4 layers, 192 wide) + 2-layer projector, LLaVA layout. Greedy, ≤ 8 new tokens. "
         "VQA accuracy = min(1, matches/3) over leave-one-out subsets of the 10 answers (all "
-        "equal here, so 0 or 1 per item). 95% CI: Wilson; differences: paired bootstrap "
-        f"({ctx.profile.bootstrap_iters:,} resamples)."
+        "equal here, so 0 or 1 per item). " + STATS_NOTE
     )
 
 

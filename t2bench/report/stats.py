@@ -22,6 +22,12 @@ import numpy as np
 ALPHA = 0.05
 POWER = 0.8
 
+#: how a table built on this module computed its intervals (captions quote it)
+METHODS_NOTE = (
+    "95% CI of an accuracy: Wilson; of a difference: Newcombe's paired score interval, "
+    "p = McNemar's exact test (a paired bootstrap for graded scores)."
+)
+
 
 def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson score interval of a proportion (sensible at 0 and at n, unlike the normal one)."""
