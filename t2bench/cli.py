@@ -235,7 +235,8 @@ def cmd_seal(args) -> int:
                 n=args.n or 6,
                 steps=args.inner_steps,
                 seed=args.seed,
-            )
+            ),
+            allow_dirty=args.allow_dirty,
         )
         print((out / "seal-inner-lr.md").read_text())
         return 0
@@ -521,6 +522,11 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate closed-book QA after inner updates (SVF or LoRA)",
     )
     p.add_argument("action", choices=["self-edit", "train", "evaluate", "tune"])
+    p.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="tune: publish the grid from a checkout with uncommitted changes (recorded)",
+    )
     p.add_argument("--model", default=None, help="default: the packaged SmolLM2-135M-Instruct")
     p.add_argument("--source", default="fictional", choices=["fictional", "squad"])
     p.add_argument("--split", default="eval", choices=["train", "eval"], help="(tune: train)")

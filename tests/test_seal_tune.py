@@ -15,6 +15,7 @@ def test_grid_runs_on_training_passages_only_and_is_never_overwritten(
 ):
     import t2bench.report.provenance as provenance
     import t2bench.seal.data as data
+    import t2bench.seal.tune as tune
     from t2bench.report.tables import ADAPTER_KEY, DirtyCheckoutError
     from t2bench.seal.inner import ALL_LINEAR, DEFAULT_LR
     from t2bench.seal.tune import TuneConfig, write_tune
@@ -71,8 +72,11 @@ def test_grid_runs_on_training_passages_only_and_is_never_overwritten(
     with pytest.raises(ConfigError, match="never overwritten"):
         write_tune(cfg)
     monkeypatch.setattr(provenance, "git_commit", lambda repo=None: "a" * 40 + "+dirty")
+    ran = []
+    monkeypatch.setattr(tune, "tune_inner", lambda c: ran.append(c) or [])
     with pytest.raises(DirtyCheckoutError):  # `seal tune` publishes only from a commit
         write_tune(TuneConfig(**{**cfg.__dict__, "output_dir": str(tmp_path / "dirty")}))
+    assert ran == []  # refused before the grid spent any time
 
 
 def test_paragraph_says_when_the_default_is_not_the_best():

@@ -72,15 +72,9 @@ def run_all(
 
     A checkout with uncommitted changes is refused before anything runs (its tables could not
     be traced to a commit) unless ``allow_dirty``; the tables then record that they were."""
-    from t2bench.report.provenance import git_commit
-    from t2bench.report.tables import DirtyCheckoutError
+    from t2bench.report.tables import check_clean_checkout
 
-    commit = git_commit()
-    if commit.endswith("+dirty") and not allow_dirty:
-        raise DirtyCheckoutError(
-            f"the checkout has uncommitted changes ({commit}): published tables must come "
-            "from a commit. Commit first, or pass --allow-dirty (recorded in every table)"
-        )
+    check_clean_checkout(allow_dirty)
     prof = get_profile(profile)
     modules = select(only)
     out = Path(out)

@@ -74,6 +74,20 @@ class DirtyCheckoutError(T2BenchError, RuntimeError):
 ADAPTER_KEY = "adapter_claim"
 
 
+def check_clean_checkout(allow_dirty: bool = False) -> str:
+    """The commit tables will be credited to; refuses a dirty checkout before any work starts
+    (a long run would otherwise only be refused when its first table is written)."""
+    from t2bench.report.provenance import git_commit
+
+    commit = git_commit()
+    if commit.endswith("+dirty") and not allow_dirty:
+        raise DirtyCheckoutError(
+            f"the checkout has uncommitted changes ({commit}): published tables must come "
+            "from a commit. Commit first, or pass --allow-dirty (recorded in every table)"
+        )
+    return commit
+
+
 def adapter_claim(kind: str, record: dict | None) -> dict:
     """What a row claiming an adapter of ``kind`` (svf, mixture, lora, ia3, ...) stores as proof.
 
@@ -116,6 +130,8 @@ def power_line(power: list[dict]) -> str:
     a, pw = power[0]["alpha"], power[0]["power"]
     parts = [
         f"{p['label']}: n = {p['n']:,}, base {p['p_base']:.3f}, MDD {100 * p['mdd']:.1f} points"
+        if p["n"] > 0
+        else f"{p['label']}: no scores compared (n = 0), so no difference is detectable"
         for p in power
     ]
     return (

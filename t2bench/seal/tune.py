@@ -262,10 +262,13 @@ def paragraph(rows: list[dict]) -> str:
     )
 
 
-def write_tune(cfg: TuneConfig) -> Path:
-    """Run the grid and write ``seal-inner-lr.{md,csv,json}`` under ``cfg.output_dir``."""
+def write_tune(cfg: TuneConfig, *, allow_dirty: bool = False) -> Path:
+    """Run the grid and write ``seal-inner-lr.{md,csv,json}`` under ``cfg.output_dir``
+    (a dirty checkout is refused before the grid runs, unless ``allow_dirty``)."""
     from t2bench.report.provenance import model_fingerprint, provenance
+    from t2bench.report.tables import check_clean_checkout
 
+    check_clean_checkout(allow_dirty)
     out = Path(cfg.output_dir)
     if (out / "seal-inner-lr.json").exists():
         raise ConfigError(
@@ -286,5 +289,6 @@ def write_tune(cfg: TuneConfig) -> Path:
             seed=cfg.seed,
             wall_seconds=round(time.perf_counter() - t0, 1),
         ),
+        allow_dirty=allow_dirty,
     )
     return out
