@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 from collections import Counter
@@ -13,11 +14,14 @@ from t2bench.errors import ConfigError
 from t2bench.tasks.splits import LeakageError, normalize_question
 from t2bench.train.data import (
     CLASSIFIER_LABELS,
+    MATH_MIX,
     SPLIT_NAMES,
     TASKS,
     Splits,
     TrainItem,
+    base_rates,
     check_disjoint,
+    item_level,
     load_jsonl_items,
     load_splits,
 )
@@ -90,6 +94,122 @@ def test_math_never_matches_a_gsm8k_test_question(splits):
     questions = {normalize_question(p.split("\n\n")[0]) for p in prompts}
     assert len(questions) == 2500
     assert not questions & gsm8k
+
+
+def _items_sha256(s: Splits) -> str:
+    """sha256 over every split's (name, uid, prompt, target, reference), in order."""
+    h = hashlib.sha256()
+    for name in SPLIT_NAMES:
+        for i in getattr(s, name):
+            h.update(json.dumps([name, i.uid, i.prompt, i.target, i.reference]).encode())
+    return h.hexdigest()
+
+
+#: The packaged splits as the code of commit 1245761 produced them, before the opt-in "mix"
+#: difficulty existed: evaluation and the held-out tables score these items.
+PACKAGED_SHA256 = {
+    ("math", 0): "455e8a84712a3b0cadf741534d376748d772de55edcdfc06aecb1a923f2bdeae",
+    ("math", 1): "1021eeba7e8dc5b38fb18c0c38fbe3f2ad2e33acea70f6e1fcbcc225ec3df328",
+    ("classifier", 0): "02a45c0829917d9a9ba451658882c71e41c35f0ec9e6de96fac66f8bfb6eafdd",
+}
+
+
+def test_default_math_split_is_unchanged_by_the_difficulty_setting(splits):
+    assert _items_sha256(splits["math"]) == PACKAGED_SHA256[("math", 0)]
+    assert _items_sha256(splits["classifier"]) == PACKAGED_SHA256[("classifier", 0)]
+    explicit = load_splits("math", seed=1, difficulty="default")
+    assert _items_sha256(explicit) == PACKAGED_SHA256[("math", 1)]
+    assert "difficulty" not in splits["math"].description  # the description is unchanged too
+
+
+@pytest.fixture(scope="module")
+def mix() -> Splits:
+    return load_splits("math", difficulty="mix")
+
+
+def test_mix_has_exact_level_shares_and_uids_that_name_the_level(mix):
+    per_ten = dict(MATH_MIX)
+    assert sum(per_ten.values()) == 10
+    for name, size in zip(SPLIT_NAMES, SIZES["math"], strict=True):
+        items = getattr(mix, name)
+        assert len(items) == size
+        expected = {level: size // 10 * k for level, k in per_ten.items()}
+        assert Counter(item_level(i) for i in items) == expected
+        assert mix.description["splits"][name]["per_level"] == expected
+        # every prefix of 10k items has the shares too (the validation subset a run selects on)
+        assert Counter(item_level(i) for i in items[:20]) == {k: 2 * v for k, v in per_ten.items()}
+        pattern = rf"arith-mix-{name}-\d{{5}}-(one-step|two-step|standard)"
+        assert all(re.fullmatch(pattern, i.uid) for i in items)
+        assert len({i.uid for i in items}) == size
+    check_disjoint(mix)
+    json.dumps(mix.description)
+
+
+def test_mix_levels_hold_what_their_names_say(mix):
+    items = mix.train + mix.valid + mix.test
+    for item in items:
+        steps = re.findall(r"\d+ [-+x/] \$?\d+", item.reference)
+        numbers = [int(n) for n in re.findall(r"\d+", item.prompt.split("\n\n")[0])]
+        level = item_level(item)
+        if level in ("one-step", "two-step"):
+            assert len(steps) == (1 if level == "one-step" else 2), item
+            assert max(numbers) <= 20 and " x " not in item.reference, item
+        assert item.reference.endswith(f"The answer is {item.target}.")
+        assert 0 <= int(item.target) <= 1200
+    standard = [i for i in items if item_level(i) == "standard"]
+    assert max(int(i.target) for i in standard) > 100  # the templates of the packaged split
+
+
+def test_mix_never_repeats_a_packaged_item_nor_a_gsm8k_test_question(splits, mix):
+    from t2bench.tasks.gsm8k import load_gsm8k
+
+    def questions(s: Splits) -> set[str]:
+        return {
+            normalize_question(i.prompt.split("\n\n")[0])
+            for n in SPLIT_NAMES
+            for i in getattr(s, n)
+        }
+
+    mixed = questions(mix)
+    assert len(mixed) == 2500
+    # the packaged test split, which held-out tables score a mix-trained expert on, included
+    assert not mixed & questions(splits["math"])
+    assert not mixed & {normalize_question(q) for q in load_gsm8k()["test"]["question"]}
+
+
+def test_mix_is_deterministic_and_opt_in(mix):
+    assert load_splits("math", difficulty="mix").train == mix.train
+    assert [i.prompt for i in load_splits("math", seed=1, difficulty="mix").valid] != [
+        i.prompt for i in mix.valid
+    ]
+    with pytest.raises(ConfigError, match="exists only for task=math"):
+        load_splits("reasoning", difficulty="mix")
+    with pytest.raises(ConfigError, match="unknown difficulty 'hard': use one of default, mix"):
+        load_splits("math", difficulty="hard")
+
+
+def test_base_rates_count_per_level_and_never_read_the_test_split(llama_dir, tmp_path):
+    from t2bench.train.data import main
+
+    with pytest.raises(ConfigError, match="the test split is for the final evaluation"):
+        base_rates(str(llama_dir), split="test")
+    with pytest.raises(ConfigError, match="n must be between 1 and 200"):
+        base_rates(str(llama_dir), n=201)
+    rec = base_rates(str(llama_dir), n=10, batch=5, max_new_tokens=2)
+    assert {k: v["n"] for k, v in rec["levels"].items()} == dict(MATH_MIX)
+    assert sum(v["correct"] for v in rec["levels"].values()) == rec["overall"]["correct"]
+    assert list(rec["correct_by_uid"]) == [
+        i.uid for i in load_splits("math", difficulty="mix").valid[:10]
+    ]
+    prov = rec["provenance"]
+    assert prov["commit"] and prov["weights_sha256"]["model"] and prov["data_items"]["n"] == 10
+    # the CLI writes the record as a new file and never replaces one
+    args = ["base-rates", "--model", str(llama_dir), "--n", "10", "--batch", "5"]
+    assert main([*args, "--max-new-tokens", "2", "--out", str(tmp_path)]) == 0
+    assert main([*args, "--max-new-tokens", "2", "--out", str(tmp_path)]) == 0
+    written = sorted(tmp_path.glob("base-rate-math-mix-*.json"))
+    assert len(written) == 2
+    assert json.loads(written[0].read_text())["levels"].keys() == rec["levels"].keys()
 
 
 def test_check_disjoint_raises_on_shared_uid_or_prompt():

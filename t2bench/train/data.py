@@ -15,6 +15,12 @@ for the final evaluation of an expert only. All splits are deterministic given `
   depend on the training size. The result is checked against every GSM8K test question
   (:func:`~t2bench.tasks.splits.normalize_question`); any overlap raises ``LeakageError``.
   ``reference`` is a one- or two-sentence worked solution ending ``The answer is N.``
+  ``difficulty="mix"`` (opt-in; ``TrainConfig.difficulty``) is a second, easier setting for
+  training: of every 10 consecutive items, 4 are one-step additions / subtractions with
+  operands up to 20, 3 are two-step ones, 3 are the templates above (:data:`MATH_MIX`).
+  Uids say the level (``arith-mix-valid-00004-two-step``); its streams are
+  ``random.Random(f"{seed}-mix-<split>")`` and it never repeats a question of the packaged
+  splits, so the packaged test split stays unseen by a mix-trained expert.
 * ``reasoning``: ARC-Easy validation (570 items; :func:`arc_train_pool` checks it against
   both ARC test sets), even positions -> train (285), odd positions -> valid (285);
   test = the ARC-Easy test split (2376). Choices are lettered ``A, B, ...`` by position
@@ -64,11 +70,15 @@ from t2bench.tasks.splits import LeakageError, normalize_question
 
 __all__ = [
     "CLASSIFIER_LABELS",
+    "MATH_DIFFICULTIES",
+    "MATH_MIX",
     "SPLIT_NAMES",
     "TASKS",
     "Splits",
     "TrainItem",
+    "check_difficulty",
     "check_disjoint",
+    "item_level",
     "load_jsonl_items",
     "load_splits",
 ]
@@ -123,10 +133,32 @@ def _check_task(task: str) -> None:
         raise ConfigError(f"unknown training task {task!r}; valid tasks: {', '.join(TASKS)}")
 
 
-def load_splits(task: str, seed: int = 0) -> Splits:
-    """Train / valid / test splits of ``task`` (see the module docstring), leak-checked."""
+def check_difficulty(task: str, difficulty: str) -> None:
+    """Raise ``ConfigError`` unless ``difficulty`` exists for ``task`` (only math has several)."""
+    if difficulty not in MATH_DIFFICULTIES:
+        raise ConfigError(
+            f"unknown difficulty {difficulty!r}: use one of {', '.join(MATH_DIFFICULTIES)}"
+        )
+    if difficulty != "default" and task != "math":
+        raise ConfigError(
+            f"difficulty={difficulty!r} exists only for task=math (task is {task!r}); "
+            "leave difficulty at 'default' for other tasks"
+        )
+
+
+def load_splits(task: str, seed: int = 0, difficulty: str = "default") -> Splits:
+    """Train / valid / test splits of ``task`` (see the module docstring), leak-checked.
+
+    ``difficulty`` picks the math generator's setting (:data:`MATH_DIFFICULTIES`); other tasks
+    only have ``"default"``.
+    """
     _check_task(task)
-    if task == "classifier":
+    check_difficulty(task, difficulty)
+    if difficulty == "mix":
+        sources, description = _math_mix_sources(seed)
+        parts = {name: [s.item for s in sources[name]] for name in SPLIT_NAMES}
+        splits = Splits(task, parts["train"], parts["valid"], parts["test"], description)
+    elif task == "classifier":
         splits = _classifier_splits(seed)
     elif task == "vqa":
         splits = _vqa_splits()
@@ -407,10 +439,99 @@ _TEMPLATES: tuple[Callable[[random.Random], _Problem], ...] = (
 )
 # fmt: on
 
+# The opt-in "mix" difficulty adds easier problems: small numbers (at most 20 per operand)
+# and only addition / subtraction, in one step or two. They exist so that a small base model
+# starts with a reward that is neither always wrong nor always right (a policy gradient learns
+# nothing from a constant reward); the "standard" level is the templates above, unchanged.
+
+
+def _e_add(rng: random.Random) -> _Problem:
+    n, m = _two_names(rng)
+    obj, a, b = rng.choice(_OBJECTS), rng.randint(1, 20), rng.randint(1, 20)
+    q = f"{n} has {a} {obj}. {m} gives {n} {b} more {obj}. How many {obj} does {n} have now?"
+    return q, f"{n} has {a} + {b} = {a + b} {obj}.", a + b
+
+
+def _e_buy_more(rng: random.Random) -> _Problem:
+    n, obj = rng.choice(_NAMES), rng.choice(_OBJECTS)
+    a, b = rng.randint(1, 20), rng.randint(1, 20)
+    q = f"{n} has {a} {obj} and buys {b} more. How many {obj} does {n} have?"
+    return q, f"{n} has {a} + {b} = {a + b} {obj}.", a + b
+
+
+def _e_sub(rng: random.Random) -> _Problem:
+    n, m = _two_names(rng)
+    obj, a = rng.choice(_OBJECTS), rng.randint(3, 20)
+    b = rng.randint(1, a - 1)
+    q = f"{n} had {a} {obj} and gave {b} of them to {m}. How many {obj} does {n} have left?"
+    return q, f"{n} has {a} - {b} = {a - b} {obj} left.", a - b
+
+
+def _e_lose(rng: random.Random) -> _Problem:
+    n, obj = rng.choice(_NAMES), rng.choice(_OBJECTS)
+    a = rng.randint(3, 20)
+    b = rng.randint(1, a - 1)
+    q = f"{n} has {a} {obj} and loses {b} of them. How many {obj} does {n} have left?"
+    return q, f"{n} has {a} - {b} = {a - b} {obj} left.", a - b
+
+
+def _e_add_sub(rng: random.Random) -> _Problem:
+    n, m = _two_names(rng)
+    obj, a, b = rng.choice(_OBJECTS), rng.randint(1, 20), rng.randint(1, 20)
+    c = rng.randint(1, min(20, a + b - 1))
+    q = (
+        f"{n} has {a} {obj}. {n} buys {b} more and then gives {c} to {m}. "
+        f"How many {obj} does {n} have now?"
+    )
+    sol = f"{n} has {a} + {b} = {a + b} {obj}, then {a + b} - {c} = {a + b - c} {obj}."
+    return q, sol, a + b - c
+
+
+def _e_three_sum(rng: random.Random) -> _Problem:
+    n, m, k = rng.sample(_NAMES, 3)
+    obj, a, b, c = rng.choice(_OBJECTS), rng.randint(1, 20), rng.randint(1, 20), rng.randint(1, 20)
+    q = f"{n} has {a} {obj}, {m} has {b} and {k} has {c}. How many {obj} do they have together?"
+    sol = f"{n} and {m} have {a} + {b} = {a + b}; with {k} that is {a + b} + {c} = {a + b + c}."
+    return q, sol, a + b + c
+
+
+def _e_sub_sub(rng: random.Random) -> _Problem:
+    n, m, k = rng.sample(_NAMES, 3)
+    obj, a = rng.choice(_OBJECTS), rng.randint(4, 20)
+    b = rng.randint(1, a - 2)
+    c = rng.randint(1, a - b - 1)
+    q = f"{n} had {a} {obj}, gave {b} to {m} and {c} to {k}. How many {obj} does {n} have left?"
+    sol = f"{n} has {a} - {b} = {a - b} {obj}, then {a - b} - {c} = {a - b - c} {obj} left."
+    return q, sol, a - b - c
+
+
+#: Difficulty settings of the math task: "default" is the packaged split (held-out tables and
+#: evaluation use it); "mix" is opt-in (``TrainConfig.difficulty``).
+MATH_DIFFICULTIES = ("default", "mix")
+#: The "mix" levels, with how many of every 10 consecutive items of a split each level gets
+#: (positions 0-3 one-step, 4-6 two-step, 7-9 standard, repeated), so the shares are exact for
+#: every split and for any prefix of 10k items (the validation subset a run selects on).
+MATH_MIX: tuple[tuple[str, int], ...] = (("one-step", 4), ("two-step", 3), ("standard", 3))
+_LEVEL_TEMPLATES: dict[str, tuple[Callable[[random.Random], _Problem], ...]] = {
+    "one-step": (_e_add, _e_buy_more, _e_sub, _e_lose),
+    "two-step": (_e_add_sub, _e_three_sum, _e_sub_sub),
+    "standard": _TEMPLATES,
+}
+
+
+def mix_level(position: int) -> str:
+    """The difficulty level of the item at ``position`` of a "mix" split."""
+    block = [level for level, count in MATH_MIX for _ in range(count)]
+    return block[position % len(block)]
+
+
+def item_level(item: TrainItem) -> str:
+    """The difficulty level a math uid names ("default" for the packaged split's items)."""
+    match = re.fullmatch(r"arith-mix-\w+-\d{5}-(.+)", item.uid)
+    return match.group(1) if match else "default"
+
 
 def _math_sources(seed: int) -> tuple[dict[str, list[_Source]], dict[str, Any]]:
-    from t2bench.tasks.gsm8k import load_gsm8k
-
     seen: set[str] = set()
     sources: dict[str, list[_Source]] = {}
     for split, size in MATH_SIZES.items():  # test first: it never depends on the others
@@ -431,10 +552,7 @@ def _math_sources(seed: int) -> tuple[dict[str, list[_Source]], dict[str, Any]]:
             )
             out.append(_Source(item, question))
         sources[split] = out
-    gsm8k = {normalize_question(q) for q in load_gsm8k()["test"]["question"]}
-    leaked = seen & gsm8k
-    if leaked:  # cannot happen for these templates; the check is the guarantee
-        raise LeakageError(f"generated math items equal GSM8K test questions: {sorted(leaked)[:3]}")
+    _check_against_gsm8k(seen)
     description = {
         "task": "math",
         "seed": seed,
@@ -449,6 +567,79 @@ def _math_sources(seed: int) -> tuple[dict[str, list[_Source]], dict[str, Any]]:
         "disjointness": "generated test, valid, train in that order, skipping any question "
         "whose normalised text was already generated; checked against all 1319 GSM8K test "
         "questions (normalised text), and by uid and normalised prompt across splits",
+    }
+    return sources, description
+
+
+def _check_against_gsm8k(questions: set[str]) -> None:
+    """Raise ``LeakageError`` if a normalised generated question is a GSM8K test question."""
+    from t2bench.tasks.gsm8k import load_gsm8k
+
+    gsm8k = {normalize_question(q) for q in load_gsm8k()["test"]["question"]}
+    leaked = questions & gsm8k
+    if leaked:  # cannot happen for these templates; the check is the guarantee
+        raise LeakageError(f"generated math items equal GSM8K test questions: {sorted(leaked)[:3]}")
+
+
+def _math_mix_sources(seed: int) -> tuple[dict[str, list[_Source]], dict[str, Any]]:
+    """The "mix" difficulty: per split, the level of each position is :func:`mix_level`.
+
+    Its own streams (``random.Random(f"{seed}-mix-<split>")``), generated test, valid, train,
+    skipping any question already generated, *including every item of the packaged (default)
+    splits*: an expert trained on the mix never sees the packaged test split it is scored on.
+    """
+    packaged, _ = _math_sources(seed)
+    seen = {normalize_question(s.question) for part in packaged.values() for s in part}
+    sources: dict[str, list[_Source]] = {}
+    for split, size in MATH_SIZES.items():
+        rng = random.Random(f"{seed}-mix-{split}")
+        out: list[_Source] = []
+        while len(out) < size:
+            level = mix_level(len(out))
+            question, solution, answer = rng.choice(_LEVEL_TEMPLATES[level])(rng)
+            key = normalize_question(question)
+            if key in seen:
+                continue
+            seen.add(key)
+            item = TrainItem(
+                uid=f"arith-mix-{split}-{len(out):05d}-{level}",
+                task="math",
+                prompt=f"{question}\n\n{MATH_INSTRUCTION}",
+                target=str(answer),
+                reference=f"{solution} The answer is {answer}.",
+            )
+            out.append(_Source(item, question))
+        sources[split] = out
+    _check_against_gsm8k(seen)
+    per_block = sum(count for _, count in MATH_MIX)
+    description = {
+        "task": "math",
+        "seed": seed,
+        "difficulty": "mix",
+        "levels": {
+            level: {
+                "share": count / per_block,
+                "templates": len(_LEVEL_TEMPLATES[level]),
+            }
+            for level, count in MATH_MIX
+        },
+        "splits": {
+            s: {
+                "source": f"arithmetic word-problem generator, difficulty mix, "
+                f"random.Random('{seed}-mix-{s}')",
+                "size": len(sources[s]),
+                "per_level": {
+                    level: sum(mix_level(i) == level for i in range(len(sources[s])))
+                    for level, _ in MATH_MIX
+                },
+            }
+            for s in SPLIT_NAMES
+        },
+        "templates": sum(len(t) for t in _LEVEL_TEMPLATES.values()),
+        "disjointness": "generated test, valid, train in that order, skipping any question "
+        "whose normalised text was already generated or is in the packaged (default) math "
+        "splits; checked against all 1319 GSM8K test questions (normalised text), and by uid "
+        "and normalised prompt across splits",
     }
     return sources, description
 
@@ -725,3 +916,131 @@ def load_jsonl_items(path: str | Path, task: str) -> list[TrainItem]:
             f"no items in {path}: write one JSON object per line with 'prompt' and 'target'"
         )
     return items
+
+
+# --------------------------------------------------------------------------- base rates
+
+
+def base_rates(
+    model: str | None = None,
+    *,
+    difficulty: str = "mix",
+    split: str = "valid",
+    n: int = 64,
+    batch: int = 16,
+    max_new_tokens: int | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict:
+    """Greedy accuracy of ``model`` (None: the packaged base model) on the first ``n`` items
+    of a math ``split``, per difficulty level, with the record's provenance.
+
+    This is how :data:`MATH_MIX` is tuned: a policy-gradient run only learns when its starting
+    accuracy is neither 0 nor 1. Tuning reads ``train`` or ``valid`` only, never ``test``.
+    """
+    import time
+
+    from t2bench.models import load_model
+    from t2bench.report.provenance import git_commit, items_sha256, provenance, weights_sha256
+    from t2bench.report.stats import wilson
+    from t2bench.train.heldout import greedy_correct
+    from t2bench.train.rollout import DEFAULT_NEW_TOKENS
+
+    if split not in ("train", "valid"):
+        raise ConfigError(
+            f"base rates are measured on split 'train' or 'valid', got {split!r}; the test "
+            "split is for the final evaluation of an expert only"
+        )
+    commit = git_commit()  # the code that runs, read before anything else
+    items = getattr(load_splits("math", seed=seed, difficulty=difficulty), split)
+    if not 1 <= n <= len(items):
+        raise ConfigError(f"n must be between 1 and {len(items)} (the {split} split), got {n}")
+    items = items[:n]
+    tokens = max_new_tokens or DEFAULT_NEW_TOKENS["math"]
+    t0 = time.perf_counter()
+    loaded = load_model(model)
+    flags = greedy_correct(
+        loaded.model,
+        loaded.tokenizer,
+        items,
+        "math",
+        max_new_tokens=tokens,
+        batch=batch,
+        progress=progress,
+        desc=f"base rate {difficulty}",
+    )
+
+    def tally(got: list[bool]) -> dict:
+        k = sum(got)
+        return {
+            "n": len(got),
+            "correct": k,
+            "accuracy": k / len(got),
+            "wilson95": wilson(k, len(got)),
+        }
+
+    levels = {
+        level: tally([f for i, f in zip(items, flags, strict=True) if item_level(i) == level])
+        for level in dict.fromkeys(item_level(i) for i in items)
+    }
+    wall = round(time.perf_counter() - t0, 1)
+    return {
+        "task": "math",
+        "difficulty": difficulty,
+        "split": split,
+        "greedy": True,
+        "max_new_tokens": tokens,
+        "overall": tally(flags),
+        "levels": levels,
+        "correct_by_uid": {i.uid: f for i, f in zip(items, flags, strict=True)},
+        "provenance": provenance(
+            commit=commit,
+            base_model=loaded.model_id,
+            seed=seed,
+            data_split=f"math difficulty={difficulty}, first {n} items of the {split} split",
+            weights_sha256=weights_sha256(loaded.model),
+            data_items={"n": n, "items_sha256": items_sha256(i.uid for i in items)},
+            wall_seconds=wall,
+        ),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m t2bench.train.data base-rates``: measure :func:`base_rates`, print each
+    level's accuracy and, with ``--out``, write the record as a new JSON file there."""
+    import argparse
+
+    from t2bench.report.provenance import write_new
+
+    p = argparse.ArgumentParser(prog="python -m t2bench.train.data")
+    p.add_argument("action", choices=["base-rates"])
+    p.add_argument("--model", default=None, help="model name or folder (default: packaged)")
+    p.add_argument("--difficulty", default="mix", choices=MATH_DIFFICULTIES)
+    p.add_argument("--split", default="valid", help="train or valid (never test)")
+    p.add_argument("--n", type=int, default=64, help="first n items of the split (default 64)")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--max-new-tokens", type=int, default=None, help="default: the task's (96)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="folder for the JSON record (e.g. results/experts)")
+    args = p.parse_args(argv)
+    record = base_rates(
+        args.model,
+        difficulty=args.difficulty,
+        split=args.split,
+        n=args.n,
+        batch=args.batch,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+        progress=True,
+    )
+    for level, r in [("overall", record["overall"]), *record["levels"].items()]:
+        lo, hi = r["wilson95"]
+        print(f"{level:>9}: {r['correct']}/{r['n']} = {r['accuracy']:.3f} (95% {lo:.3f}-{hi:.3f})")
+    if args.out:
+        path = write_new(Path(args.out), f"base-rate-math-{args.difficulty}", record)
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
