@@ -18,12 +18,19 @@ from t2bench.svf.expert import PARAMETERISATIONS
 METHODS = ("svf", "lora", "ia3")
 OBJECTIVES = ("pg", "ntp")
 KL_DIRECTIONS = ("policy_ref", "ref_policy")
-ADVANTAGES = ("raw", "center", "whiten")
+#: raw rewards (the paper's REINFORCE) | minus the global batch mean | z-scored over the batch |
+#: minus the mean of the sample's own prompt group | z-scored within that group (GRPO)
+ADVANTAGES = ("raw", "center", "whiten", "group", "group_whiten")
+GROUP_ADVANTAGES = ("group", "group_whiten")
 REDUCTIONS = ("mean", "sum")
 LOGGERS = ("none", "tensorboard", "wandb")
 
 #: Fields that may change between a run and its resumption without changing its result.
 RESUMABLE_FIELDS = ("output_dir", "log_with", "progress")
+#: Fields added after runs were recorded: :meth:`TrainConfig.fingerprint` leaves them out while
+#: they hold their default, so a config that does not set them keeps the fingerprint it had
+#: before they existed (committed runs, resumable checkpoints).
+FINGERPRINT_OPTIONAL = ("group_size", "difficulty")
 
 
 @dataclass
@@ -37,6 +44,7 @@ class TrainConfig:
     objective: str = "pg"  # pg (REINFORCE) | ntp (next-token prediction on references)
     data: str | None = None  # JSONL file replacing the packaged training split
     valid_data: str | None = None  # JSONL file replacing the packaged validation split
+    difficulty: str = "default"  # math only: "mix" adds easy one/two-step items (data.MATH_MIX)
     # SVF
     modules: str = "mlp"
     layers: str = "all"
@@ -65,7 +73,8 @@ class TrainConfig:
     temperature: float = 1.0
     greedy: bool = False
     max_new_tokens: int | None = None  # None: the task's default (see rollout.DEFAULT_NEW_TOKENS)
-    advantage: str = "raw"  # raw rewards | center (minus batch mean) | whiten (z-score)
+    advantage: str = "raw"  # raw | center | whiten (over the batch) | group | group_whiten
+    group_size: int = 1  # completions sampled per prompt (K); group advantages need K >= 2
     logprob_reduction: str = "mean"  # per-sequence mean or sum of token log-probs
     # validation, checkpoints, logging
     eval_every: int = 5
@@ -93,9 +102,11 @@ class TrainConfig:
         _choice("advantage", self.advantage, ADVANTAGES)
         _choice("logprob_reduction", self.logprob_reduction, REDUCTIONS)
         _choice("log_with", self.log_with, LOGGERS)
-        for name in ("steps", "global_batch", "micro_batch", "eval_batch", "checkpoint_every"):
+        names = ("steps", "global_batch", "micro_batch", "eval_batch", "checkpoint_every")
+        for name in (*names, "group_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        self._validate_groups()
         if self.global_batch % self.micro_batch:
             raise ConfigError(
                 f"global_batch {self.global_batch} is not a multiple of micro_batch "
@@ -111,6 +122,41 @@ class TrainConfig:
         _choice("tower", self.tower, ("language", "vision", "both"))
         if self.tower != "language" and self.task != "vqa":
             raise ConfigError(f"tower={self.tower!r} needs an image-text task (task=vqa)")
+        from t2bench.train.data import check_difficulty
+
+        check_difficulty(self.task, self.difficulty)
+        if self.difficulty != "default" and self.data and self.valid_data:
+            raise ConfigError(
+                f"difficulty={self.difficulty!r} picks the packaged split, but data and "
+                "valid_data replace it; drop one of them or leave difficulty at 'default'"
+            )
+
+    def _validate_groups(self) -> None:
+        """K samples per prompt: the global batch holds global_batch / K prompts, K times each."""
+        k = self.group_size
+        if self.advantage in GROUP_ADVANTAGES and k < 2:
+            raise ConfigError(
+                f"advantage={self.advantage!r} compares the samples of one prompt and needs "
+                f"group_size >= 2, got {k}; set group_size (e.g. 4) or use advantage='raw'"
+            )
+        if k == 1:
+            return
+        if self.objective != "pg":
+            raise ConfigError(
+                f"group_size={k} samples several completions per prompt, which only "
+                f"objective='pg' does (objective is {self.objective!r}); leave group_size at 1"
+            )
+        if self.greedy:
+            raise ConfigError(
+                f"group_size={k} with greedy=True gives K identical completions per prompt "
+                "(every group advantage 0); sample (greedy=False) or leave group_size at 1"
+            )
+        if self.global_batch % k:
+            raise ConfigError(
+                f"global_batch {self.global_batch} is not a multiple of group_size {k}: each "
+                f"step takes global_batch / group_size prompts, so pick a global_batch "
+                f"divisible by {k}"
+            )
 
     @property
     def run_name(self) -> str:
@@ -131,7 +177,13 @@ class TrainConfig:
 
     def fingerprint(self) -> str:
         """Hash of the fields that determine the result (not paths or logging)."""
-        d = {k: v for k, v in self.to_dict().items() if k not in RESUMABLE_FIELDS}
+        defaults = TrainConfig.__dataclass_fields__
+        d = {
+            k: v
+            for k, v in self.to_dict().items()
+            if k not in RESUMABLE_FIELDS
+            and not (k in FINGERPRINT_OPTIONAL and v == defaults[k].default)
+        }
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def differences(self, other: TrainConfig) -> dict[str, tuple]:

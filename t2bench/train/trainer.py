@@ -1,12 +1,17 @@
 """The training loop: REINFORCE (+ λ·KL to the base model) or next-token prediction, on accelerate.
 
-One optimizer step consumes ``global_batch`` training items, split evenly over the processes
-and, inside a process, into micro-batches (gradient accumulation). For policy gradient each
-step (1) samples one completion per item with the current adapter, (2) scores them with the
+One optimizer step consumes ``global_batch`` samples, split evenly over the processes
+and, inside a process, into micro-batches (gradient accumulation). With ``group_size`` K the
+global batch holds ``global_batch / K`` training items, each at K consecutive positions (a
+group), and every position samples with its own seed. For policy gradient each step
+(1) samples one completion per position with the current adapter, (2) scores them with the
 task's reward and gathers the rewards of the whole global batch, (3) turns them into
-advantages (raw, centred or whitened over the global batch), (4) back-propagates
--A·log π(completion) + λ·KL(policy‖ref) per micro-batch. Gradients are averaged over
-processes by DDP, clipped, and applied by AdamW with a cosine schedule.
+advantages (raw, centred or whitened over the global batch, or centred / whitened within each
+prompt's group as GRPO does), (4) back-propagates -A·log π(completion) + λ·KL(policy‖ref) per
+micro-batch. Every step logs the share of samples whose advantage is 0; a run whose every
+step up to the selected checkpoint had no signal (all advantages 0, or a constant reward) is
+flagged ``no_signal`` in its summary. Gradients are averaged over processes by DDP, clipped,
+and applied by AdamW with a cosine schedule.
 
 The loss of a micro-batch is its sum over samples divided by the process's share of the
 global batch, so 1 process × k micro-batches and k processes × 1 micro-batch give the same
@@ -20,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 import zlib
 from contextlib import nullcontext
@@ -74,7 +80,29 @@ def batch_indices(step: int, n: int, global_batch: int, seed: int) -> list[int]:
     return out
 
 
-def advantages(rewards: torch.Tensor, mode: str) -> torch.Tensor:
+def group_advantages(rewards: torch.Tensor, group_size: int, whiten: bool) -> torch.Tensor:
+    """Each reward minus the mean of its group (``group_size`` consecutive positions: the
+    samples of one prompt), divided by the group's std when ``whiten``. A group whose rewards
+    are all equal gets exactly 0 (no rounding residue): it says nothing about which sample
+    was better."""
+    if rewards.numel() % group_size:
+        raise ConfigError(
+            f"{rewards.numel()} rewards do not split into groups of {group_size}; global_batch "
+            "must be a multiple of group_size"
+        )
+    groups = rewards.view(-1, group_size)
+    centred = groups - groups.mean(dim=1, keepdim=True)
+    if whiten:
+        std = groups.std(dim=1, unbiased=False, keepdim=True)
+        centred = centred / (std + 1e-6)
+    constant = groups.amax(dim=1, keepdim=True) == groups.amin(dim=1, keepdim=True)
+    return torch.where(constant, torch.zeros_like(centred), centred).flatten()
+
+
+def advantages(rewards: torch.Tensor, mode: str, group_size: int = 1) -> torch.Tensor:
+    """Advantages of the global batch's rewards (see ``TrainConfig.advantage``)."""
+    if mode in ("group", "group_whiten"):
+        return group_advantages(rewards, group_size, whiten=mode == "group_whiten")
     if mode == "raw":
         return rewards
     centred = rewards - rewards.mean()
@@ -99,7 +127,11 @@ def cosine_lambda(warmup: int, total: int):
 
 def _training_items(cfg: TrainConfig) -> tuple[list[TrainItem], list[TrainItem], dict]:
     """Train and validation items: the packaged splits unless JSONL files replace them."""
-    packaged = None if (cfg.data and cfg.valid_data) else load_splits(cfg.task, seed=cfg.seed)
+    packaged = (
+        None
+        if (cfg.data and cfg.valid_data)
+        else load_splits(cfg.task, seed=cfg.seed, difficulty=cfg.difficulty)
+    )
     train = load_jsonl_items(cfg.data, cfg.task) if cfg.data else packaged.train
     valid = load_jsonl_items(cfg.valid_data, cfg.task) if cfg.valid_data else packaged.valid
     if not train:
@@ -110,6 +142,11 @@ def _training_items(cfg: TrainConfig) -> tuple[list[TrainItem], list[TrainItem],
     if cfg.valid_data:
         desc["valid_override"] = {"file": str(cfg.valid_data), "items": len(valid)}
     return train, valid, desc
+
+
+def _difficulty_note(cfg: TrainConfig) -> str:
+    """A note naming a non-default packaged split; empty for the default (as older records)."""
+    return "" if cfg.difficulty == "default" else f" (difficulty={cfg.difficulty})"
 
 
 def _check_finite(name: str, value: torch.Tensor, step: int, out: Path) -> None:
@@ -152,6 +189,25 @@ class _Log:
                 fh.write(json.dumps(record) + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
+
+
+def _no_signal(log_path: Path, selected_step: int, cfg: TrainConfig) -> dict | None:
+    """How many steps up to ``selected_step`` had no learning signal, from the run's log (which
+    holds every step, also across resumptions); ``flag`` when all of them had none. None for
+    next-token prediction, which has no advantages."""
+    if cfg.objective != "pg":
+        return None
+    records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    upto = [r for r in records if r.get("step", 0) <= selected_step]
+    known = [r for r in upto if "no_signal" in r]  # logs of older code lack the field
+    without = sum(bool(r["no_signal"]) for r in known)
+    return {
+        "steps_without_signal": without,
+        "of": len(upto),
+        "selected_step": selected_step,
+        "unknown": len(upto) - len(known),
+        "flag": bool(known) and without == len(upto),
+    }
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -272,7 +328,11 @@ def train(cfg: TrainConfig) -> TrainResult:
         step = state.step
         t0 = time.perf_counter()
         torch.manual_seed(zlib.crc32(f"{cfg.seed}:dropout:{step}:{rank}".encode()))
-        gidx = batch_indices(step, len(train_items), cfg.global_batch, cfg.seed)
+        # global_batch / K prompts, each at K consecutive positions (its group); K = 1 is the
+        # one-sample-per-item order of every earlier run, unchanged
+        k = cfg.group_size
+        prompts = batch_indices(step, len(train_items), cfg.global_batch // k, cfg.seed)
+        gidx = [prompts[pos // k] for pos in range(cfg.global_batch)]
         mine = list(range(rank * local, (rank + 1) * local))  # positions in the global batch
         micro = [mine[i : i + cfg.micro_batch] for i in range(0, local, cfg.micro_batch)]
         items = {pos: train_items[gidx[pos]] for pos in mine}
@@ -311,7 +371,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             rewards = acc.reduce(local_rewards, "sum")  # each position is filled by one process
             correct = acc.reduce(local_correct, "sum")
             _check_finite("reward", rewards, step, out)
-            adv = advantages(rewards, cfg.advantage)
+            adv = advantages(rewards, cfg.advantage, cfg.group_size)
         else:
             ref_ids = [tok(items[p].reference, add_special_tokens=False)["input_ids"] for p in mine]
             eos = tok.eos_token_id
@@ -380,6 +440,11 @@ def train(cfg: TrainConfig) -> TrainResult:
                 "accuracy": float(correct.mean()),
                 "kl": float(acc.reduce(kl_sum, "sum")) / cfg.global_batch,
                 "generated_tokens": int(counts[0]),
+                # samples that teach nothing this step (1.0: only the KL term moves the
+                # adapter); a constant reward carries no signal even as raw advantages, where
+                # it only pushes every sample down (or up) alike
+                "zero_advantage_share": float((adv == 0).float().mean()),
+                "no_signal": bool((adv == 0).all() or rewards.max() == rewards.min()),
             }
 
         if (
@@ -448,11 +513,23 @@ def train(cfg: TrainConfig) -> TrainResult:
     }
     artifact = out
     if main:
+        selected_step = state.best_step if best is not None else state.step
+        summary["no_signal"] = _no_signal(out / LOG, selected_step, cfg)
+        if summary["no_signal"] and summary["no_signal"]["flag"]:
+            print(
+                f"warning: {cfg.run_name} learned from nothing: all {selected_step} steps up to "
+                "the selected checkpoint had zero advantage on every sample or a constant "
+                "reward. Sample several completions per prompt (group_size >= 2 with "
+                "advantage=group), or make the task easier (difficulty=mix for math).",
+                file=sys.stderr,
+                flush=True,
+            )
         prov = provenance(
             commit=commit,
             base_model=loaded.model_id,
             seed=cfg.seed,
-            data_split=f"{cfg.task}: train split for updates, {len(eval_items)} valid items for selection",
+            data_split=f"{cfg.task}{_difficulty_note(cfg)}: train split for updates, "
+            f"{len(eval_items)} valid items for selection",
             weights_sha256=base_weights,
             # which items trained and selected the adapter: count and sha256 of their uids
             data_items={
