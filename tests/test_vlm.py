@@ -121,6 +121,23 @@ def test_t2_vlm_applies_an_expert_and_changes_answers(tiny_vlm_dir, vlm, tmp_pat
     assert "fixed" in str(adapted["config"]["model_args"])
 
 
+def test_t2_vlm_applies_a_lone_expert_without_dispatch(tiny_vlm_dir, vlm, tmp_path):
+    # the VLM table's SVF row once loaded its expert without dispatch= and scored the base
+    # model: one expert and no dispatch now means that expert, several mean an error
+    from t2bench.backends.vlm import T2VLM
+
+    spec = TargetSpec("mlp", "all", "language")
+    model_id = str(Path(tiny_vlm_dir).resolve())
+    path = _expert(vlm, tmp_path / "loud.safetensors", spec, model_id, scale=3.0)
+    lm = T2VLM(pretrained=tiny_vlm_dir, experts=str(path), batch_size=2)
+    assert lm.dispatcher.describe() == {"strategy": "fixed", "expert": "loud"}
+    summary = lm.t2_summary()
+    assert set(summary["weights_sha256"]) == {"model", "vision_tower", "multi_modal_projector"}
+    _expert(vlm, tmp_path / "quiet.safetensors", spec, model_id, scale=0.5)
+    with pytest.raises(ConfigError, match="2 experts are loaded.*dispatch=fixed:<name>"):
+        T2VLM(pretrained=tiny_vlm_dir, experts=str(tmp_path), batch_size=2)
+
+
 def test_t2_vlm_vision_tower_expert(tiny_vlm_dir, vlm, tmp_path):
     spec = TargetSpec("mlp", "all", "vision")
     path = _expert(vlm, tmp_path / "eyes.safetensors", spec, str(Path(tiny_vlm_dir).resolve()), 0.0)
