@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,31 +113,20 @@ def _score(
 
     loaded = load_model(model_name)
     model, tok = loaded.model, loaded.tokenizer
-    desc = variant.name
     proof = {"applied": variant.kind == "base", "applied_evidence": "base weights"}
-    if variant.kind == "svf":
-        expert = load_expert(variant.path)
-        spec = TargetSpec(expert.meta.module_set, ",".join(map(str, expert.meta.layers)))
-        decomp = decompose(model, spec, model_id=loaded.model_id, progress=False)
-        patcher = SVFPatcher(model, decomp)
-        with patcher.use(expert):
+    with ExitStack() as stack:
+        if variant.kind == "svf":
+            expert = load_expert(variant.path)
+            spec = TargetSpec(expert.meta.module_set, ",".join(map(str, expert.meta.layers)))
+            decomp = decompose(model, spec, model_id=loaded.model_id, progress=False)
+            patcher = SVFPatcher(model, decomp)
+            stack.enter_context(patcher.use(expert))
             proof = {
                 "applied": patcher.active is not None and patcher.compositions > 0,
                 "applied_evidence": f"SVF expert {expert.meta.name} composed into "
                 f"{patcher.compositions} matrices",
             }
-            out = greedy_correct(
-                model,
-                tok,
-                items,
-                task,
-                max_new_tokens=new_tokens,
-                batch=batch,
-                progress=True,
-                desc=desc,
-            )
-    else:
-        if variant.kind == "peft":
+        elif variant.kind == "peft":
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, str(variant.path)).eval()
@@ -153,7 +143,7 @@ def _score(
             max_new_tokens=new_tokens,
             batch=batch,
             progress=True,
-            desc=desc,
+            desc=variant.name,
         )
     if applied is not None:
         applied.update(proof)
