@@ -315,8 +315,8 @@ def test_nan_loss_stops_with_a_clear_error(llama_dir, data, tmp_path, monkeypatc
 
     real = SVFPolicy.forward
 
-    def poisoned(self, input_ids, attention_mask):
-        return real(self, input_ids, attention_mask) * float("nan")
+    def poisoned(self, input_ids, attention_mask, **kw):
+        return real(self, input_ids, attention_mask, **kw) * float("nan")
 
     monkeypatch.setattr(SVFPolicy, "forward", poisoned)
     cfg = _cfg(llama_dir, data, tmp_path / "nanloss", steps=3, eval_every=0)

@@ -77,11 +77,20 @@ class SVFPatcher:
 
     The base weights are copied once, on the first apply; restore copies them back, so the
     model is bit-identical afterwards. ``compositions`` counts matrices composed so far.
+    ``sources`` (by key) are the matrices W' is composed from when they are not the live
+    weights themselves, e.g. fp32 copies of a model that computes in bf16: W' is then formed
+    in fp32 and rounded to the weight's dtype once, as it is written.
     """
 
-    def __init__(self, model: nn.Module, decomposition: Decomposition):
+    def __init__(
+        self,
+        model: nn.Module,
+        decomposition: Decomposition,
+        sources: Mapping[str, torch.Tensor] | None = None,
+    ):
         self.model = model
         self.decomposition = decomposition
+        self._sources = dict(sources or {})
         modules = dict(model.named_modules())
         self._weights: dict[str, nn.Parameter] = {
             t.key: modules[t.module_name].weight for t in decomposition.targets
@@ -113,7 +122,8 @@ class SVFPatcher:
             if z is None or bool(torch.all(z == 1)):
                 weight.copy_(base)
                 continue
-            weight.copy_(compose(base, self.decomposition.svd[key], z.to(base.device)))
+            source = self._sources.get(key, base)
+            weight.copy_(compose(source, self.decomposition.svd[key], z.to(base.device)))
             self.compositions += 1
         self.compose_seconds += time.perf_counter() - t0
         self.applies += 1

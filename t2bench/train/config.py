@@ -24,13 +24,14 @@ ADVANTAGES = ("raw", "center", "whiten", "group", "group_whiten")
 GROUP_ADVANTAGES = ("group", "group_whiten")
 REDUCTIONS = ("mean", "sum")
 LOGGERS = ("none", "tensorboard", "wandb")
+COMPUTE_DTYPES = ("float32", "bfloat16")
 
 #: Fields that may change between a run and its resumption without changing its result.
 RESUMABLE_FIELDS = ("output_dir", "log_with", "progress")
 #: Fields added after runs were recorded: :meth:`TrainConfig.fingerprint` leaves them out while
 #: they hold their default, so a config that does not set them keeps the fingerprint it had
 #: before they existed (committed runs, resumable checkpoints).
-FINGERPRINT_OPTIONAL = ("group_size", "difficulty")
+FINGERPRINT_OPTIONAL = ("group_size", "difficulty", "compute_dtype")
 
 
 @dataclass
@@ -85,6 +86,9 @@ class TrainConfig:
     keep_checkpoints: int = 2
     seed: int = 0
     dtype: str = "float32"
+    # float32 | bfloat16: the frozen model computes in bf16 (forward, backward, generation,
+    # validation), adapters, optimizer state and SVF composition stay fp32 (see policy.py)
+    compute_dtype: str = "float32"
     device: str = "auto"  # auto: cuda if present, else cpu (multi-process CPU uses gloo)
     mixed_precision: str = "no"
     log_with: str = "none"
@@ -120,6 +124,13 @@ class TrainConfig:
             raise ConfigError("kl_coef and grad_clip must be >= 0")
         _choice("parameterisation", self.parameterisation, PARAMETERISATIONS)
         _choice("tower", self.tower, ("language", "vision", "both"))
+        _choice("compute_dtype", self.compute_dtype, COMPUTE_DTYPES)
+        if self.compute_dtype != "float32" and self.dtype not in ("float32", "fp32"):
+            raise ConfigError(
+                f"compute_dtype={self.compute_dtype!r} casts an fp32-loaded model after its SVD "
+                f"and keeps fp32 copies to compose from; dtype={self.dtype!r} would lose them. "
+                "Leave dtype at float32"
+            )
         if self.tower != "language" and self.task != "vqa":
             raise ConfigError(f"tower={self.tower!r} needs an image-text task (task=vqa)")
         from t2bench.train.data import check_difficulty

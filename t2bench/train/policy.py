@@ -4,6 +4,17 @@ A policy is an ``nn.Module`` whose only trainable parameters are the adapter's, 
 handed to ``accelerator.prepare`` (DDP on several processes). ``forward`` returns logits with
 the adapter applied and differentiable; ``reference_logits`` gives the frozen base model's;
 ``generating()`` yields a model with the adapter applied for ``generate``.
+
+``select`` (a (batch, sequence) bool mask) asks for the logits of those positions only, as an
+(N, vocab) tensor in ``logits[select]`` order: the LM head then runs on N rows instead of every
+position, which for RL (long prompts, short completions) is most of the head's cost.
+
+With ``compute_dtype`` bfloat16 the frozen model computes in bf16 while what is trained stays
+fp32: SVF's vectors (and so AdamW's state) and the SVD factors, and the composed weight is
+W' = W + U diag(σ⊙(z−1)) Vᵀ computed in fp32 from an fp32 copy of W, cast to bf16 once for the
+matmul. A small change to z therefore survives as a change of the bf16 weight whenever it
+exceeds bf16's rounding step of W', instead of being lost in a bf16 sum. peft adapters are
+kept fp32 on the bf16 base (peft casts activations to the adapter's dtype and back).
 """
 
 from __future__ import annotations
@@ -32,6 +43,51 @@ from t2bench.svf import (
 
 def _pkey(key: str) -> str:
     return key.replace(".", "__")
+
+
+def cast_frozen(module: nn.Module, dtype: torch.dtype) -> None:
+    """Cast ``module``'s frozen floating-point parameters to ``dtype`` in place.
+
+    Trainable parameters (the adapter) keep their dtype, and so does their optimizer state.
+    Buffers are left alone: the rotary frequencies stay fp32 as Hugging Face keeps them.
+    Parameter objects stay the same (``.data`` is replaced), so references to them hold.
+    """
+    for p in module.parameters():
+        if not p.requires_grad and p.is_floating_point() and p.dtype != dtype:
+            p.data = p.data.to(dtype)
+
+
+def _selected_rows(hidden: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
+    if hidden.shape[:2] != select.shape:
+        raise RuntimeError(
+            f"the LM head received hidden states of shape {tuple(hidden.shape)}, not the "
+            f"(batch, sequence) {tuple(select.shape)} of the selected positions: this model "
+            "does not apply its head once to every position; call without select"
+        )
+    return hidden[select]
+
+
+def logits_at(model: nn.Module, select: torch.Tensor | None, call) -> torch.Tensor:
+    """``call()``'s logits, or only those at ``select`` ((N, vocab), ``logits[select]`` order).
+
+    With ``select`` the model's output embedding (its LM head) gets a pre-hook that hands it
+    the selected rows of the final hidden states, so the head's matmul (and its backward)
+    runs on N rows. Causal LMs and LLaVA-style image-text models apply the head once to
+    every position; a model without an output embedding gets full logits, then the rows.
+    """
+    if select is None:
+        return call().logits
+    select = select.bool()
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is None:
+        return call().logits[select]
+    handle = head.register_forward_pre_hook(
+        lambda _module, args: (_selected_rows(args[0], select), *args[1:])
+    )
+    try:
+        return call().logits
+    finally:
+        handle.remove()
 
 
 class _Adapter(nn.Module):
@@ -63,6 +119,7 @@ class SVFPolicy(_Adapter):
         parameterisation: str = "z",
         init_noise: float = 0.0,
         seed: int = 0,
+        compute_dtype: torch.dtype | None = None,
     ):
         super().__init__()
         self.model = model
@@ -79,7 +136,15 @@ class SVFPolicy(_Adapter):
         self._weight_names = {t.key: f"{t.module_name}.weight" for t in decomposition.targets}
         params = dict(model.named_parameters())
         self._base = {k: params[n] for k, n in self._weight_names.items()}
-        self.patcher = SVFPatcher(model, decomposition)
+        # what W' is composed from: the live weights, or fp32 copies of them (taken before the
+        # cast) when the model computes in a lower precision
+        copies = None
+        if compute_dtype is not None and any(p.dtype != compute_dtype for p in params.values()):
+            copies = {k: w.detach().float().clone() for k, w in self._base.items()}
+            cast_frozen(model, compute_dtype)
+        self._source = copies if copies is not None else self._base
+        # the patcher composes from its own snapshot of the weights unless given fp32 copies
+        self.patcher = SVFPatcher(model, decomposition, sources=copies)
 
     def named_vectors(self) -> dict[str, torch.Tensor]:
         return {k: self.vectors[_pkey(k)] for k in self.decomposition.keys}
@@ -94,33 +159,43 @@ class SVFPolicy(_Adapter):
         return {k: sigmoid_scale(v, self.decomposition.svd[k].S) for k, v in vecs.items()}
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        select: torch.Tensor | None = None,
+        **extra,
     ) -> torch.Tensor:
         svd = self.decomposition.svd
+        # composed in the source's dtype (fp32 under bf16 compute), then cast to the live
+        # weight's dtype for the matmul; the cast is differentiable, so grads reach fp32 z
         weights = {
-            self._weight_names[k]: compose(self._base[k], svd[k], z) for k, z in self.z().items()
+            self._weight_names[k]: compose(self._source[k], svd[k], z).to(self._base[k].dtype)
+            for k, z in self.z().items()
         }
-        out = functional_call(
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
+        return logits_at(
             self.model,
-            weights,
-            args=(),
-            kwargs={
-                "input_ids": input_ids,
-                "attention_mask": attention_mask,
-                "use_cache": False,
-                **extra,
-            },
-            strict=False,
+            select,
+            lambda: functional_call(
+                self.model, weights, args=(), kwargs=kwargs | extra, strict=False
+            ),
         )
-        return out.logits
 
     @torch.no_grad()
     def reference_logits(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        select: torch.Tensor | None = None,
+        **extra,
     ) -> torch.Tensor:
-        return self.model(
-            input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **extra
-        ).logits
+        return logits_at(
+            self.model,
+            select,
+            lambda: self.model(
+                input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **extra
+            ),
+        )
 
     @contextmanager
     def generating(self) -> Iterator[nn.Module]:
@@ -153,20 +228,30 @@ class PeftPolicy(_Adapter):
         self.peft.train()  # adapter dropout on while training; generating() switches it off
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        select: torch.Tensor | None = None,
+        **extra,
     ) -> torch.Tensor:
-        return self.peft(
-            input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **extra
-        ).logits
+        return logits_at(
+            self.peft,
+            select,
+            lambda: self.peft(
+                input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **extra
+            ),
+        )
 
     @torch.no_grad()
     def reference_logits(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        select: torch.Tensor | None = None,
+        **extra,
     ) -> torch.Tensor:
         with self.peft.disable_adapter():
-            return self.peft(
-                input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **extra
-            ).logits
+            return self.forward(input_ids, attention_mask, select, **extra)
 
     @contextmanager
     def generating(self) -> Iterator[nn.Module]:
@@ -238,8 +323,26 @@ def peft_config(cfg):
     )
 
 
+def compute_dtype(cfg) -> torch.dtype | None:
+    """The dtype to cast the frozen model to, or None to compute in the dtype it was loaded in.
+
+    ``cfg.compute_dtype`` float32 (the default, also when the field is absent) casts nothing,
+    so a run that loads ``dtype=bfloat16`` keeps computing as it always did.
+    """
+    from t2bench.models import resolve_dtype
+
+    dtype = resolve_dtype(getattr(cfg, "compute_dtype", "float32"))
+    return None if dtype == torch.float32 else dtype
+
+
 def build_policy(cfg, model: nn.Module, model_id: str, device: torch.device) -> nn.Module:
-    """The policy ``cfg.method`` asks for, on ``device``."""
+    """The policy ``cfg.method`` asks for, on ``device``.
+
+    The model is decomposed (SVF) or wrapped (peft) in the dtype it was loaded in, and only
+    then are its frozen weights cast to ``cfg.compute_dtype``: the SVD (and its cache entry
+    and fingerprint) is that of the loaded weights, and the adapter starts in fp32.
+    """
+    dtype = compute_dtype(cfg)
     model.to(device)
     if cfg.method == "svf":
         decomp = decompose(
@@ -256,5 +359,9 @@ def build_policy(cfg, model: nn.Module, model_id: str, device: torch.device) -> 
             parameterisation=cfg.parameterisation,
             init_noise=cfg.init_noise,
             seed=cfg.seed,
+            compute_dtype=dtype,
         ).to(device)
-    return PeftPolicy(model, peft_config(cfg), cfg.method).to(device)
+    policy = PeftPolicy(model, peft_config(cfg), cfg.method).to(device)
+    if dtype is not None:
+        cast_frozen(policy, dtype)
+    return policy

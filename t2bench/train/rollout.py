@@ -167,6 +167,17 @@ def join_batch(
     return ids.to(device), attn.to(device), target.to(device)
 
 
+def logit_positions(target_mask: torch.Tensor) -> torch.Tensor:
+    """(batch, sequence) bool mask of the positions whose logits predict a completion token.
+
+    Position t predicts token t + 1, so this is ``target_mask`` shifted left by one. Passed as
+    a policy's ``select``, it gets exactly the logits :func:`completion_logprobs` needs.
+    """
+    sel = torch.zeros_like(target_mask, dtype=torch.bool)
+    sel[:, :-1] = target_mask[:, 1:].bool()
+    return sel
+
+
 def completion_logprobs(
     logits: torch.Tensor,
     input_ids: torch.Tensor,
@@ -175,12 +186,21 @@ def completion_logprobs(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Log-probabilities of the completion tokens.
 
+    ``logits`` are (B, T, V) for every position, or (N, V) for the positions of
+    :func:`logit_positions` only (a policy called with ``select``), in the same order.
+    The log-softmax is taken in fp32 whatever dtype the logits come in.
     Returns (token log-probs of the selected positions (N,), full log-softmax rows (N, V),
     row index of each selected position (N,)), where N counts completion tokens in the batch.
     """
     sel = target_mask[:, 1:].bool()
     rows = torch.nonzero(sel, as_tuple=True)[0]
-    logp = F.log_softmax(logits[:, :-1][sel].float() / temperature, dim=-1)
+    picked = logits if logits.dim() == 2 else logits[:, :-1][sel]
+    if picked.shape[0] != rows.numel():
+        raise ValueError(
+            f"{picked.shape[0]} logit rows for {rows.numel()} completion tokens: pass full "
+            "(B, T, V) logits or those at logit_positions(target_mask)"
+        )
+    logp = F.log_softmax(picked.float() / temperature, dim=-1)
     tok = logp.gather(-1, input_ids[:, 1:][sel][:, None]).squeeze(-1)
     return tok, logp, rows
 

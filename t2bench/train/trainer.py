@@ -47,6 +47,7 @@ from t2bench.train.rollout import (
     encode_items,
     generate,
     join_batch,
+    logit_positions,
     per_sequence,
     sample_seed,
     stack_pixels,
@@ -389,7 +390,9 @@ def train(cfg: TrainConfig) -> TrainResult:
                     [prompt_ids[p] for p in mb], [completions[p] for p in mb], pad, acc.device
                 )
                 fwd_tokens += int(attn.sum())
-                logits = wrapped(ids, attn, **pix(mb))
+                # logits at the completion positions only: the LM head skips the prompt
+                sel = logit_positions(target)
+                logits = wrapped(ids, attn, select=sel, **pix(mb))
                 temp = cfg.temperature if cfg.objective == "pg" and not cfg.greedy else 1.0
                 tok_lp, logp, rows = completion_logprobs(logits, ids, target, temp)
                 if cfg.objective == "pg":
@@ -397,7 +400,9 @@ def train(cfg: TrainConfig) -> TrainResult:
                     a = adv[torch.tensor(mb, device=acc.device)]
                     per_sample = -a * seq_lp
                     if cfg.kl_coef > 0:
-                        ref = acc.unwrap_model(wrapped).reference_logits(ids, attn, **pix(mb))
+                        ref = acc.unwrap_model(wrapped).reference_logits(
+                            ids, attn, select=sel, **pix(mb)
+                        )
                         _, ref_logp, _ = completion_logprobs(ref, ids, target, temp)
                         kl = per_sequence(
                             token_kl(logp, ref_logp, cfg.kl_direction), rows, len(mb), "mean"
