@@ -1,15 +1,28 @@
-"""One training step of an SVF expert against a LoRA r16 (q_proj, v_proj) adapter, same batch.
+"""Training-step cost per adapter and compute dtype on one fixed batch, plus a full RL step.
 
     python -m t2bench.bench.train_step [--model NAME] [--batch 8] [--seq 256] [--repeats 3]
+        [--variants svf,lora,ia3] [--dtypes float32,bfloat16] [--mode ntp|rl|both]
 
-Each variant (svf, lora, and ia3 unless ``--variants`` says otherwise) runs in its own fresh
-subprocess (peft changes the model in place, and peak memory must be per variant), in an
-interleaved order over ``--rounds``. A step is forward + backward + AdamW step + zero_grad on a
-fixed batch of seeded random token ids with a next-token loss over the last half of each
-sequence. Memory: on CUDA the peak allocated bytes over the timed steps; on CPU the resident set
-size after building the policy and the peak resident set size during the steps (the kernel's
+Each job (variant × dtype, plus the baseline: SVF in fp32 with full-vocabulary logits at every
+position, the step as the trainer ran it before selected-position logits) runs in its own fresh
+subprocess (peft changes the model in place, and peak memory must be per job), in an
+interleaved order over ``--rounds``. Every job builds its policy as the trainer does
+(``build_policy`` with ``compute_dtype``), so bf16 jobs keep adapters and optimizer state fp32.
+
+``ntp``: forward + backward + AdamW step + zero_grad on a fixed batch of seeded random token
+ids with a next-token loss over the last half of each sequence. ``rl``: one policy-gradient
+step as the trainer does it for ``--rl-prompts`` prompts of the reasoning task's train split:
+seeded sampled generation of up to ``--rl-new-tokens`` tokens with the adapter applied,
+rewards, whitened advantages, the log-prob forward/backward, the KL reference forward
+(``--rl-kl``), clipping and the AdamW step; the adapter is reset after each timed step so
+every repeat samples from the same policy. Phases (generation, log-prob forward/backward with
+the reference, optimizer) are timed apart.
+
+Memory: on CUDA the peak allocated bytes over the timed steps; on CPU the resident set size
+after building the policy and the peak resident set size during the steps (the kernel's
 high-water mark, reset just before the first step where Linux allows it).
-Writes a new JSON record with provenance under results/bench/ and prints the SVF/LoRA ratio.
+Writes a new JSON record with provenance under results/bench/ and prints samples/s per job,
+each job's samples/s over the baseline's, and SVF/LoRA step time per dtype.
 """
 
 from __future__ import annotations
@@ -21,11 +34,18 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 VARIANTS = ("svf", "lora", "ia3")
+DTYPES = ("float32", "bfloat16")
+#: where the LM head runs: on the positions whose log-probs are needed, or on every position
+LOGITS = ("selected", "full")
+MODES = ("ntp", "rl")
+#: the step as the trainer ran it before this benchmark's options: SVF, fp32, full logits
+BASELINE = ("svf", "float32", "full")
 RESULT_PREFIX = "T2BENCH_TRAIN_STEP "
 
 
@@ -73,38 +93,47 @@ def _optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
     )
 
 
-def worker(
-    variant: str,
-    *,
-    model: str | None = None,
-    device: str | None = None,
-    batch: int = 8,
-    seq: int = 256,
-    warmup: int = 1,
-    repeats: int = 3,
-    seed: int = 0,
-) -> dict:
-    """Time ``repeats`` training steps of ``variant`` after ``warmup`` untimed ones (in-process)."""
+def label(variant: str, dtype: str = "float32", logits: str = "selected") -> str:
+    """A job's name in the record: ``svf/bfloat16``, ``svf/float32/full-logits``."""
+    return f"{variant}/{dtype}" + ("/full-logits" if logits == "full" else "")
+
+
+def _build(variant: str, dtype: str, objective: str, model, device, seed: int, **cfg_kw):
+    """Model, config and policy as the trainer builds them, and AdamW over the adapter."""
     from t2bench.models import load_model, resolve_device
+    from t2bench.report.provenance import state_sha256
     from t2bench.train.config import TrainConfig
     from t2bench.train.policy import build_policy
-    from t2bench.train.rollout import completion_logprobs
 
-    if repeats < 1 or warmup < 0:
-        raise ValueError("repeats must be >= 1 and warmup >= 0")
-    t_start = time.perf_counter()
     dev = resolve_device(device)
-    cuda = dev.type == "cuda"
     torch.manual_seed(seed)
     lm = load_model(model, device=dev)
-    cfg = TrainConfig(method=variant, objective="ntp", modules="mlp", progress=False, seed=seed)
+    weights = state_sha256(lm.model)  # the loaded weights, before any adapter or cast
+    cfg = TrainConfig(
+        method=variant,
+        objective=objective,
+        modules="mlp",
+        progress=False,
+        seed=seed,
+        compute_dtype=dtype,
+        **cfg_kw,
+    )
     policy = build_policy(cfg, lm.model, lm.model_id, dev)
     params = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    ids, attn, target = make_batch(lm.model.config.vocab_size, batch, seq, seed, dev)
-    before = [p.detach().clone() for p in params]
-    build_s = time.perf_counter() - t_start
+    return dev, lm, weights, cfg, policy, params, optimizer
 
+
+def _measure(
+    step: Callable[[], dict],
+    dev: torch.device,
+    *,
+    warmup: int,
+    repeats: int,
+    after: Callable[[], None] | None = None,
+) -> tuple[list[float], list[dict], dict]:
+    """Warm-up and timed runs of ``step`` (``after`` runs untimed after each), and memory."""
+    cuda = dev.type == "cuda"
     memory: dict = {"device": dev.type}
     if cuda:
         torch.cuda.synchronize(dev)
@@ -113,31 +142,24 @@ def worker(
         memory["rss_after_build_kib"] = _status_kib("VmRSS")
         memory["peak_rss_before_steps_kib"] = _maxrss_kib()  # loading, SVD, policy build
 
-    def step() -> float:
-        logits = policy(ids, attn)
-        tok_lp, _, _ = completion_logprobs(logits, ids, target)
-        loss = -tok_lp.mean()
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach())
-
-    def timed() -> tuple[float, float]:
+    def timed() -> dict:
         if cuda:
             torch.cuda.synchronize(dev)
         t0 = time.perf_counter()
-        loss = step()  # float() waits for the device
+        out = step()  # its float() of the loss waits for the device
         if cuda:
             torch.cuda.synchronize(dev)
-        return time.perf_counter() - t0, loss
+        out["seconds"] = time.perf_counter() - t0
+        if after is not None:
+            after()
+        return out
 
     if not cuda:
         memory["peak_rss_reset_before_steps"] = _reset_peak_rss()
-    warm = [timed()[0] for _ in range(warmup)]
+    warm = [timed()["seconds"] for _ in range(warmup)]
     if cuda:
         torch.cuda.reset_peak_memory_stats(dev)
     runs = [timed() for _ in range(repeats)]
-    times = [t for t, _ in runs]
     if cuda:
         memory["peak_allocated_steps_bytes"] = torch.cuda.max_memory_allocated(dev)
         memory["step_overhead_bytes"] = (
@@ -152,85 +174,340 @@ def worker(
         memory["step_overhead_kib"] = (peak if reset else memory["peak_rss_kib"]) - (
             memory["rss_after_build_kib"] or 0
         )
+    return warm, runs, memory
 
-    with torch.no_grad():
-        max_update = max(float((p - b).abs().max()) for p, b in zip(params, before, strict=True))
+
+#: environment variables that change how the CPU kernels share the cores
+_THREAD_ENV = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "MKL_NUM_THREADS")
+
+
+def _environment() -> dict:
+    """Threads and machine load: on a shared CPU, other processes' load changes every time."""
+    import os
+
+    env = {k: os.environ[k] for k in _THREAD_ENV if k in os.environ}
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {"thread_env": env, "load_average_1_5_15": load}
+
+
+def _record(variant, dtype, logits, mode, samples, lm, weights, policy, params, optimizer):
     out = {
+        "mode": mode,
         "variant": variant,
+        "dtype": dtype,
+        "logits": logits,
+        "label": label(variant, dtype, logits),
+        "samples_per_step": samples,
         "model": lm.model_id,
-        "device": str(dev),
-        "batch": batch,
-        "seq": seq,
-        "warmup": warmup,
-        "repeats": repeats,
-        "seed": seed,
+        "weights_sha256": weights,
         "trainable_parameters": sum(p.numel() for p in params),
+        "trainable_dtypes": sorted({str(p.dtype) for p in params}),
+        "frozen_dtypes": sorted({str(p.dtype) for p in policy.parameters() if not p.requires_grad}),
         "trainable_tensors": len(params),
         "optimizer_state_bytes": _optimizer_state_bytes(optimizer),
-        "build_seconds": build_s,
-        "warmup_seconds": warm,
-        "step_seconds": times,
-        "median_step_seconds": statistics.median(times),
-        "losses": [loss for _, loss in runs],
-        "max_abs_update": max_update,
-        "memory": memory,
         "torch_threads": torch.get_num_threads(),
-        "wall_s": time.perf_counter() - t_start,
+        "environment_at_end": _environment(),
     }
     if variant == "svf":
         out["model_fingerprint"] = policy.decomposition.fingerprint
     return out
 
 
-def schedule(variants: list[str], rounds: int) -> list[str]:
-    """Interleaved run order: every round runs each variant once, starting one later each round."""
-    n = len(variants)
-    return [variants[(r + i) % n] for r in range(rounds) for i in range(n)]
+def _check_job(variant: str, dtype: str, logits: str) -> None:
+    if variant not in VARIANTS or dtype not in DTYPES or logits not in LOGITS:
+        raise ValueError(
+            f"unknown job {variant}/{dtype}/{logits}: variants {VARIANTS}, dtypes {DTYPES}, "
+            f"logits {LOGITS}"
+        )
 
 
-def summarize(results: list[dict], baseline: str = "lora") -> dict:
-    """Per-variant medians over all rounds, peak memory, and each variant's time ratio to LoRA."""
+def worker(
+    variant: str,
+    *,
+    dtype: str = "float32",
+    logits: str = "selected",
+    model: str | None = None,
+    device: str | None = None,
+    batch: int = 8,
+    seq: int = 256,
+    warmup: int = 1,
+    repeats: int = 3,
+    seed: int = 0,
+) -> dict:
+    """Time ``repeats`` next-token training steps after ``warmup`` untimed ones (in-process)."""
+    from t2bench.train.rollout import completion_logprobs, logit_positions
+
+    if repeats < 1 or warmup < 0:
+        raise ValueError("repeats must be >= 1 and warmup >= 0")
+    _check_job(variant, dtype, logits)
+    t_start = time.perf_counter()
+    dev, lm, weights, cfg, policy, params, optimizer = _build(
+        variant, dtype, "ntp", model, device, seed
+    )
+    ids, attn, target = make_batch(lm.model.config.vocab_size, batch, seq, seed, dev)
+    sel = logit_positions(target) if logits == "selected" else None
+    before = [p.detach().clone() for p in params]
+    build_s = time.perf_counter() - t_start
+
+    def step() -> dict:
+        out = policy(ids, attn, select=sel)
+        tok_lp, _, _ = completion_logprobs(out, ids, target)
+        loss = -tok_lp.mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return {"loss": float(loss.detach())}
+
+    warm, runs, memory = _measure(step, dev, warmup=warmup, repeats=repeats)
+    times = [r["seconds"] for r in runs]
+    with torch.no_grad():
+        max_update = max(float((p - b).abs().max()) for p, b in zip(params, before, strict=True))
+    out = _record(variant, dtype, logits, "ntp", batch, lm, weights, policy, params, optimizer)
+    return out | {
+        "device": str(dev),
+        "batch": batch,
+        "seq": seq,
+        "warmup": warmup,
+        "repeats": repeats,
+        "seed": seed,
+        "data": "seeded random token ids, attention mask all ones",
+        "build_seconds": build_s,
+        "warmup_seconds": warm,
+        "step_seconds": times,
+        "median_step_seconds": statistics.median(times),
+        "losses": [r["loss"] for r in runs],
+        "max_abs_update": max_update,
+        "memory": memory,
+        "wall_s": time.perf_counter() - t_start,
+    }
+
+
+def rl_items(task: str, prompts: int, data: str | None = None):
+    """The first ``prompts`` items of ``task``'s train split (or of a JSONL file)."""
+    from t2bench.train.data import load_jsonl_items, load_splits
+
+    items = load_jsonl_items(data, task) if data else load_splits(task, seed=0).train
+    if len(items) < prompts:
+        raise ValueError(f"{len(items)} {task} items, {prompts} prompts asked for")
+    return items[:prompts]
+
+
+def rl_worker(
+    variant: str,
+    *,
+    dtype: str = "float32",
+    logits: str = "selected",
+    model: str | None = None,
+    device: str | None = None,
+    prompts: int = 8,
+    new_tokens: int = 16,
+    kl_coef: float = 0.1,
+    task: str = "reasoning",
+    data: str | None = None,
+    warmup: int = 1,
+    repeats: int = 3,
+    seed: int = 0,
+) -> dict:
+    """Time policy-gradient steps as the trainer runs them, on one micro-batch of ``prompts``.
+
+    Sampled generation (seeded per sample, the adapter applied), rewards, whitened
+    advantages, -A·log π + λ·KL forward and backward, grad clipping, AdamW. The adapter is
+    put back after every step, so each repeat samples from the same policy.
+    """
+    from t2bench.report.provenance import items_sha256
+    from t2bench.train import rewards as rw
+    from t2bench.train.rollout import (
+        completion_logprobs,
+        encode_items,
+        generate,
+        join_batch,
+        logit_positions,
+        per_sequence,
+        sample_seed,
+        token_kl,
+    )
+    from t2bench.train.trainer import advantages
+
+    if repeats < 1 or warmup < 0 or prompts < 1 or new_tokens < 1:
+        raise ValueError("repeats, prompts and new_tokens must be >= 1 and warmup >= 0")
+    _check_job(variant, dtype, logits)
+    t_start = time.perf_counter()
+    dev, lm, weights, cfg, policy, params, optimizer = _build(
+        variant, dtype, "pg", model, device, seed, kl_coef=kl_coef, advantage="whiten"
+    )
+    tok = lm.tokenizer
+    items = rl_items(task, prompts, data)
+    prompt_ids, _ = encode_items(tok, items)
+    seeds = [sample_seed(seed, 0, i) for i in range(prompts)]
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    spec = rw.RewardSpec(cfg.reward_correct, cfg.reward_wrong)
+    start = policy.trainable_state()
+    cuda = dev.type == "cuda"
+    build_s = time.perf_counter() - t_start
+
+    def now() -> float:
+        if cuda:
+            torch.cuda.synchronize(dev)
+        return time.perf_counter()
+
+    def step() -> dict:
+        t0 = now()
+        with policy.generating() as gen_model:
+            roll = generate(
+                gen_model, tok, prompt_ids, max_new_tokens=new_tokens, seeds=seeds, temperature=1.0
+            )
+        t1 = now()
+        r, _ = rw.score(task, roll.texts, items, spec)
+        adv = advantages(torch.tensor(r, dtype=torch.float32, device=dev), cfg.advantage)
+        ids, attn, target = join_batch(prompt_ids, roll.completion_ids, pad, dev)
+        sel = logit_positions(target) if logits == "selected" else None
+        tok_lp, logp, rows = completion_logprobs(policy(ids, attn, select=sel), ids, target)
+        per_sample = -adv * per_sequence(tok_lp, rows, prompts, cfg.logprob_reduction)
+        if kl_coef > 0:
+            ref = policy.reference_logits(ids, attn, select=sel)
+            _, ref_logp, _ = completion_logprobs(ref, ids, target)
+            kl = per_sequence(token_kl(logp, ref_logp, cfg.kl_direction), rows, prompts, "mean")
+            per_sample = per_sample + kl_coef * kl
+        loss = per_sample.sum() / prompts
+        loss.backward()
+        t2 = now()
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        t3 = now()
+        return {
+            "loss": float(loss.detach()),
+            "generate_s": t1 - t0,
+            "logprob_s": t2 - t1,
+            "optimizer_s": t3 - t2,
+            "generated_tokens": sum(len(c) for c in roll.completion_ids),
+            "sequence_tokens": int(attn.sum()),
+        }
+
+    warm, runs, memory = _measure(
+        step,
+        dev,
+        warmup=warmup,
+        repeats=repeats,
+        after=lambda: policy.load_trainable_state(start),
+    )
+    times = [r["seconds"] for r in runs]
+    out = _record(variant, dtype, logits, "rl", prompts, lm, weights, policy, params, optimizer)
+    return out | {
+        "device": str(dev),
+        "prompts": prompts,
+        "new_tokens": new_tokens,
+        "kl_coef": kl_coef,
+        "task": task,
+        "data": data or f"{task} train split, first {prompts} items",
+        "items_sha256": items_sha256(it.uid for it in items),
+        "prompt_tokens": [len(p) for p in prompt_ids],
+        "warmup": warmup,
+        "repeats": repeats,
+        "seed": seed,
+        "build_seconds": build_s,
+        "warmup_seconds": warm,
+        "step_seconds": times,
+        "median_step_seconds": statistics.median(times),
+        "phases": {
+            k: [r[k] for r in runs]
+            for k in (
+                "generate_s",
+                "logprob_s",
+                "optimizer_s",
+                "generated_tokens",
+                "sequence_tokens",
+            )
+        },
+        "losses": [r["loss"] for r in runs],
+        "memory": memory,
+        "wall_s": time.perf_counter() - t_start,
+    }
+
+
+def schedule(jobs: list, rounds: int) -> list:
+    """Interleaved run order: every round runs each job once, starting one later each round."""
+    n = len(jobs)
+    return [jobs[(r + i) % n] for r in range(rounds) for i in range(n)]
+
+
+_MEMORY_KEYS = (
+    "peak_allocated_steps_bytes",
+    "step_overhead_bytes",
+    "rss_after_build_kib",
+    "peak_rss_kib",
+    "peak_rss_steps_kib",
+    "step_overhead_kib",
+)
+
+
+def summarize(results: list[dict], baseline: str | None = None) -> dict:
+    """Per-job medians over all rounds, samples/s, peak memory, and the ratios.
+
+    ``samples_per_s_over_baseline``: each job's samples/s over ``baseline``'s (a label; by
+    default the fp32 full-logits SVF job if present, else fp32 SVF). ``svf_over_lora``: SVF's
+    median step time over LoRA's, per dtype, among jobs with selected-position logits.
+    """
     by: dict[str, list[dict]] = {}
     for r in results:
-        by.setdefault(r["variant"], []).append(r)
+        key = label(r["variant"], r.get("dtype", "float32"), r.get("logits", "selected"))
+        by.setdefault(key, []).append(r)
     rows = {}
-    for v, rs in by.items():
+    for key, rs in by.items():
         times = [t for r in rs for t in r["step_seconds"]]
-        mem = [r["memory"] for r in rs]
+        median = statistics.median(times)
+        samples = rs[0].get("samples_per_step", rs[0].get("batch"))
         row = {
-            "median_step_seconds": statistics.median(times),
+            "variant": rs[0]["variant"],
+            "dtype": rs[0].get("dtype", "float32"),
+            "logits": rs[0].get("logits", "selected"),
+            "median_step_seconds": median,
+            "samples_per_step": samples,
+            "samples_per_s": samples / median if samples else None,
             "step_seconds": times,
             "trainable_parameters": rs[0]["trainable_parameters"],
             "optimizer_state_bytes": rs[0]["optimizer_state_bytes"],
             "rounds": len(rs),
         }
-        for key in (
-            "peak_allocated_steps_bytes",
-            "step_overhead_bytes",
-            "rss_after_build_kib",
-            "peak_rss_kib",
-            "peak_rss_steps_kib",
-            "step_overhead_kib",
-        ):
-            vals = [m[key] for m in mem if m.get(key) is not None]
+        phases = [r["phases"] for r in rs if "phases" in r]
+        if phases:
+            row["phase_medians"] = {
+                k: statistics.median([v for p in phases for v in p[k]]) for k in phases[0]
+            }
+        for mkey in _MEMORY_KEYS:
+            vals = [r["memory"][mkey] for r in rs if r["memory"].get(mkey) is not None]
             if vals:
-                row[key] = max(vals)
-        rows[v] = row
+                row[mkey] = max(vals)
+        rows[key] = row
     summary: dict = {"variants": rows}
-    if baseline in rows:
-        base = rows[baseline]["median_step_seconds"]
-        summary["step_time_over_" + baseline] = {
-            v: r["median_step_seconds"] / base for v, r in rows.items()
+    if baseline is None:
+        baseline = next((k for k in (label(*BASELINE), label("svf")) if k in rows), None)
+    if baseline in rows and rows[baseline]["samples_per_s"]:
+        base = rows[baseline]["samples_per_s"]
+        summary["baseline"] = baseline
+        summary["samples_per_s_over_baseline"] = {
+            k: r["samples_per_s"] / base for k, r in rows.items() if r["samples_per_s"]
         }
-        if "svf" in rows:
-            summary["svf_over_lora_step_time"] = rows["svf"]["median_step_seconds"] / base
-            summary["goal_svf_over_lora_le_1"] = summary["svf_over_lora_step_time"] <= 1.0
+    by_dtype = {}
+    for dt in DTYPES:
+        svf, lora = rows.get(label("svf", dt)), rows.get(label("lora", dt))
+        if svf and lora:
+            by_dtype[dt] = svf["median_step_seconds"] / lora["median_step_seconds"]
+    if by_dtype:
+        summary["svf_over_lora_step_time"] = by_dtype
+        summary["goal_svf_over_lora_le_1"] = {dt: r <= 1.0 for dt, r in by_dtype.items()}
     return summary
 
 
-def _worker_args(a: argparse.Namespace) -> list[str]:
-    args = ["--batch", str(a.batch), "--seq", str(a.seq), "--warmup", str(a.warmup)]
-    args += ["--repeats", str(a.repeats), "--seed", str(a.seed)]
+def _worker_args(a: argparse.Namespace, mode: str) -> list[str]:
+    args = ["--warmup", str(a.warmup), "--repeats", str(a.repeats), "--seed", str(a.seed)]
+    if mode == "ntp":
+        args += ["--batch", str(a.batch), "--seq", str(a.seq)]
+    else:
+        args += ["--rl-prompts", str(a.rl_prompts), "--rl-new-tokens", str(a.rl_new_tokens)]
+        args += ["--rl-kl", str(a.rl_kl), "--rl-task", a.rl_task]
+        if a.rl_data:
+            args += ["--rl-data", a.rl_data]
     if a.model is not None:
         args += ["--model", a.model]
     if a.device is not None:
@@ -238,128 +515,203 @@ def _worker_args(a: argparse.Namespace) -> list[str]:
     return args
 
 
-def _run_subprocess(variant: str, args: list[str]) -> dict:
-    cmd = [sys.executable, "-m", "t2bench.bench.train_step", "--worker", variant, *args]
+def _run_subprocess(job: tuple[str, str, str, str], args: list[str]) -> dict:
+    mode, variant, dtype, logits = job
+    cmd = [sys.executable, "-m", "t2bench.bench.train_step", "--worker", variant]
+    cmd += ["--mode", mode, "--dtypes", dtype, "--logits", logits, *args]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_PREFIX)]
     if proc.returncode or not lines:
         raise RuntimeError(
-            f"worker {variant} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
+            f"worker {'/'.join(job)} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
         )
     return json.loads(lines[-1][len(RESULT_PREFIX) :])
 
 
 def _format_table(summary: dict) -> str:
     cpu = any("peak_rss_kib" in r for r in summary["variants"].values())
-    head = f"{'variant':8} {'median s':>9} {'/lora':>6} {'trainable':>10} {'optim KiB':>10}"
-    head += (
-        f" {'RSS build MiB':>14} {'peak steps MiB':>15} {'overhead MiB':>13}"
-        if cpu
-        else f" {'peak alloc MiB':>15} {'overhead MiB':>13}"
-    )
+    head = f"{'job':26} {'median s':>9} {'samples/s':>10} {'/base':>6} {'trainable':>10}"
+    head += f" {'peak steps MiB':>15}" if cpu else f" {'peak alloc MiB':>15}"
     lines = [head]
-    ratios = summary.get("step_time_over_lora", {})
-    for v, r in summary["variants"].items():
-        ratio = f"{ratios[v]:6.3f}" if v in ratios else f"{'-':>6}"
+    ratios = summary.get("samples_per_s_over_baseline", {})
+    for k, r in summary["variants"].items():
+        ratio = f"{ratios[k]:6.2f}" if k in ratios else f"{'-':>6}"
+        sps = f"{r['samples_per_s']:10.3f}" if r.get("samples_per_s") else f"{'-':>10}"
         line = (
-            f"{v:8} {r['median_step_seconds']:9.3f} {ratio} {r['trainable_parameters']:10d} "
-            f"{r['optimizer_state_bytes'] / 1024:10.1f}"
+            f"{k:26} {r['median_step_seconds']:9.3f} {sps} {ratio} {r['trainable_parameters']:10d}"
         )
-        mib = lambda x, d=1024: f"{x / d:.1f}" if x is not None else "-"  # noqa: E731
         if cpu:
             peak = r.get("peak_rss_steps_kib", r.get("peak_rss_kib"))
-            line += (
-                f" {mib(r.get('rss_after_build_kib')):>14} {mib(peak):>15}"
-                f" {mib(r.get('step_overhead_kib')):>13}"
-            )
+            line += f" {peak / 1024 if peak is not None else float('nan'):15.1f}"
         else:
+            peak = r.get("peak_allocated_steps_bytes")
+            line += f" {peak / 2**20 if peak is not None else float('nan'):15.1f}"
+        if "phase_medians" in r:
+            ph = r["phase_medians"]
             line += (
-                f" {mib(r.get('peak_allocated_steps_bytes'), 2**20):>15}"
-                f" {mib(r.get('step_overhead_bytes'), 2**20):>13}"
+                f"  gen {ph['generate_s']:.2f}s logprob {ph['logprob_s']:.2f}s "
+                f"opt {ph['optimizer_s']:.3f}s ({ph['generated_tokens']:.0f} new tokens)"
             )
         lines.append(line)
+    for dt, ratio in summary.get("svf_over_lora_step_time", {}).items():
+        lines.append(f"svf/lora step time, {dt}: {ratio:.3f} (goal <= 1.0)")
     return "\n".join(lines)
+
+
+def jobs(variants: list[str], dtypes: list[str], modes: list[str], baseline: bool) -> list:
+    """(mode, variant, dtype, logits) of every job, the baseline first in each mode."""
+    out = []
+    for mode in modes:
+        if baseline:
+            out.append((mode, *BASELINE))
+        out += [(mode, v, dt, "selected") for dt in dtypes for v in variants]
+    return out
+
+
+def _split(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
+    vals = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = sorted(set(vals) - set(allowed))
+    if unknown or not vals:
+        raise SystemExit(f"unknown {what} {unknown or text!r}: use {', '.join(allowed)}")
+    return vals
 
 
 def run(a: argparse.Namespace) -> dict:
     from t2bench.report.provenance import provenance
 
     t_start = time.perf_counter()
-    variants = [v.strip() for v in a.variants.split(",") if v.strip()]
-    unknown = sorted(set(variants) - set(VARIANTS))
-    if unknown:
-        raise SystemExit(f"unknown variant(s) {unknown}: use {', '.join(VARIANTS)}")
-    order = schedule(variants, a.rounds)
+    env_start = _environment()
+    variants = _split(a.variants, VARIANTS, "variant(s)")
+    dtypes = _split(a.dtypes, DTYPES, "dtype(s)")
+    modes = list(MODES) if a.mode == "both" else [a.mode]
+    order = schedule(jobs(variants, dtypes, modes, a.baseline), a.rounds)
     results = []
-    for v in order:
-        print(f"running {v} ...", flush=True)
-        results.append(_run_subprocess(v, _worker_args(a)))
-    summary = summarize(results)
+    for job in order:
+        print(f"running {'/'.join(job)} ...", flush=True)
+        results.append(_run_subprocess(job, _worker_args(a, job[0])))
     first = results[0]
     fingerprint = next((r["model_fingerprint"] for r in results if "model_fingerprint" in r), None)
-    return {
+    record = {
         "model": first["model"],
         "device": first["device"],
-        "batch_shape": [a.batch, a.seq],
-        "loss": "next-token prediction over the last half of each sequence (mean token NLL)",
-        "optimizer": "AdamW lr 2e-3, weight decay 0 (TrainConfig defaults), no clipping",
+        "order": ["/".join(j) for j in order],
+        "optimizer": "AdamW lr 2e-3, weight decay 0 (TrainConfig defaults)",
         "adapters": {
             "svf": "one vector per mlp matrix (gate, up, down), z parameterisation",
             "lora": "r16, alpha 32, dropout 0.05 on q_proj, v_proj",
             "ia3": "k_proj, v_proj, down_proj",
         },
-        "order": order,
-        **summary,
+        "dtypes": "compute_dtype of the frozen model; adapters and optimizer state stay fp32",
+        "logits": "selected: LM head on the positions whose log-probs are needed; "
+        "full-logits: on every position (the step before this option)",
+    }
+    if "ntp" in modes:
+        record["ntp"] = {
+            "batch_shape": [a.batch, a.seq],
+            "loss": "next-token prediction over the last half of each sequence (mean token NLL)",
+            **summarize([r for r in results if r["mode"] == "ntp"]),
+        }
+    if "rl" in modes:
+        rl = [r for r in results if r["mode"] == "rl"]
+        summary = summarize(rl)
+        over = summary.get("samples_per_s_over_baseline", {})
+        record["rl"] = {
+            "step": f"{a.rl_prompts} prompts x up to {a.rl_new_tokens} sampled tokens, "
+            f"whitened advantages, KL coef {a.rl_kl}, grad clip 1e-3, one micro-batch",
+            "task": a.rl_task,
+            "items_sha256": rl[0]["items_sha256"],
+            "prompt_tokens": rl[0]["prompt_tokens"],
+            **summary,
+            "goal_svf_samples_per_s_ge_3x_baseline": {
+                k: v >= 3.0 for k, v in over.items() if k.startswith("svf/")
+            },
+        }
+    record |= {
         "workers": results,
         "provenance": provenance(
             model=first["model"],
             model_fingerprint=fingerprint,
+            weights_sha256=first["weights_sha256"],
             seed=a.seed,
-            batch_shape=[a.batch, a.seq],
+            data_split=f"ntp: seeded random ids; rl: {a.rl_task} train split"
+            if "rl" in modes
+            else "ntp: seeded random ids",
             warmup=a.warmup,
             repeats=a.repeats,
             rounds=a.rounds,
-            data="seeded random token ids, attention mask all ones",
             wall_s=time.perf_counter() - t_start,
+            environment_at_start=env_start,
+            environment_at_end=_environment(),
         ),
     }
+    return record
 
 
-def main(argv: list[str] | None = None) -> None:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--model", default=None, help="default: the packaged SmolLM2-135M-Instruct")
     p.add_argument("--device", default=None, help="default: auto (cuda, mps, cpu)")
+    p.add_argument("--mode", default="ntp", choices=(*MODES, "both"))
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seq", type=int, default=256)
+    p.add_argument("--rl-prompts", type=int, default=8)
+    p.add_argument("--rl-new-tokens", type=int, default=16)
+    p.add_argument("--rl-kl", type=float, default=0.1, help="KL coef; 0 skips the reference")
+    p.add_argument("--rl-task", default="reasoning")
+    p.add_argument("--rl-data", default=None, help="JSONL items instead of the packaged split")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--rounds", type=int, default=1, help="interleaved rounds of all variants")
+    p.add_argument("--rounds", type=int, default=1, help="interleaved rounds of all jobs")
     p.add_argument("--variants", default="svf,lora,ia3")
+    p.add_argument("--dtypes", default="float32", help="comma-separated: float32,bfloat16")
+    p.add_argument(
+        "--baseline",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run SVF fp32 with full logits (the step before selected logits)",
+    )
+    p.add_argument("--logits", default="selected", choices=LOGITS, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="results/bench", help="folder for the JSON record")
     p.add_argument("--no-write", action="store_true", help="print only, write no record")
     p.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = parser().parse_args(argv)
     if a.worker:
-        r = worker(
-            a.worker,
+        common = dict(
+            dtype=a.dtypes,
+            logits=a.logits,
             model=a.model,
             device=a.device,
-            batch=a.batch,
-            seq=a.seq,
             warmup=a.warmup,
             repeats=a.repeats,
             seed=a.seed,
         )
+        if a.mode == "rl":
+            r = rl_worker(
+                a.worker,
+                prompts=a.rl_prompts,
+                new_tokens=a.rl_new_tokens,
+                kl_coef=a.rl_kl,
+                task=a.rl_task,
+                data=a.rl_data,
+                **common,
+            )
+        else:
+            r = worker(a.worker, batch=a.batch, seq=a.seq, **common)
         print(RESULT_PREFIX + json.dumps(r), flush=True)
         return
     r = run(a)
-    print(f"model {r['model']} on {r['device']}, batch {a.batch}x{a.seq}, order {r['order']}")
-    print(_format_table(r))
-    if "svf_over_lora_step_time" in r:
-        print(f"svf_over_lora_step_time {r['svf_over_lora_step_time']:.3f} (goal <= 1.0)")
+    print(f"model {r['model']} on {r['device']}, order {r['order']}")
+    for mode in MODES:
+        if mode in r:
+            print(f"-- {mode}")
+            print(_format_table(r[mode]))
     if a.no_write:
         return
     from t2bench.report.provenance import write_new
