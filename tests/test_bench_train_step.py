@@ -120,6 +120,26 @@ def test_run_measures_both_modes_in_subprocesses(llama_dir, home, tmp_path):
     assert r["provenance"]["weights_sha256"] and r["rl"]["items_sha256"]
 
 
+def test_a_failed_job_is_recorded_and_the_rest_summarised(monkeypatch):
+    """A worker killed mid-run (exit -15 on a shared machine) costs its job, not the record."""
+    import t2bench.bench.train_step as ts
+
+    def fake(job, args):
+        mode, variant, dtype, logits = job
+        if dtype == "bfloat16":
+            raise RuntimeError(f"worker {'/'.join(job)} failed (exit -15):")
+        r = _fake(variant, [2.0 if logits == "full" else 1.0], 1000, dtype=dtype, logits=logits)
+        extra = {"model": "m", "device": "cpu", "weights_sha256": "w", "median_step_seconds": 1}
+        return r | extra | {"mode": mode, "label": ts.label(variant, dtype, logits)}
+
+    monkeypatch.setattr(ts, "_run_subprocess", fake)
+    args = parser().parse_args(["--variants", "svf", "--dtypes", "float32,bfloat16", "--no-write"])
+    r = run(args)
+    assert [f["job"] for f in r["failed_jobs"]] == ["ntp/svf/bfloat16/selected"]
+    assert set(r["ntp"]["variants"]) == {"svf/float32/full-logits", "svf/float32"}
+    assert r["ntp"]["samples_per_s_over_baseline"]["svf/float32"] == 2.0
+
+
 def test_schedule_interleaves():
     assert schedule(["svf", "lora"], 1) == ["svf", "lora"]
     assert schedule(["svf", "lora"], 2) == ["svf", "lora", "lora", "svf"]

@@ -586,9 +586,21 @@ def run(a: argparse.Namespace) -> dict:
     modes = list(MODES) if a.mode == "both" else [a.mode]
     order = schedule(jobs(variants, dtypes, modes, a.baseline), a.rounds)
     results = []
+    failed = []
     for job in order:
         print(f"running {'/'.join(job)} ...", flush=True)
-        results.append(_run_subprocess(job, _worker_args(a, job[0])))
+        try:
+            r = _run_subprocess(job, _worker_args(a, job[0]))
+        except RuntimeError as exc:
+            # one job killed or crashed (a shared machine) costs that job, not the whole run:
+            # the record lists it, and the ratios use the jobs that finished
+            print(exc, file=sys.stderr, flush=True)
+            failed.append({"job": "/".join(job), "error": str(exc)[-2000:]})
+            continue
+        print(f"  {r['label']}: median {r['median_step_seconds']:.2f} s", flush=True)
+        results.append(r)
+    if not results:
+        raise RuntimeError(f"every job failed: {failed}")
     first = results[0]
     fingerprint = next((r["model_fingerprint"] for r in results if "model_fingerprint" in r), None)
     record = {
@@ -605,14 +617,14 @@ def run(a: argparse.Namespace) -> dict:
         "logits": "selected: LM head on the positions whose log-probs are needed; "
         "full-logits: on every position (the step before this option)",
     }
-    if "ntp" in modes:
+    if any(r["mode"] == "ntp" for r in results):
         record["ntp"] = {
             "batch_shape": [a.batch, a.seq],
             "loss": "next-token prediction over the last half of each sequence (mean token NLL)",
             **summarize([r for r in results if r["mode"] == "ntp"]),
         }
-    if "rl" in modes:
-        rl = [r for r in results if r["mode"] == "rl"]
+    rl = [r for r in results if r["mode"] == "rl"]
+    if rl:
         summary = summarize(rl)
         over = summary.get("samples_per_s_over_baseline", {})
         record["rl"] = {
@@ -627,6 +639,7 @@ def run(a: argparse.Namespace) -> dict:
             },
         }
     record |= {
+        "failed_jobs": failed,
         "workers": results,
         "provenance": provenance(
             model=first["model"],
