@@ -1,0 +1,248 @@
+"""Learning rate × KL coefficient sweep of one recipe, judged on the validation split only.
+
+Every grid point is a short training run of the recipe (``steps`` optimizer steps, everything
+else as the recipe says) in its own folder ``<out_root>/<recipe>/lr<lr>-kl<kl>/`` and its own
+process (peft changes a model in place). A finished point is kept, never retrained; an
+interrupted one resumes from its checkpoint. The runs evaluate greedy accuracy on the
+validation items of the recipe (never test items) and the sweep selects:
+
+1. the highest best-on-validation accuracy;
+2. on a tie, the higher mean of all its validation evaluations (a run that stays good);
+3. then the smaller learning rate, then the smaller λ (the more conservative setting).
+
+The record ``sweep.json`` (with provenance) and ``sweep.md`` list every point with its
+validation accuracy and Wilson interval, and say when the selected point is not separable
+from the others at this validation size. The long run of the recipe then trains with the
+selected ``lr`` and ``kl_coef`` (:func:`t2bench.train.recipes.run_recipes`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from t2bench.errors import ConfigError
+
+SWEEP_JSON = "sweep.json"
+SUMMARY = "summary.json"
+LOG = "log.jsonl"
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """One grid over learning rate and KL coefficient for ``recipe`` under ``profile``."""
+
+    recipe: str
+    lrs: tuple[float, ...]
+    kl_coefs: tuple[float, ...]
+    steps: int  # optimizer steps of each short run
+    eval_every: int
+    eval_size: int  # validation items of each evaluation
+    profile: str = "cpu"
+    out_root: str = "results/sweeps"
+
+    def __post_init__(self) -> None:
+        if not self.lrs or not self.kl_coefs:
+            raise ConfigError("a sweep needs at least one learning rate and one KL coefficient")
+        if any(v <= 0 for v in self.lrs) or any(v < 0 for v in self.kl_coefs):
+            raise ConfigError(
+                f"learning rates must be > 0 and KL coefficients >= 0, got lrs={self.lrs} "
+                f"kl_coefs={self.kl_coefs}"
+            )
+        if min(self.steps, self.eval_every, self.eval_size) < 1:
+            raise ConfigError(
+                f"steps, eval_every and eval_size must be >= 1, got {self.steps}, "
+                f"{self.eval_every}, {self.eval_size}"
+            )
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.out_root) / self.recipe
+
+    def points(self) -> list[tuple[float, float]]:
+        return [(lr, kl) for lr in self.lrs for kl in self.kl_coefs]
+
+
+def point_name(lr: float, kl: float) -> str:
+    """Folder name of one grid point, e.g. ``lr0.01-kl0.1``."""
+    return f"lr{lr:g}-kl{kl:g}"
+
+
+def run_point(cfg: SweepConfig, lr: float, kl: float) -> Path:
+    """Train (or resume, or keep) one grid point; returns its run folder."""
+    out = cfg.folder / point_name(lr, kl)
+    if (out / SUMMARY).exists():
+        print(f"[sweep {cfg.recipe}] {out.name} finished earlier (kept)", flush=True)
+        return out
+    cmd = [
+        sys.executable,
+        "-m",
+        "t2bench.train",
+        "--recipe",
+        cfg.recipe,
+        "--profile",
+        cfg.profile,
+        "--lr",
+        repr(lr),
+        "--kl-coef",
+        repr(kl),
+        "--steps",
+        str(cfg.steps),
+        "--eval-every",
+        str(cfg.eval_every),
+        "--eval-size",
+        str(cfg.eval_size),
+        "--name",
+        f"{cfg.recipe}-{point_name(lr, kl)}",
+        "--output-dir",
+        str(out),
+    ]
+    print(f"[sweep {cfg.recipe}] {' '.join(cmd[1:])}", flush=True)
+    launch(cmd)
+    return out
+
+
+def launch(cmd: list[str]) -> None:
+    """Run one training process to its end (a failure stops the sweep)."""
+    subprocess.run(cmd, check=True)
+
+
+def read_point(folder: Path) -> dict:
+    """One finished grid point as a row: its settings and validation curve, from its files."""
+    from t2bench.report.stats import wilson
+
+    s = json.loads((folder / SUMMARY).read_text())
+    log = [json.loads(x) for x in (folder / LOG).read_text().splitlines() if x.strip()]
+    evals = [(r["step"], r["valid_accuracy"], r["valid_n"]) for r in log if "valid_accuracy" in r]
+    if not evals:
+        raise ConfigError(f"{folder} has no validation evaluation: set eval_every <= steps")
+    best_step, best, n = max(evals, key=lambda e: (e[1], -e[0]))
+    lo, hi = wilson(round(best * n), n)
+    rewards = [r["reward"] for r in log if "reward" in r]
+    return {
+        "point": folder.name,
+        "lr": s["config"]["lr"],
+        "kl_coef": s["config"]["kl_coef"],
+        "steps": s["steps_done"],
+        "valid_n": n,
+        "best_valid_accuracy": best,
+        "best_ci": [lo, hi],
+        "best_step": best_step,
+        "mean_valid_accuracy": sum(e[1] for e in evals) / len(evals),
+        "valid_curve": [[e[0], e[1]] for e in evals],
+        "first_reward": rewards[0] if rewards else None,
+        "last_rewards_mean": sum(rewards[-5:]) / len(rewards[-5:]) if rewards else None,
+        "zero_advantage_share": _mean(r.get("zero_advantage_share") for r in log),
+        "wall_seconds": s.get("provenance", {}).get("wall_seconds"),
+        "commit": s.get("provenance", {}).get("commit"),
+    }
+
+
+def _mean(values) -> float | None:
+    xs = [v for v in values if v is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
+def select(rows: list[dict]) -> dict:
+    """The selected row (rules in the module docstring)."""
+    if not rows:
+        raise ConfigError("no finished sweep point to select from")
+    return max(
+        rows,
+        key=lambda r: (r["best_valid_accuracy"], r["mean_valid_accuracy"], -r["lr"], -r["kl_coef"]),
+    )
+
+
+def run_sweep(cfg: SweepConfig) -> dict:
+    """Run every grid point, then write and return the sweep record."""
+    from t2bench.report.provenance import git_commit, provenance
+
+    commit = git_commit()
+    t0 = time.perf_counter()
+    folders = [run_point(cfg, lr, kl) for lr, kl in cfg.points()]
+    rows = [read_point(f) for f in folders]
+    best = select(rows)
+    lo = best["best_ci"][0]
+    inseparable = [r["point"] for r in rows if r is not best and r["best_valid_accuracy"] >= lo]
+    record = {
+        "sweep": asdict(cfg),
+        "criterion": "highest best-on-validation greedy accuracy; ties: higher mean "
+        "validation accuracy, then smaller lr, then smaller KL coefficient",
+        "rows": rows,
+        "selected": {"point": best["point"], "lr": best["lr"], "kl_coef": best["kl_coef"]},
+        "within_selected_ci": inseparable,
+        "provenance": provenance(
+            commit=commit,
+            data_split="validation split of the recipe's task only (no test item)",
+            wall_seconds_this_session=round(time.perf_counter() - t0, 1),
+        ),
+    }
+    cfg.folder.mkdir(parents=True, exist_ok=True)
+    _write(cfg.folder / SWEEP_JSON, json.dumps(record, indent=2) + "\n")
+    _write(cfg.folder / "sweep.md", markdown(record))
+    return record
+
+
+def _write(path: Path, text: str) -> None:
+    """Replace ``path`` atomically: the sweep record is regenerated from its kept runs."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def selected(recipe: str, out_root: str = "results/sweeps") -> dict | None:
+    """The selected ``lr`` / ``kl_coef`` of a finished sweep of ``recipe``, or None."""
+    path = Path(out_root) / recipe / SWEEP_JSON
+    if not path.exists():
+        return None
+    rec = json.loads(path.read_text())
+    return rec["selected"] | {"record": str(path)}
+
+
+def markdown(record: dict) -> str:
+    sw = record["sweep"]
+    n = record["rows"][0]["valid_n"]
+    lines = [
+        f"# Sweep: {sw['recipe']} ({sw['profile']} profile)",
+        "",
+        f"Short runs of {sw['steps']} steps, validation every {sw['eval_every']} steps on "
+        f"{n} validation items (greedy accuracy, 95% Wilson interval). No test item is used.",
+        f"Selection: {record['criterion']}.",
+        "",
+        "| point | lr | KL λ | best valid acc [95% CI] | at step | mean valid acc | "
+        "train reward first → last 5 | zero-advantage share | wall s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in record["rows"]:
+        mark = " **selected**" if r["point"] == record["selected"]["point"] else ""
+        lo, hi = r["best_ci"]
+        rew = (
+            "-"
+            if r["first_reward"] is None
+            else f"{r['first_reward']:+.2f} → {r['last_rewards_mean']:+.2f}"
+        )
+        zero = "-" if r["zero_advantage_share"] is None else f"{r['zero_advantage_share']:.2f}"
+        lines.append(
+            f"| {r['point']}{mark} | {r['lr']:g} | {r['kl_coef']:g} | "
+            f"{r['best_valid_accuracy']:.3f} [{lo:.3f}, {hi:.3f}] | {r['best_step']} | "
+            f"{r['mean_valid_accuracy']:.3f} | {rew} | {zero} | {r['wall_seconds']} |"
+        )
+    inside = record["within_selected_ci"]
+    lines += [
+        "",
+        (
+            f"Points whose best validation accuracy lies inside the selected point's interval "
+            f"(not separable at n = {n}): {', '.join(inside)}."
+            if inside
+            else f"Every other point lies below the selected point's interval at n = {n}."
+        ),
+        "",
+        "Learning curves: `curves/<point>.png` (train reward per step, validation accuracy).",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,131 @@
+"""The lr x KL sweep: grid, selection rules, record, the long run's hyperparameters file,
+and learning curves drawn from run logs (fake run folders; no model is trained here)."""
+
+import json
+
+import pytest
+
+from t2bench.errors import ConfigError
+from t2bench.train import recipes, sweep
+from t2bench.train.sweep import SweepConfig, point_name, read_point, select
+
+
+def fake_run(folder, lr, kl, valid, rewards=(-0.5, -0.2, 0.1), n=20):
+    """A finished run folder as the trainer leaves it: log.jsonl and summary.json."""
+    folder.mkdir(parents=True)
+    log = []
+    for i, r in enumerate(rewards, start=1):
+        log.append({"step": i, "loss": 0.1, "reward": r, "zero_advantage_share": 0.5})
+    for step, acc in valid:
+        log[step - 1] |= {"valid_accuracy": acc, "valid_n": n}
+    (folder / "log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in log))
+    summary = {
+        "config": {"lr": lr, "kl_coef": kl},
+        "steps_done": len(rewards),
+        "provenance": {"wall_seconds": 12.0, "commit": "abc"},
+    }
+    (folder / "summary.json").write_text(json.dumps(summary))
+    return folder
+
+
+def config(tmp_path, **kw):
+    args = dict(recipe="reasoning-svf-pg", lrs=(1e-3, 1e-2), kl_coefs=(0.0, 0.1), steps=3)
+    return SweepConfig(**(args | dict(eval_every=1, eval_size=20, out_root=str(tmp_path)) | kw))
+
+
+def test_bad_grids_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="at least one"):
+        config(tmp_path, lrs=())
+    with pytest.raises(ConfigError, match="must be > 0"):
+        config(tmp_path, lrs=(0.0,))
+    with pytest.raises(ConfigError, match="KL coefficients >= 0"):
+        config(tmp_path, kl_coefs=(-0.1,))
+    with pytest.raises(ConfigError, match="eval_size must be >= 1"):
+        config(tmp_path, eval_size=0)
+
+
+def test_read_point_takes_the_best_evaluation_and_its_interval(tmp_path):
+    row = read_point(fake_run(tmp_path / "p", 0.01, 0.1, [(1, 0.2), (2, 0.6), (3, 0.5)]))
+    assert (row["best_valid_accuracy"], row["best_step"], row["valid_n"]) == (0.6, 2, 20)
+    lo, hi = row["best_ci"]
+    assert lo < 0.6 < hi  # Wilson at 12/20
+    assert row["mean_valid_accuracy"] == pytest.approx((0.2 + 0.6 + 0.5) / 3)
+    assert row["first_reward"] == -0.5 and row["last_rewards_mean"] == pytest.approx(-0.2)
+
+
+def test_a_point_without_validation_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="no validation evaluation"):
+        read_point(fake_run(tmp_path / "p", 0.01, 0.1, []))
+
+
+def test_selection_rules():
+    def row(point, best, mean, lr, kl):
+        return dict(
+            point=point, best_valid_accuracy=best, mean_valid_accuracy=mean, lr=lr, kl_coef=kl
+        )
+
+    rows = [row("a", 0.5, 0.3, 1e-2, 0.1), row("b", 0.6, 0.2, 1e-2, 0.1)]
+    assert select(rows)["point"] == "b"  # best accuracy first
+    rows = [row("a", 0.6, 0.3, 1e-2, 0.1), row("b", 0.6, 0.4, 1e-2, 0.1)]
+    assert select(rows)["point"] == "b"  # then the mean of the curve
+    rows = [row("a", 0.6, 0.4, 1e-2, 0.1), row("b", 0.6, 0.4, 1e-3, 0.1)]
+    assert select(rows)["point"] == "b"  # then the smaller lr
+    rows = [row("a", 0.6, 0.4, 1e-2, 0.1), row("b", 0.6, 0.4, 1e-2, 0.0)]
+    assert select(rows)["point"] == "b"  # then the smaller KL
+    with pytest.raises(ConfigError, match="no finished sweep point"):
+        select([])
+
+
+def test_run_sweep_keeps_finished_points_and_writes_the_record(tmp_path, monkeypatch):
+    cfg = config(tmp_path)
+    accs = {(1e-3, 0.0): 0.1, (1e-3, 0.1): 0.15, (1e-2, 0.0): 0.55, (1e-2, 0.1): 0.5}
+    # one point finished earlier: run_point must keep it and not start a process
+    fake_run(cfg.folder / point_name(1e-3, 0.0), 1e-3, 0.0, [(3, accs[(1e-3, 0.0)])])
+    started = []
+
+    def fake_launch(cmd):
+        out = cmd[cmd.index("--output-dir") + 1]
+        lr, kl = float(cmd[cmd.index("--lr") + 1]), float(cmd[cmd.index("--kl-coef") + 1])
+        assert cmd[cmd.index("--eval-size") + 1] == "20" and cmd[cmd.index("--steps") + 1] == "3"
+        started.append((lr, kl))
+        from pathlib import Path
+
+        fake_run(Path(out), lr, kl, [(3, accs[(lr, kl)])])
+
+    monkeypatch.setattr(sweep, "launch", fake_launch)
+    record = sweep.run_sweep(cfg)
+    assert (1e-3, 0.0) not in started and len(started) == 3
+    assert record["selected"] == {"point": "lr0.01-kl0", "lr": 1e-2, "kl_coef": 0.0}
+    assert record["within_selected_ci"]  # 0.50 vs 0.55 at n = 20 cannot be told apart
+    assert "lr0.01-kl0.1" in record["within_selected_ci"]
+    md = (cfg.folder / "sweep.md").read_text()
+    assert "lr0.01-kl0 **selected**" in md and "not separable at n = 20" in md
+    assert json.loads((cfg.folder / "sweep.json").read_text())["rows"][0]["valid_n"] == 20
+    assert sweep.selected(cfg.recipe, str(tmp_path))["lr"] == 1e-2
+    assert sweep.selected("math-svf-pg", str(tmp_path)) is None
+
+
+def test_the_long_run_records_and_keeps_its_selected_hyperparameters(tmp_path):
+    cfg = config(tmp_path)
+    record = {"selected": {"point": "lr0.01-kl0", "lr": 1e-2, "kl_coef": 0.0}, "criterion": "c"}
+    path = recipes._hyperparameters_file(tmp_path / "run", record, cfg)
+    fields = json.loads(path.read_text())
+    assert (fields["lr"], fields["kl_coef"]) == (1e-2, 0.0)
+    assert fields["extra"]["hyperparameters_from"]["point"] == "lr0.01-kl0"
+    from t2bench.train.config import TrainConfig
+
+    TrainConfig.from_dict(recipes.recipe("reasoning-svf-pg") | fields)  # valid TrainConfig fields
+    assert recipes._hyperparameters_file(tmp_path / "run", record, cfg) == path  # resume: same
+    record["selected"] |= {"lr": 5e-2}
+    with pytest.raises(ConfigError, match="started with the former"):
+        recipes._hyperparameters_file(tmp_path / "run", record, cfg)
+
+
+def test_learning_curves_are_drawn_from_the_log(tmp_path):
+    from t2bench.report.curves import curve_png, running_mean, sweep_curves
+
+    assert running_mean([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
+    run = fake_run(tmp_path / "sw" / "lr0.01-kl0", 1e-2, 0.0, [(1, 0.2), (3, 0.4)])
+    png = curve_png(run, tmp_path / "c.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in sweep_curves(tmp_path / "sw")] == ["lr0.01-kl0.png"]
