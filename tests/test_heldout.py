@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from t2bench.train.heldout import discover, heldout_items, markdown, paired_difference
 
@@ -71,3 +72,69 @@ def test_markdown_table_has_one_row_per_variant():
     }
     text = markdown("math", payload)
     assert "| base | 0.500 |" in text and "| x-svf-pg | 0.600 | +50.0 |" in text
+
+
+def test_math_mix_heldout_has_1000_test_items_disjoint_from_training():
+    from t2bench.train.data import load_splits
+
+    items, desc = heldout_items("math", 1000, seed=0, difficulty="mix")
+    mix = load_splits("math", difficulty="mix")
+    assert len(items) == 1000 and desc["difficulty"] == "mix" and desc["test_items"] == 1200
+    assert {it.uid for it in items} <= {it.uid for it in mix.test}
+    assert not {it.uid for it in items} & {it.uid for it in mix.train + mix.valid}
+
+
+def test_compare_reports_svf_minus_each_other_variant(tmp_path, monkeypatch):
+    from t2bench.train import heldout
+
+    runs = tmp_path / "runs"
+    for name, art in [("reasoning-svf-pg", "e.safetensors"), ("reasoning-lora-pg", "adapter")]:
+        (runs / name).mkdir(parents=True)
+        (runs / name / "summary.json").write_text(json.dumps({"run": name, "artifact": art}))
+    answers = {
+        "base": [False] * 6 + [True] * 4,
+        "reasoning-svf-pg": [True] * 8 + [False] * 2,
+        "reasoning-lora-pg": [False] * 5 + [True] * 5,
+    }
+    seen_dtypes = set()
+
+    def fake_score(variant, model_name, items, task, new_tokens, batch, applied=None, **kw):
+        seen_dtypes.add(kw["compute_dtype"])
+        applied.update({"applied": True, "applied_evidence": "fake"})
+        return answers[variant.name]
+
+    monkeypatch.setattr(heldout, "score_variant", fake_score)
+    payload = heldout.compare("reasoning", n=10, runs=runs, compute_dtype="bfloat16")
+    assert seen_dtypes == {"bfloat16"} and payload["compute_dtype"] == "bfloat16"
+    vs = payload["versus_svf"]
+    assert list(vs) == ["reasoning-lora-pg"]
+    assert vs["reasoning-lora-pg"]["diff"] == pytest.approx(0.3)  # 0.8 - 0.5
+    text = heldout.markdown("reasoning", payload)
+    assert "SVF − other" in text and "| reasoning-lora-pg | +30.0 |" in text
+    assert "compute bfloat16" in text
+
+
+def test_bf16_scoring_composes_the_expert_in_fp32_then_casts(llama_dir, tmp_path, monkeypatch):
+    from t2bench.models import load_model
+    from t2bench.svf import TargetSpec, decompose, identity_expert, save_expert
+    from t2bench.train import heldout
+    from t2bench.train.data import TrainItem
+
+    lm = load_model(str(llama_dir))
+    d = decompose(lm.model, TargetSpec("mlp"), model_id=lm.model_id, progress=False)
+    expert = identity_expert(d, name="reasoning-svf-pg")
+    expert.params = {k: v * 1.5 for k, v in expert.params.items()}
+    path = save_expert(expert, tmp_path / "e")
+    dtypes = []
+
+    def fake_greedy(model, tok, items, task, **kw):
+        dtypes.append(next(model.parameters()).dtype)
+        return [False] * len(items)
+
+    monkeypatch.setattr(heldout, "greedy_correct", fake_greedy)
+    items = [TrainItem(uid="u", task="reasoning", prompt="w1 w2", target="A", reference="w3")]
+    applied = {}
+    variant = heldout.Variant("reasoning-svf-pg", "svf", path)
+    heldout.score_variant(variant, str(llama_dir), items, "reasoning", 4, 1, applied, "bfloat16")
+    assert dtypes == [torch.bfloat16] and applied["applied"] is True
+    assert "composed into" in applied["applied_evidence"]

@@ -122,12 +122,12 @@ def test_heldout_compare_records_weights_items_seed_and_power(llama_dir, tmp_pat
     )
     answers = {"base": [False] * 8, "reasoning-svf-pg": [False] * 8}
 
-    def fake_score(variant, model_name, items, task, new_tokens, batch, applied=None):
+    def fake_score(variant, model_name, items, task, new_tokens, batch, applied=None, **kw):
         if applied is not None:
             applied.update({"applied": True, "applied_evidence": f"fake {variant.name}"})
         return answers[variant.name]
 
-    monkeypatch.setattr(heldout, "_score", fake_score)
+    monkeypatch.setattr(heldout, "score_variant", fake_score)
     payload = heldout.compare(
         "reasoning", n=8, runs=runs, out=tmp_path / "out", model=str(llama_dir), seed=2
     )

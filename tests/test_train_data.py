@@ -15,6 +15,7 @@ from t2bench.tasks.splits import LeakageError, normalize_question
 from t2bench.train.data import (
     CLASSIFIER_LABELS,
     MATH_MIX,
+    MATH_MIX_SIZES,
     SPLIT_NAMES,
     TASKS,
     Splits,
@@ -130,7 +131,8 @@ def mix() -> Splits:
 def test_mix_has_exact_level_shares_and_uids_that_name_the_level(mix):
     per_ten = dict(MATH_MIX)
     assert sum(per_ten.values()) == 10
-    for name, size in zip(SPLIT_NAMES, SIZES["math"], strict=True):
+    for name in SPLIT_NAMES:
+        size = MATH_MIX_SIZES[name]
         items = getattr(mix, name)
         assert len(items) == size
         expected = {level: size // 10 * k for level, k in per_ten.items()}
@@ -171,7 +173,7 @@ def test_mix_never_repeats_a_packaged_item_nor_a_gsm8k_test_question(splits, mix
         }
 
     mixed = questions(mix)
-    assert len(mixed) == 2500
+    assert len(mixed) == sum(MATH_MIX_SIZES.values()) == 3400  # test 1200: n >= 1000 held out
     # the packaged test split, which held-out tables score a mix-trained expert on, included
     assert not mixed & questions(splits["math"])
     assert not mixed & {normalize_question(q) for q in load_gsm8k()["test"]["question"]}

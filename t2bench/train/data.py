@@ -20,7 +20,8 @@ for the final evaluation of an expert only. All splits are deterministic given `
   operands up to 20, 1 is a two-step one, 1 is from the templates above (:data:`MATH_MIX`).
   Uids say the level (``arith-mix-valid-00008-two-step``); its streams are
   ``random.Random(f"{seed}-mix-<split>")`` and it never repeats a question of the packaged
-  splits, so the packaged test split stays unseen by a mix-trained expert.
+  splits, so the packaged test split stays unseen by a mix-trained expert. Sizes 2000 / 200 /
+  1200 (:data:`MATH_MIX_SIZES`: a test split large enough for n >= 1000 comparisons).
 * ``reasoning``: ARC-Easy validation (570 items; :func:`arc_train_pool` checks it against
   both ARC test sets), even positions -> train (285), odd positions -> valid (285);
   test = the ARC-Easy test split (2376). Choices are lettered ``A, B, ...`` by position
@@ -72,6 +73,7 @@ __all__ = [
     "CLASSIFIER_LABELS",
     "MATH_DIFFICULTIES",
     "MATH_MIX",
+    "MATH_MIX_SIZES",
     "SPLIT_NAMES",
     "TASKS",
     "Splits",
@@ -87,6 +89,9 @@ TASKS = ("math", "reasoning", "code", "classifier", "vqa")
 SPLIT_NAMES = ("train", "valid", "test")
 
 MATH_SIZES = {"test": 300, "valid": 200, "train": 2000}
+#: The mix's test split is large enough for a held-out comparison of n >= 1000 with a minimum
+#: detectable difference near 5 points; train and valid are the packaged sizes.
+MATH_MIX_SIZES = {"test": 1200, "valid": 200, "train": 2000}
 MATH_INSTRUCTION = "Solve the problem. End your reply with 'The answer is <number>.'"
 REASONING_INSTRUCTION = "Answer with the letter of the correct choice, as 'The answer is (X).'"
 CODE_INSTRUCTION = "Answer with the complete Python code in a single ```python code block."
@@ -594,7 +599,7 @@ def _math_mix_sources(seed: int) -> tuple[dict[str, list[_Source]], dict[str, An
     packaged, _ = _math_sources(seed)
     seen = {normalize_question(s.question) for part in packaged.values() for s in part}
     sources: dict[str, list[_Source]] = {}
-    for split, size in MATH_SIZES.items():
+    for split, size in MATH_MIX_SIZES.items():
         rng = random.Random(f"{seed}-mix-{split}")
         out: list[_Source] = []
         while len(out) < size:

@@ -71,9 +71,12 @@ def paired_difference(base: list[bool], other: list[bool], level: float = 0.95) 
     return out
 
 
-def heldout_items(task: str, n: int, seed: int = 0) -> tuple[list[TrainItem], dict]:
-    """A seeded sample of ``n`` items of the task's test split, in split order."""
-    splits = load_splits(task, seed=0)
+def heldout_items(
+    task: str, n: int, seed: int = 0, difficulty: str = "default"
+) -> tuple[list[TrainItem], dict]:
+    """A seeded sample of ``n`` items of the task's test split, in split order
+    (``difficulty="mix"``: the test split of the math difficulty mix, 1200 items)."""
+    splits = load_splits(task, seed=0, difficulty=difficulty)
     test = splits.test
     if n <= 0 or n > len(test):
         raise ConfigError(f"n must be between 1 and {len(test)} (the {task} test split), got {n}")
@@ -82,6 +85,7 @@ def heldout_items(task: str, n: int, seed: int = 0) -> tuple[list[TrainItem], di
         "task": task,
         "split": "test",
         "test_items": len(test),
+        "difficulty": difficulty,
         "n": n,
         "sample_seed": seed,
         "source": splits.description.get("splits", {}).get("test", {}).get("source"),
@@ -103,14 +107,26 @@ def discover(task: str, runs: Path) -> list[Variant]:
     return [Variant("base", "base")] + sorted(found.values(), key=lambda v: order.get(v.name, 99))
 
 
-def _score(
-    variant: Variant, model_name, items, task, new_tokens, batch, applied: dict | None = None
+def score_variant(
+    variant: Variant,
+    model_name,
+    items,
+    task,
+    new_tokens,
+    batch,
+    applied: dict | None = None,
+    compute_dtype: str = "float32",
 ) -> list[bool]:
     """Greedy correctness of ``variant`` on ``items``; ``applied`` (when given) receives the
-    proof that the variant's adapter was active while it answered."""
-    from t2bench.models import load_model
+    proof that the variant's adapter was active while it answered.
+
+    ``compute_dtype="bfloat16"``: the adapted weights are formed in fp32 (SVF composed, peft
+    adapters merged) and the whole model is then cast to bf16 once, as the trainer's bf16
+    validation does; the base model is the fp32 weights rounded once."""
+    from t2bench.models import load_model, resolve_dtype
     from t2bench.svf import SVFPatcher, TargetSpec, decompose, load_expert
 
+    dtype = resolve_dtype(compute_dtype)
     loaded = load_model(model_name)
     model, tok = loaded.model, loaded.tokenizer
     proof = {"applied": variant.kind == "base", "applied_evidence": "base weights"}
@@ -135,6 +151,11 @@ def _score(
                 "applied_evidence": f"peft adapter {variant.path} active "
                 f"({', '.join(model.active_adapters)})",
             }
+            if dtype != torch.float32:
+                model = model.merge_and_unload()  # in fp32, before the one rounding to bf16
+                proof["applied_evidence"] += ", merged in fp32"
+        if dtype != torch.float32:
+            model.to(dtype)
         out = greedy_correct(
             model,
             tok,
@@ -160,8 +181,13 @@ def compare(
     seed: int = 0,
     batch: int = 16,
     max_new_tokens: int | None = None,
+    difficulty: str = "default",
+    compute_dtype: str = "float32",
 ) -> dict:
-    """Score base and every finished run of ``task`` on ``n`` held-out items; write a record."""
+    """Score base and every finished run of ``task`` on ``n`` held-out items; write a record.
+
+    Besides each variant's difference to the base model, the record holds each other
+    variant's difference to the task's SVF expert (``versus_svf``: SVF − other, paired)."""
     from t2bench.report.provenance import (
         git_commit,
         items_sha256,
@@ -173,7 +199,7 @@ def compare(
 
     commit = git_commit()
     rw.check_task(task)
-    items, split = heldout_items(task, n, seed)
+    items, split = heldout_items(task, n, seed, difficulty)
     new_tokens = max_new_tokens or DEFAULT_NEW_TOKENS[task]
     variants = discover(task, runs)
     if len(variants) == 1:
@@ -184,8 +210,15 @@ def compare(
         t0 = time.perf_counter()
         applied[v.name] = {}
         with torch.no_grad():
-            results[v.name] = _score(
-                v, model, items, task, new_tokens, batch, applied=applied[v.name]
+            results[v.name] = score_variant(
+                v,
+                model,
+                items,
+                task,
+                new_tokens,
+                batch,
+                applied=applied[v.name],
+                compute_dtype=compute_dtype,
             )
         seconds[v.name] = round(time.perf_counter() - t0, 1)
     rows = []
@@ -203,13 +236,21 @@ def compare(
             row |= paired_difference(results["base"], results[v.name])
             row["artifact"] = str(v.path)
         rows.append(row)
+    svf = f"{task}-svf-pg" if f"{task}-svf-pg" in results else None
+    versus_svf = {
+        v.name: paired_difference(results[v.name], results[svf])
+        for v in variants
+        if svf and v.kind != "base" and v.name != svf
+    }
     uids = [it.uid for it in items]
     payload = {
         "table": rows,
         "per_item": {k: [int(x) for x in r] for k, r in results.items()},
         "item_uids": uids,
+        "versus_svf": versus_svf,
         "max_new_tokens": new_tokens,
         "decoding": "greedy",
+        "compute_dtype": compute_dtype,
         "power": [power_record(task, len(items), rows[0]["accuracy"])],
         "provenance": provenance(
             commit=commit,
@@ -223,7 +264,8 @@ def compare(
         ),
     }
     if out is not None:
-        path = write_new(Path(out), f"heldout-{task}", payload)
+        stem = f"heldout-{task}" + ("-mix" if difficulty != "default" else "")
+        path = write_new(Path(out), stem, payload)
         path.with_suffix(".md").write_text(markdown(task, payload))
         payload["path"] = str(path)
     return payload
@@ -241,7 +283,7 @@ def markdown(task: str, payload: dict) -> str:
         f"commit `{prov['commit']}`, model {prov['base_model']}"
         + (f" (weights sha256 `{weights}`)" if weights else "")
         + f", {prov['created_utc']}, greedy, max_new_tokens {payload['max_new_tokens']}, "
-        f"wall {prov['wall_seconds']} s"
+        f"compute {payload.get('compute_dtype', 'float32')}, wall {prov['wall_seconds']} s"
         + (
             f"; items: seed {prov['seed']}, uids sha256 `{prov['items_sha256']}`"
             if prov.get("items_sha256")
@@ -260,6 +302,19 @@ def markdown(task: str, payload: dict) -> str:
             f"[{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}] | {r['wins']}/{r['losses']} | "
             f"{r.get('p', r.get('mcnemar_p')):.3g} |"
         )
+    if payload.get("versus_svf"):
+        lines += [
+            "",
+            f"SVF − other on the same items ({task}-svf-pg minus the row's variant):",
+            "",
+            "| other | SVF − other | paired 95% CI | SVF wins/losses | p |",
+            "|---|---|---|---|---|",
+        ]
+        for name, d in payload["versus_svf"].items():
+            lines.append(
+                f"| {name} | {100 * d['diff']:+.1f} | [{100 * d['ci_low']:+.1f}, "
+                f"{100 * d['ci_high']:+.1f}] | {d['wins']}/{d['losses']} | {d['p']:.3g} |"
+            )
     if payload.get("power"):
         lines += ["", power_line(payload["power"])]
     return "\n".join(lines) + "\n"

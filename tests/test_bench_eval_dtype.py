@@ -1,0 +1,36 @@
+"""The bf16-vs-fp32 evaluation bench on a tiny model: both dtypes answer the same items."""
+
+import json
+
+import torch
+
+from t2bench.bench import eval_dtype
+from t2bench.train import heldout
+
+
+def test_both_dtypes_score_the_same_items_and_the_record_has_provenance(
+    llama_dir, tmp_path, monkeypatch
+):
+    seen = []
+    real = heldout.greedy_correct
+
+    def spy(model, tok, items, task, **kw):
+        seen.append((next(model.parameters()).dtype, tuple(it.uid for it in items)))
+        return real(model, tok, items, task, **kw)
+
+    monkeypatch.setattr(heldout, "greedy_correct", spy)
+    rc = eval_dtype.main(
+        ["--model", str(llama_dir), "--n", "4", "--batch", "2", "--out", str(tmp_path)]
+    )
+    assert rc == 0
+    assert [d for d, _ in seen] == [torch.float32, torch.bfloat16]
+    assert seen[0][1] == seen[1][1] and len(seen[0][1]) == 4
+    (path,) = tmp_path.glob("eval-dtype-*.json")
+    rec = json.loads(path.read_text())
+    assert rec["n"] == 4 and set(rec["items_per_s"]) == {"float32", "bfloat16"}
+    assert rec["ratio_bf16_over_fp32"] > 0
+    d = rec["difference_bf16_minus_fp32"]
+    assert d["ci_low"] <= d["diff"] <= d["ci_high"]
+    prov = rec["provenance"]
+    assert prov["data_split"]["split"] == "test" and len(prov["item_uids"]) == 4
+    assert prov["weights_sha256"]["model"] and prov["commit"]
