@@ -152,10 +152,47 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _draw_curves(folder) -> None:
+    """Learning-curve PNGs of a finished run (``<run>/curves.png``) or sweep (``curves/``)."""
+    from pathlib import Path
+
+    from t2bench.report.curves import curve_png, sweep_curves
+
+    folder = Path(folder)
+    if (folder / "log.jsonl").exists():
+        print(f"curves: {curve_png(folder, folder / 'curves.png')}", flush=True)
+    else:
+        for png in sweep_curves(folder):
+            print(f"curves: {png}", flush=True)
+
+
 def cmd_experts(args) -> int:
     from t2bench.train.recipes import run_recipes
 
-    run_recipes(args.names or None, profile=args.profile, out_root=args.out)
+    run_recipes(
+        args.names or None,
+        profile=args.profile,
+        out_root=args.out,
+        sweep_root=args.sweeps,
+        on_finished=_draw_curves,
+    )
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from t2bench.errors import ConfigError
+    from t2bench.train.recipes import sweep_config
+    from t2bench.train.sweep import run_sweep
+
+    cfg = sweep_config(args.recipe, args.profile, args.out)
+    if cfg is None:
+        raise ConfigError(
+            f"the {args.profile} profile has no sweep for {args.recipe}: recipes with a sweep "
+            "are the cpu profile's svf-pg, lora-pg, lora-ntp, ia3-ntp and svf-ntp runs"
+        )
+    record = run_sweep(cfg)
+    _draw_curves(cfg.folder)
+    print(f"selected {record['selected']} -> {cfg.folder / 'sweep.md'}")
     return 0
 
 
@@ -340,6 +377,8 @@ def cmd_heldout(args) -> int:
             model=args.model,
             seed=args.seed,
             batch=args.batch_size,
+            difficulty=args.difficulty if task == "math" else "default",
+            compute_dtype=args.compute_dtype,
         )
         print(markdown(task, payload))
         if "path" in payload:
@@ -449,10 +488,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "experts", help="train the recipes behind results/experts/ (finished runs are skipped)"
     )
-    p.add_argument("names", nargs="*", help="recipe names (default: all)")
-    p.add_argument("--profile", default="cpu", choices=["cpu", "gpu"])
+    p.add_argument("names", nargs="*", help="recipe names (default: the profile's recipes)")
+    p.add_argument("--profile", default="cpu", choices=["cpu", "smoke", "gpu"])
     p.add_argument("--out", default="results/experts")
+    p.add_argument("--sweeps", default="results/sweeps", help="where the lr/KL sweeps run")
     p.set_defaults(func=cmd_experts)
+
+    p = sub.add_parser(
+        "sweep",
+        help="lr x KL sweep of one recipe by short runs on its validation split (finished "
+        "points are kept); writes sweep.md/json and learning curves",
+    )
+    p.add_argument("recipe", help="recipe name, e.g. reasoning-svf-pg")
+    p.add_argument("--profile", default="cpu", choices=["cpu"])
+    p.add_argument("--out", default="results/sweeps")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser(
         "heldout",
@@ -465,6 +515,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument(
+        "--difficulty",
+        default="default",
+        choices=["default", "mix"],
+        help="math only: score the test split of the difficulty mix (1200 items)",
+    )
+    p.add_argument(
+        "--compute-dtype",
+        default="float32",
+        choices=["float32", "bfloat16"],
+        help="bfloat16: adapters composed or merged in fp32, then the model cast to bf16",
+    )
     p.add_argument("--no-write", action="store_true")
     p.set_defaults(func=cmd_heldout)
 

@@ -4,15 +4,23 @@ import pytest
 
 from t2bench.errors import ConfigError
 from t2bench.train.config import TrainConfig
-from t2bench.train.recipes import recipe, recipe_names, run_folder
+from t2bench.train.recipes import (
+    CLASSIFIER,
+    PROFILES,
+    profile_recipes,
+    recipe,
+    recipe_names,
+    run_folder,
+    sweep_config,
+)
 
 BUDGET = ("steps", "global_batch", "micro_batch", "max_new_tokens", "eval_size", "seed")
 
 
-@pytest.mark.parametrize("profile", ["cpu", "gpu"])
+@pytest.mark.parametrize("profile", ["cpu", "smoke", "gpu"])
 def test_recipes_are_valid_and_fair(profile):
     names = recipe_names()
-    assert len(names) == 17 and "classifier-svf-pg" in names
+    assert len(names) == 18 and {"classifier-svf-pg", "classifier-svf-ntp"} <= set(names)
     for name in names:
         TrainConfig.from_dict(recipe(name, profile))
     for task in ("reasoning", "math", "code"):
@@ -41,3 +49,44 @@ def test_table4_recipes_set_modules_and_targets():
     assert recipe("math-svf-pg")["modules"] == "mlp"
     assert run_folder("r", "math-svf-pg-attn").as_posix() == "r/table4/math-svf-pg-attn"
     assert run_folder("r", "math-svf-pg").as_posix() == "r/math-svf-pg"
+
+
+def samples(name: str, profile: str) -> int:
+    r = recipe(name, profile)
+    return r["steps"] * r["global_batch"]
+
+
+def test_cpu_profile_trains_50x_the_smoke_samples_with_groups_in_bf16():
+    for name in ("reasoning-svf-pg", "math-svf-pg"):
+        assert samples(name, "cpu") >= 50 * samples(name, "smoke"), name
+        r = TrainConfig.from_dict(recipe(name, "cpu"))
+        assert (r.group_size, r.advantage, r.compute_dtype) == (4, "group_whiten", "bfloat16")
+    assert samples("classifier-svf-ntp", "cpu") >= 50 * samples("classifier-svf-pg", "smoke")
+    assert recipe("math-svf-pg", "cpu")["difficulty"] == "mix"
+    # next-token prediction has no groups but the same samples per step
+    ntp = TrainConfig.from_dict(recipe("reasoning-lora-ntp", "cpu"))
+    assert ntp.group_size == 1 and ntp.compute_dtype == "bfloat16"
+    assert samples("reasoning-lora-ntp", "cpu") == samples("reasoning-svf-pg", "cpu")
+    # the smoke profile is the first experts' budget: fp32, one sample per prompt
+    smoke = TrainConfig.from_dict(recipe("reasoning-svf-pg", "smoke"))
+    assert (smoke.group_size, smoke.compute_dtype, smoke.steps) == (1, "float32", 8)
+
+
+def test_profile_recipes_put_the_experts_first_with_one_classifier():
+    for profile in PROFILES:
+        names = profile_recipes(profile)
+        assert names[:4] == ["reasoning-svf-pg", "math-svf-pg", CLASSIFIER[profile], "code-svf-pg"]
+        assert sum(n.startswith("classifier-") for n in names) == 1
+        assert len(names) == len(set(names)) == 17
+    assert CLASSIFIER["cpu"] == "classifier-svf-ntp"
+    assert TrainConfig.from_dict(recipe("classifier-svf-ntp")).objective == "ntp"
+
+
+def test_sweeps_only_on_the_cpu_profile():
+    sw = sweep_config("math-svf-pg", "cpu", "somewhere")
+    assert sw.points() == [(lr, kl) for lr in (2e-3, 1e-2, 5e-2) for kl in (0.0, 0.1)]
+    assert sw.steps < recipe("math-svf-pg", "cpu")["steps"] and sw.eval_size <= 200
+    assert sw.folder.as_posix() == "somewhere/math-svf-pg"
+    assert sweep_config("math-lora-ntp", "cpu").kl_coefs == (0.0,)
+    assert sweep_config("math-svf-pg", "gpu") is None
+    assert sweep_config("math-svf-pg-attn", "cpu") is None  # the module-set ablation: fixed

@@ -1,18 +1,27 @@
 """Named training recipes: the runs behind ``results/experts/`` (``nox -s train``).
 
-Two profiles share the same recipes and differ only in budget:
+Three profiles share the same recipes and differ in budget:
 
-* ``cpu`` — what a 2-core machine can run in about an hour for the thirteen main artifacts. The
-  budgets are tiny (a few optimizer steps of 8–16 samples): they exercise the full pipeline
-  on the real model and give honest, small-sample numbers, not converged experts.
+* ``cpu`` — experts that move the embedded model on a 2-core machine: bf16 compute with fp32
+  adapters, K = 4 sampled completions per prompt with group-relative advantages (a task with a
+  5–10% base rate still gets signal), 50× the samples of the ``smoke`` budget or more, and the
+  math task's difficulty mix (base model between 20% and 60%). Learning rate and KL λ of each
+  recipe come from a sweep of short runs on the validation split (:data:`SWEEPS`,
+  :mod:`t2bench.train.sweep`); the long run then trains with the selected pair. Runs take
+  hours: each is resumable from its newest checkpoint, and an unfinished run is committed with
+  its run folder so a fresh checkout continues it.
+* ``smoke`` — the budgets of the first committed experts (a few optimizer steps of 8–16
+  samples, fp32, one sample per prompt): they exercise the pipeline and move z by < 1%.
 * ``gpu`` — the paper's shape (global batch 256 for RL, more steps, best-on-validation over
   a larger validation subset) for a machine with a GPU.
 
-Every recipe of one task uses the same data, steps, global batch and validation budget, so
-SVF, LoRA-NTP, LoRA-PG and IA3 are compared on equal terms. Learning rates differ by method
-(SVF 2e-3 from the paper; LoRA 2e-4 and IA3 2e-3, usual values for those methods) and are
-recorded in every artifact's provenance. KL coefficient λ = 0.1 for the RL runs: λ is not
-tuned here (that would need one run per λ and the validation split).
+Every recipe of one task uses the same data, steps, global batch (samples per step) and
+validation budget, so SVF, LoRA-NTP, LoRA-PG and IA3 are compared on equal sample budgets.
+The classifier expert is trained by next-token prediction on the category label (SVF-NTP on
+the shared classify prompt of :mod:`t2bench.classify_prompt`): the base model names a valid
+category for 2% of prompts, too rarely for policy gradient to start from. Learning rates
+without a sweep differ by method (SVF 2e-3 from the paper; LoRA 2e-4 and IA3 2e-3, usual
+values for those methods) and every artifact records the values it trained with.
 """
 
 from __future__ import annotations
@@ -35,8 +44,8 @@ ABLATION_METHODS = {
     "svf-ntp-attn": ("svf", "ntp", 2e-3, "attn", None),
     "lora-ntp-mlp+attn": ("lora", "ntp", 2e-4, "mlp", "q_proj,v_proj,gate_proj,up_proj,down_proj"),
 }
-#: Per-task budget on the CPU profile: steps, global batch, micro batch, new tokens, eval size.
-_CPU = {
+#: The first committed experts' budget: steps, global batch, micro batch, new tokens, eval size.
+_SMOKE = {
     "reasoning": dict(steps=8, global_batch=16, micro_batch=8, max_new_tokens=12, eval_size=24),
     "math": dict(steps=6, global_batch=8, micro_batch=8, max_new_tokens=40, eval_size=24),
     "code": dict(steps=4, global_batch=8, micro_batch=4, max_new_tokens=128, eval_size=12),
@@ -50,29 +59,107 @@ _GPU = {
         steps=30, global_batch=256, micro_batch=32, max_new_tokens=12, eval_size=299
     ),
 }
-PROFILES = {"cpu": _CPU, "gpu": _GPU}
+#: 50x the smoke budget's samples or more, in bf16 with K = 4 samples per prompt for RL.
+_CPU_RL = dict(group_size=4, advantage="group_whiten", compute_dtype="bfloat16")
+_CPU = {
+    "reasoning": dict(
+        steps=200,
+        global_batch=32,
+        micro_batch=16,
+        max_new_tokens=12,
+        eval_size=285,
+        eval_every=20,
+    ),
+    "math": dict(
+        steps=80,
+        global_batch=32,
+        micro_batch=16,
+        max_new_tokens=64,
+        eval_size=200,
+        eval_every=10,
+        difficulty="mix",
+    ),
+    "code": dict(
+        steps=50,
+        global_batch=32,
+        micro_batch=8,
+        max_new_tokens=128,
+        eval_size=99,
+        eval_every=10,
+    ),
+    "classifier": dict(
+        steps=200,
+        global_batch=32,
+        micro_batch=16,
+        max_new_tokens=8,
+        eval_size=299,
+        eval_every=20,
+    ),
+}
+PROFILES = {"cpu": _CPU, "smoke": _SMOKE, "gpu": _GPU}
+#: Profiles whose RL recipes sample K completions per prompt and compute in bf16.
+_PROFILE_RL = {"cpu": _CPU_RL}
+#: The classifier expert per profile: trained on the label by next-token prediction where the
+#: profile trains experts that route (cpu); by policy gradient as the smoke and gpu runs were.
+CLASSIFIER = {"cpu": "classifier-svf-ntp", "smoke": "classifier-svf-pg", "gpu": "classifier-svf-pg"}
+
+#: The cpu profile's sweeps (short runs on the validation split): lr and KL λ grid per method,
+#: and the short run's steps, evaluation interval and validation size per task.
+SWEEPS = {
+    "svf-pg": dict(lrs=(2e-3, 1e-2, 5e-2), kl_coefs=(0.0, 0.1)),
+    "lora-pg": dict(lrs=(2e-4, 1e-3, 5e-3), kl_coefs=(0.0, 0.1)),
+    "lora-ntp": dict(lrs=(2e-4, 1e-3, 5e-3), kl_coefs=(0.0,)),
+    "ia3-ntp": dict(lrs=(2e-3, 1e-2, 5e-2), kl_coefs=(0.0,)),
+    "svf-ntp": dict(lrs=(2e-3, 1e-2, 5e-2), kl_coefs=(0.0,)),
+}
+SWEEP_RUNS = {
+    "reasoning": dict(steps=12, eval_every=4, eval_size=96),
+    "math": dict(steps=12, eval_every=4, eval_size=96),
+    "code": dict(steps=8, eval_every=4, eval_size=48),
+    "classifier": dict(steps=12, eval_every=4, eval_size=96),
+}
 
 
 def recipe_names() -> list[str]:
-    """All artifact names: every method for the three skill tasks, SVF only for the classifier."""
+    """All artifact names: every method for the three skill tasks, SVF for the classifier
+    (by policy gradient and by next-token prediction), the module-set ablation runs."""
     names = [f"{t}-{m}" for t in TASKS if t != "classifier" for m in METHODS]
-    return names + ["classifier-svf-pg"] + [f"{ABLATION_TASK}-{m}" for m in ABLATION_METHODS]
+    classifier = ["classifier-svf-pg", "classifier-svf-ntp"]
+    return names + classifier + [f"{ABLATION_TASK}-{m}" for m in ABLATION_METHODS]
+
+
+def profile_recipes(profile: str) -> list[str]:
+    """What ``run_recipes`` trains under ``profile`` when no names are given: the experts first
+    (reasoning, math, the profile's classifier expert of :data:`CLASSIFIER`, code), then the
+    baselines and the module-set ablation runs."""
+    _check_profile(profile)
+    experts = ["reasoning-svf-pg", "math-svf-pg", CLASSIFIER[profile], "code-svf-pg"]
+    rest = [n for n in recipe_names() if n not in experts and not n.startswith("classifier-")]
+    return experts + rest
+
+
+def _check_profile(profile: str) -> None:
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}: use one of {', '.join(PROFILES)}")
 
 
 def recipe(name: str, profile: str = "cpu") -> dict:
     """TrainConfig fields of recipe ``name`` (e.g. ``math-svf-pg``) under ``profile``."""
-    if profile not in PROFILES:
-        raise ConfigError(f"unknown profile {profile!r}: use one of {', '.join(PROFILES)}")
+    _check_profile(profile)
     if name not in recipe_names():
         raise ConfigError(f"unknown recipe {name!r}; recipes: {', '.join(recipe_names())}")
     task, suffix = name.split("-", 1)
     modules, targets = "mlp", None
-    if suffix in METHODS:
+    if suffix == "svf-ntp":
+        method, objective, lr = "svf", "ntp", METHODS["svf-pg"][2]
+    elif suffix in METHODS:
         method, objective, lr = METHODS[suffix]
     else:
         method, objective, lr, modules, targets = ABLATION_METHODS[suffix]
-    budget = PROFILES[profile][task]
+    budget = dict(PROFILES[profile][task])
     extra = {"lora_targets": targets} if targets else {}
+    rl = _PROFILE_RL.get(profile, {}) if objective == "pg" else {}
+    dtype = _PROFILE_RL.get(profile, {}).get("compute_dtype")
     return {
         "task": task,
         "method": method,
@@ -87,23 +174,56 @@ def recipe(name: str, profile: str = "cpu") -> dict:
         "eval_every": max(1, budget["steps"] // 2),
         "eval_batch": 24 if task != "code" else 12,
         "seed": 0,
+        **({"compute_dtype": dtype} if dtype else {}),
+        **rl,
         **budget,
     }
 
 
-def run_recipes(
-    names: list[str] | None = None, *, profile: str = "cpu", out_root: str = "results/experts"
-) -> list[str]:
-    """Train each named recipe (default: all) into ``out_root/<name>/``, one process each.
+def sweep_config(name: str, profile: str = "cpu", out_root: str = "results/sweeps"):
+    """The lr × KL λ sweep that picks recipe ``name``'s hyperparameters under ``profile``, or
+    None where the profile trains with the recipe's fixed values (smoke, gpu)."""
+    from t2bench.train.sweep import SweepConfig
 
-    A finished run (its ``summary.json`` exists) is skipped, never overwritten; an interrupted
-    one resumes from its last checkpoint. Returns the names that were trained or resumed.
+    recipe(name, profile)
+    suffix = name.split("-", 1)[1]
+    if profile != "cpu" or suffix not in SWEEPS:
+        return None
+    run = SWEEP_RUNS[name.split("-", 1)[0]]
+    return SweepConfig(
+        recipe=name,
+        profile=profile,
+        out_root=out_root,
+        eval_size=run["eval_size"],
+        steps=run["steps"],
+        eval_every=run["eval_every"],
+        **SWEEPS[suffix],
+    )
+
+
+def run_recipes(
+    names: list[str] | None = None,
+    *,
+    profile: str = "cpu",
+    out_root: str = "results/experts",
+    sweep_root: str = "results/sweeps",
+    on_finished=None,
+) -> list[str]:
+    """Train each named recipe (default: :func:`profile_recipes`) into ``out_root/<name>/``,
+    one process each; ``on_finished(folder)`` is called for every sweep folder and run folder
+    when it is complete (the CLI draws learning curves there).
+
+    Where the profile sweeps a recipe (:func:`sweep_config`), the sweep runs first (its
+    finished points are kept) and the long run trains with the selected ``lr`` and ``kl_coef``,
+    written to ``<run>/hyperparameters.json`` with the sweep record it came from. A finished
+    run (its ``summary.json`` exists) is skipped, never overwritten; an interrupted one resumes
+    from its last checkpoint. Returns the names that were trained or resumed.
     """
     import subprocess
     import sys
     from pathlib import Path
 
-    todo = names or recipe_names()
+    todo = names or profile_recipes(profile)
     for name in todo:
         recipe(name, profile)  # fail on a typo before anything runs
     ran = []
@@ -113,14 +233,57 @@ def run_recipes(
             print(f"[{name}] finished earlier: {out} (kept as it is)", flush=True)
             continue
         cmd = [sys.executable, "-m", "t2bench.train", "--recipe", name, "--profile", profile]
+        sweep = sweep_config(name, profile, sweep_root)
+        if sweep is not None:
+            from t2bench.train.sweep import run_sweep
+
+            record = run_sweep(sweep)
+            if on_finished:
+                on_finished(sweep.folder)
+            cmd += ["--config", str(_hyperparameters_file(out, record, sweep))]
         print(f"[{name}] {' '.join(cmd[1:])} --output-dir {out}", flush=True)
         subprocess.run([*cmd, "--output-dir", str(out)], check=True)
+        if on_finished:
+            on_finished(out)
         ran.append(name)
     for root in {run_folder(Path(out_root), n).parent for n in todo}:
         table = root / "runs.md"
         table.write_text(runs_markdown(root))
         print(f"run table: {table}", flush=True)
     return ran
+
+
+def _hyperparameters_file(out, record: dict, sweep) -> object:
+    """``<out>/hyperparameters.json``: the sweep's selected lr and KL λ as TrainConfig fields,
+    with where they came from. A resumed run must find the same values it started with."""
+    import json
+    from pathlib import Path
+
+    chosen = record["selected"]
+    fields = {
+        "lr": chosen["lr"],
+        "kl_coef": chosen["kl_coef"],
+        "extra": {
+            "hyperparameters_from": {
+                "sweep": str(Path(sweep.folder) / "sweep.json"),
+                "point": chosen["point"],
+                "criterion": record["criterion"],
+            }
+        },
+    }
+    path = Path(out) / "hyperparameters.json"
+    if path.exists():
+        earlier = json.loads(path.read_text())
+        if (earlier["lr"], earlier["kl_coef"]) != (fields["lr"], fields["kl_coef"]):
+            raise ConfigError(
+                f"{path} holds lr={earlier['lr']} kl_coef={earlier['kl_coef']} but the sweep "
+                f"now selects lr={fields['lr']} kl_coef={fields['kl_coef']}: the run in {out} "
+                "started with the former; move that folder away to train with the new values"
+            )
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(fields, indent=2) + "\n")
+    return path
 
 
 def run_folder(out_root, name: str):
