@@ -165,7 +165,14 @@ def test_pg_run_exports_a_loadable_expert_with_logs(llama_dir, data, tmp_path):
         train(cfg)
     from t2bench.train.recipes import runs_markdown
 
-    assert "| reasoning-svf-pg | svf | pg | 384 | 4 | 4 |" in runs_markdown(tmp_path)
+    table = runs_markdown(tmp_path)
+    assert "| reasoning-svf-pg | svf | pg | 384 | 4 | 16 |" in table
+    from t2bench.train.recipes import run_stats
+
+    stats = run_stats(tmp_path / "run", "reasoning-svf-pg")
+    z = load_expert(result.artifact).params
+    assert stats["max_abs_z_minus_1"] == max(float((v - 1).abs().max()) for v in z.values()) > 0
+    assert stats["reward_first10"] is not None and f"{stats['max_abs_z_minus_1']:.4f}" in table
 
 
 def test_ntp_lowers_the_loss(llama_dir, data, tmp_path):

@@ -298,25 +298,69 @@ def run_folder(out_root, name: str):
     return Path(out_root) / ("table4" if suffix in ABLATION_METHODS else "") / name
 
 
+def run_stats(folder, name: str | None = None) -> dict:
+    """What a finished run changed and learned, from its files: max |z − 1| of an SVF expert
+    (z parameterisation; None otherwise) and the train reward's mean over the first and the
+    last 10 logged steps (None for next-token prediction)."""
+    import json
+    from pathlib import Path
+
+    folder = Path(folder)
+    out: dict = {"max_abs_z_minus_1": None, "reward_first10": None, "reward_last10": None}
+    expert = folder / f"{name or folder.name}.safetensors"
+    if expert.exists():
+        from t2bench.svf import load_expert
+
+        e = load_expert(expert)
+        if e.meta.parameterisation == "z":
+            out["max_abs_z_minus_1"] = max(float((v - 1).abs().max()) for v in e.params.values())
+    log = folder / "log.jsonl"
+    if log.exists():
+        rewards = [
+            r["reward"]
+            for r in (json.loads(x) for x in log.read_text().splitlines() if x.strip())
+            if "reward" in r
+        ]
+        if rewards:
+            out["reward_first10"] = sum(rewards[:10]) / len(rewards[:10])
+            out["reward_last10"] = sum(rewards[-10:]) / len(rewards[-10:])
+    return out
+
+
 def runs_markdown(root) -> str:
-    """One row per finished run under ``root``, read from each ``summary.json``."""
+    """One row per finished run under ``root``, read from each ``summary.json`` and log."""
     import json
     from pathlib import Path
 
     rows = [
-        "| run | method | objective | trainable params | steps | global batch | lr | KL λ | "
-        "best step | best valid acc (n) | processes | wall s | commit |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| run | method | objective | trainable params | steps | samples | lr | KL λ | "
+        "best step | best valid acc (n) | max abs(z − 1) | reward first 10 → last 10 steps | "
+        "processes | wall s | commit |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for f in sorted(Path(root).glob("*/summary.json")):
         s = json.loads(f.read_text())
         c, prov = s["config"], s.get("provenance", {})
         acc = s["best_valid_accuracy"]
+        st = run_stats(f.parent, s["run"])
+        z = st["max_abs_z_minus_1"]
+        rew = (
+            "-"
+            if st["reward_first10"] is None
+            else f"{st['reward_first10']:+.2f} → {st['reward_last10']:+.2f}"
+        )
         rows.append(
             f"| {s['run']} | {c['method']} | {c['objective']} | {s['trainable_parameters']:,} | "
-            f"{s['steps_done']} | {c['global_batch']} | {c['lr']:g} | {c['kl_coef']:g} | "
+            f"{s['steps_done']} | {s['steps_done'] * c['global_batch']:,} | {c['lr']:g} | "
+            f"{c['kl_coef']:g} | "
             f"{s['best_step']} | {'-' if acc is None else f'{acc:.3f}'} ({c['eval_size']}) | "
+            f"{'-' if z is None else f'{z:.4f}'} | {rew} | "
             f"{s['processes']} | {prov.get('wall_seconds', '-')} | "
             f"`{str(prov.get('commit', '?'))[:12]}` |"
         )
-    return "# Trained runs\n\nGenerated from each run's summary.json.\n\n" + "\n".join(rows) + "\n"
+    return (
+        "# Trained runs\n\nGenerated from each run's summary.json, log.jsonl and expert file "
+        "(samples = steps × global batch; reward = mean train reward per step).\n\n"
+        + "\n".join(rows)
+        + "\n"
+    )
