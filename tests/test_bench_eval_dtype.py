@@ -1,4 +1,4 @@
-"""The bf16-vs-fp32 evaluation bench on a tiny model: both dtypes answer the same items."""
+"""The bf16-vs-fp32 benches on tiny inputs: evaluation on the same items, and one matmul."""
 
 import json
 
@@ -34,3 +34,16 @@ def test_both_dtypes_score_the_same_items_and_the_record_has_provenance(
     prov = rec["provenance"]
     assert prov["data_split"]["split"] == "test" and len(prov["item_uids"]) == 4
     assert prov["weights_sha256"]["model"] and prov["commit"]
+
+
+def test_matmul_dtype_bench_reports_both_dtypes_and_the_cpu_flags(tmp_path):
+    from t2bench.bench import matmul_dtype
+
+    assert matmul_dtype.main(["--tokens", "8", "--rounds", "2", "--out", str(tmp_path)]) == 0
+    (path,) = tmp_path.glob("matmul-dtype-*.json")
+    rec = json.loads(path.read_text())
+    assert set(rec["gflops_per_s"]) == {"torch.float32", "torch.bfloat16"}
+    assert all(len(v) == 2 for v in rec["seconds"].values()) and rec["bf16_over_fp32"] > 0
+    assert isinstance(rec["cpu_bf16_flags"], list)
+    assert rec["bf16_pays_resolves_auto_to"] in ("float32", "bfloat16")
+    assert rec["provenance"]["machine"]

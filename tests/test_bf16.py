@@ -283,3 +283,24 @@ def test_bf16_pg_run_completes_and_exports_an_fp32_expert(llama_dir, tmp_path, m
     assert log[0]["kl"] == 0.0  # the identity start equals the bf16 reference exactly
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in log)
     assert result.summary["config"]["compute_dtype"] == "bfloat16"
+    assert result.summary["computed_in"] == "bfloat16" and log[0]["computed_in"] == "bfloat16"
+    assert expert.meta.provenance["computed_in"] == "bfloat16"
+
+
+def test_auto_compute_dtype_is_bf16_only_where_the_device_has_it(tmp_path, monkeypatch):
+    from t2bench.train import policy
+
+    avx2 = tmp_path / "avx2"
+    avx2.write_text("processor\t: 0\nflags\t\t: fpu sse avx avx2 fma\n")
+    sapphire = tmp_path / "spr"
+    sapphire.write_text("flags\t\t: avx2 avx512f avx512_bf16 amx_tile amx_bf16\n")
+    assert policy.cpu_bf16_flags(str(avx2)) == []
+    assert policy.cpu_bf16_flags(str(sapphire)) == ["avx512_bf16", "amx_bf16"]
+    assert policy.cpu_bf16_flags(str(tmp_path / "absent")) == []
+    cfg = TrainConfig(compute_dtype="auto")
+    monkeypatch.setattr(policy, "cpu_bf16_flags", lambda: [])
+    assert policy.compute_dtype(cfg, "cpu") is None  # fp32: nothing is cast
+    monkeypatch.setattr(policy, "cpu_bf16_flags", lambda: ["avx512_bf16"])
+    assert policy.compute_dtype(cfg, "cpu") == torch.bfloat16
+    assert policy.compute_dtype(TrainConfig(), "cpu") is None  # float32 stays float32
+    assert policy.compute_dtype(TrainConfig(compute_dtype="bfloat16"), "cpu") == torch.bfloat16

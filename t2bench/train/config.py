@@ -24,7 +24,8 @@ ADVANTAGES = ("raw", "center", "whiten", "group", "group_whiten")
 GROUP_ADVANTAGES = ("group", "group_whiten")
 REDUCTIONS = ("mean", "sum")
 LOGGERS = ("none", "tensorboard", "wandb")
-COMPUTE_DTYPES = ("float32", "bfloat16")
+#: auto: bfloat16 where it is faster (a bf16 GPU, a CPU with AVX-512 BF16 or AMX), else float32
+COMPUTE_DTYPES = ("float32", "bfloat16", "auto")
 
 #: Fields that may change between a run and its resumption without changing its result.
 RESUMABLE_FIELDS = ("output_dir", "log_with", "progress")
@@ -86,8 +87,9 @@ class TrainConfig:
     keep_checkpoints: int = 2
     seed: int = 0
     dtype: str = "float32"
-    # float32 | bfloat16: the frozen model computes in bf16 (forward, backward, generation,
-    # validation), adapters, optimizer state and SVF composition stay fp32 (see policy.py)
+    # float32 | bfloat16 | auto: the frozen model computes in bf16 (forward, backward,
+    # generation, validation), adapters, optimizer state and SVF composition stay fp32 (see
+    # policy.py); auto picks bf16 only where the device computes it faster (policy.bf16_pays)
     compute_dtype: str = "float32"
     device: str = "auto"  # auto: cuda if present, else cpu (multi-process CPU uses gloo)
     mixed_precision: str = "no"

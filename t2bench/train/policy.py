@@ -323,15 +323,48 @@ def peft_config(cfg):
     )
 
 
-def compute_dtype(cfg) -> torch.dtype | None:
+#: /proc/cpuinfo flags of CPUs with native bf16 arithmetic (AVX-512 BF16, AMX). Without them
+#: torch's bf16 matmul runs through a slow path: on an AVX2-only AMD EPYC a 2048x576x1536
+#: linear layer's forward + backward ran 13x slower in bf16 than in fp32
+#: (``python -m t2bench.bench.matmul_dtype``).
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_bf16_flags(cpuinfo: str = "/proc/cpuinfo") -> list[str]:
+    """The :data:`BF16_CPU_FLAGS` this CPU reports (empty where /proc/cpuinfo is absent)."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return []
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags |= set(line.split(":", 1)[1].split())
+    return [f for f in BF16_CPU_FLAGS if f in flags]
+
+
+def bf16_pays(device: torch.device | str) -> bool:
+    """Whether bf16 compute is faster than fp32 on ``device``: a CUDA GPU that supports bf16,
+    or a CPU with native bf16 arithmetic (:func:`cpu_bf16_flags`)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and bool(cpu_bf16_flags())
+
+
+def compute_dtype(cfg, device: torch.device | str = "cpu") -> torch.dtype | None:
     """The dtype to cast the frozen model to, or None to compute in the dtype it was loaded in.
 
     ``cfg.compute_dtype`` float32 (the default, also when the field is absent) casts nothing,
-    so a run that loads ``dtype=bfloat16`` keeps computing as it always did.
+    so a run that loads ``dtype=bfloat16`` keeps computing as it always did; ``auto`` is
+    bfloat16 where :func:`bf16_pays` on ``device``, else float32.
     """
     from t2bench.models import resolve_dtype
 
-    dtype = resolve_dtype(getattr(cfg, "compute_dtype", "float32"))
+    name = getattr(cfg, "compute_dtype", "float32")
+    if name == "auto":
+        name = "bfloat16" if bf16_pays(device) else "float32"
+    dtype = resolve_dtype(name)
     return None if dtype == torch.float32 else dtype
 
 
@@ -342,7 +375,7 @@ def build_policy(cfg, model: nn.Module, model_id: str, device: torch.device) -> 
     then are its frozen weights cast to ``cfg.compute_dtype``: the SVD (and its cache entry
     and fingerprint) is that of the loaded weights, and the adapter starts in fp32.
     """
-    dtype = compute_dtype(cfg)
+    dtype = compute_dtype(cfg, device)
     model.to(device)
     if cfg.method == "svf":
         decomp = decompose(

@@ -3,7 +3,8 @@
 Three profiles share the same recipes and differ in budget:
 
 * ``cpu`` — experts that move the embedded model on a 2-core machine: bf16 compute with fp32
-  adapters, K = 4 sampled completions per prompt with group-relative advantages (a task with a
+  adapters where the CPU has native bf16 (``compute_dtype="auto"``; fp32 on an AVX2-only CPU,
+  where bf16 is an order of magnitude slower), K = 4 sampled completions per prompt with group-relative advantages (a task with a
   5–10% base rate still gets signal), 50× the samples of the ``smoke`` budget or more, and the
   math task's difficulty mix (base model between 20% and 60%). Learning rate and KL λ of each
   recipe come from a sweep of short runs on the validation split (:data:`SWEEPS`,
@@ -59,10 +60,10 @@ _GPU = {
         steps=30, global_batch=256, micro_batch=32, max_new_tokens=12, eval_size=299
     ),
 }
-#: 50x the smoke budget's samples or more, in bf16 with K = 4 samples per prompt for RL. One
+#: 50x the smoke budget's samples or more, bf16 where it pays, K = 4 samples per prompt for RL. One
 #: micro-batch per step where memory allows: SVF composes its weights once per micro-batch,
 #: and generation is faster in one batch of 32 than in two of 16 on CPU.
-_CPU_RL = dict(group_size=4, advantage="group_whiten", compute_dtype="bfloat16")
+_CPU_RL = dict(group_size=4, advantage="group_whiten", compute_dtype="auto")
 _CPU = {
     "reasoning": dict(
         steps=200,

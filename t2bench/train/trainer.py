@@ -303,6 +303,14 @@ def train(cfg: TrainConfig) -> TrainResult:
     # the base weights as loaded, before any adapter is attached (vision side apart for VLMs)
     base_weights = weights_sha256(loaded.model) if main else None
     policy = build_policy(cfg, loaded.model, loaded.model_id, acc.device)
+    # what the frozen model computes in (compute_dtype=auto resolves per machine)
+    computed_in = str(
+        next(
+            p.dtype
+            for p in loaded.model.parameters()
+            if p.is_floating_point() and not p.requires_grad
+        )
+    ).removeprefix("torch.")
     params = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -438,6 +446,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             "grad_norm": float(gnorm),
             "seconds": round(seconds, 3),
             "tokens_per_s": round(float(counts.sum()) / seconds, 1),
+            "computed_in": computed_in,
         }
         if cfg.objective == "pg":
             rec |= {
@@ -514,6 +523,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         "selected": "best-on-validation" if best is not None else "last",
         "processes": world,
         "trainable_parameters": sum(p.numel() for p in params),
+        "computed_in": computed_in,
         "data": split_desc,
     }
     artifact = out
@@ -548,6 +558,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             wall_seconds=round(state.wall_seconds, 1),
             wall_seconds_last_session=round(time.perf_counter() - t_start, 1),
             train_config=cfg.to_dict(),
+            computed_in=computed_in,
             best_step=state.best_step,
             best_valid_accuracy=state.best_score,
         )
