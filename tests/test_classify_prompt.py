@@ -28,7 +28,9 @@ from t2bench.svf import SVFPatcher, TargetSpec, decompose
 
 QUESTIONS = ["w1 w2 ?", "w3 : w4 ?"]
 _ENCODE = rollout.encode_prompts  # the real encoder, which the spies below wrap
-COMMITTED = Path(__file__).resolve().parents[1] / "results" / "experts"
+COMMITTED = (
+    Path(__file__).resolve().parents[1] / "results" / "experts-smoke"
+)  # the first committed experts
 
 
 @pytest.fixture

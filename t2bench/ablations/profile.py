@@ -137,6 +137,10 @@ def get_profile(name: str) -> AblationProfile:
 #: a few documents per table: checks the whole pipeline end to end in minutes (tests, CI)
 SMOKE = CPU.with_overrides(
     name="smoke",
+    # the first committed experts (the training smoke profile): always there, so the smoke
+    # tables run on any checkout, also while results/experts is being retrained
+    experts="results/experts-smoke",
+    table4_experts="results/experts-smoke/table4",
     heldout_n={"reasoning": 4, "math": 2, "code": 2},
     unseen={"arc_challenge": 4, "humaneval": 2, "minerva_math_prealgebra": 2},
     max_gen_toks={"arc_challenge": None, "humaneval": 16, "minerva_math_prealgebra": 16},

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -88,6 +89,116 @@ def logits_at(model: nn.Module, select: torch.Tensor | None, call) -> torch.Tens
         return call().logits
     finally:
         handle.remove()
+
+
+@dataclass
+class GroupedBatch:
+    """A micro-batch whose rows come in groups of ``k`` identical prompts (the K samples per
+    prompt of group-relative policy gradient): row ``b`` is ``prompts[b // k]`` followed by
+    ``completions[b]``. Passed to a policy as ``groups=``, each prompt runs through the model
+    once and its keys and values are repeated for the group's completions."""
+
+    prompts: list[list[int]]  # one per group
+    completions: list[list[int]]  # one per row, len(prompts) * k of them, each non-empty
+    k: int
+    pad_id: int
+
+    def __post_init__(self) -> None:
+        if len(self.completions) != len(self.prompts) * self.k:
+            raise ValueError(
+                f"{len(self.completions)} completions for {len(self.prompts)} prompts × k={self.k}"
+            )
+        if any(not c for c in self.completions):
+            raise ValueError("every completion needs at least one token")
+
+    def rows(self) -> list[list[int]]:
+        """Each row's prompt ids (what ``join_batch`` takes)."""
+        return [self.prompts[b // self.k] for b in range(len(self.completions))]
+
+
+def grouped_logits(head_model: nn.Module, call, g: GroupedBatch, device) -> torch.Tensor:
+    """The logits at every completion-token position of ``g``, as ``(N, vocab)`` rows in the
+    order of ``logits[logit_positions(target)]`` for ``join_batch(g.rows(), g.completions)``.
+
+    Exactly the forward of the joined batch, with each prompt computed once: the prompts run
+    left-padded (position ids from the mask) into a key/value cache, the cache is repeated
+    ``k`` times along the batch (differentiably: gradients of the k copies add up), then the
+    completions run on it. The first completion token is predicted by the prompt's last
+    position, the others by the completion positions before them. ``call(**kwargs)`` runs the
+    model (with the adapter applied, or the reference); the LM head runs on the needed rows
+    only (:func:`logits_at`).
+    """
+    from transformers import DynamicCache
+
+    from t2bench.train.rollout import cache_argument
+
+    k, pad = g.k, g.pad_id
+    width = max(len(p) for p in g.prompts)
+    p_ids = torch.full((len(g.prompts), width), pad, dtype=torch.long)
+    p_mask = torch.zeros_like(p_ids)
+    for i, p in enumerate(g.prompts):
+        p_ids[i, width - len(p) :] = torch.tensor(p)
+        p_mask[i, width - len(p) :] = 1
+    p_ids, p_mask = p_ids.to(device), p_mask.to(device)
+    p_pos = (p_mask.cumsum(-1) - 1).clamp_min(0)
+    last = torch.zeros_like(p_mask, dtype=torch.bool)
+    last[:, -1] = True
+    cache = DynamicCache()
+    cache_arg = cache_argument(head_model)
+    first = logits_at(
+        head_model,
+        last,
+        lambda: call(
+            input_ids=p_ids,
+            attention_mask=p_mask,
+            position_ids=p_pos,
+            use_cache=True,
+            **{cache_arg: cache},
+        ),
+    )  # (prompts, vocab): the prediction of each group's first completion token
+    cache.batch_repeat_interleave(k)
+    n = [len(c) for c in g.completions]
+    c_width = max(n)
+    c_ids = torch.full((len(n), c_width), pad, dtype=torch.long)
+    c_mask = torch.zeros_like(c_ids)
+    sel = torch.zeros((len(n), c_width), dtype=torch.bool)
+    for b, c in enumerate(g.completions):
+        c_ids[b, : len(c)] = torch.tensor(c)
+        c_mask[b, : len(c)] = 1
+        sel[b, : len(c) - 1] = True  # position j predicts completion token j + 1
+    c_ids, c_mask, sel = c_ids.to(device), c_mask.to(device), sel.to(device)
+    full_mask = torch.cat([p_mask.repeat_interleave(k, dim=0), c_mask], dim=1)
+    c_pos = p_mask.sum(-1).repeat_interleave(k)[:, None] + torch.arange(c_width, device=device)
+    rest = logits_at(
+        head_model,
+        sel,
+        lambda: call(
+            input_ids=c_ids,
+            attention_mask=full_mask,
+            position_ids=c_pos,
+            use_cache=True,
+            **{cache_arg: cache},
+        ),
+    )
+    pieces, start = [], 0
+    for b, length in enumerate(n):
+        pieces += [first[b // k : b // k + 1], rest[start : start + length - 1]]
+        start += length - 1
+    return torch.cat(pieces)
+
+
+def _run(head_model, call, input_ids, attention_mask, select, groups, extra) -> torch.Tensor:
+    """Logits of a joined batch (``input_ids``, ``attention_mask``, ``select``), or of a
+    :class:`GroupedBatch` with each prompt run once (:func:`grouped_logits`)."""
+    if groups is not None:
+        if extra:
+            raise ValueError(f"grouped batches take no extra model inputs, got {sorted(extra)}")
+        return grouped_logits(head_model, call, groups, input_ids.device)
+    return logits_at(
+        head_model,
+        select,
+        lambda: call(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **extra),
+    )
 
 
 class _Adapter(nn.Module):
@@ -160,9 +271,10 @@ class SVFPolicy(_Adapter):
 
     def forward(
         self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
         select: torch.Tensor | None = None,
+        groups: GroupedBatch | None = None,
         **extra,
     ) -> torch.Tensor:
         svd = self.decomposition.svd
@@ -172,30 +284,22 @@ class SVFPolicy(_Adapter):
             self._weight_names[k]: compose(self._source[k], svd[k], z).to(self._base[k].dtype)
             for k, z in self.z().items()
         }
-        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
-        return logits_at(
-            self.model,
-            select,
-            lambda: functional_call(
-                self.model, weights, args=(), kwargs=kwargs | extra, strict=False
-            ),
-        )
+
+        def call(**kwargs):
+            return functional_call(self.model, weights, args=(), kwargs=kwargs, strict=False)
+
+        return _run(self.model, call, input_ids, attention_mask, select, groups, extra)
 
     @torch.no_grad()
     def reference_logits(
         self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
         select: torch.Tensor | None = None,
+        groups: GroupedBatch | None = None,
         **extra,
     ) -> torch.Tensor:
-        return logits_at(
-            self.model,
-            select,
-            lambda: self.model(
-                input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **extra
-            ),
-        )
+        return _run(self.model, self.model, input_ids, attention_mask, select, groups, extra)
 
     @contextmanager
     def generating(self) -> Iterator[nn.Module]:
@@ -229,29 +333,25 @@ class PeftPolicy(_Adapter):
 
     def forward(
         self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
         select: torch.Tensor | None = None,
+        groups: GroupedBatch | None = None,
         **extra,
     ) -> torch.Tensor:
-        return logits_at(
-            self.peft,
-            select,
-            lambda: self.peft(
-                input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **extra
-            ),
-        )
+        return _run(self.peft, self.peft, input_ids, attention_mask, select, groups, extra)
 
     @torch.no_grad()
     def reference_logits(
         self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
         select: torch.Tensor | None = None,
+        groups: GroupedBatch | None = None,
         **extra,
     ) -> torch.Tensor:
         with self.peft.disable_adapter():
-            return self.forward(input_ids, attention_mask, select, **extra)
+            return self.forward(input_ids, attention_mask, select, groups, **extra)
 
     @contextmanager
     def generating(self) -> Iterator[nn.Module]:

@@ -9,6 +9,7 @@ from softmax(logits / T), inside Hugging Face ``generate`` (greedy search + a lo
 
 from __future__ import annotations
 
+import inspect
 import zlib
 from dataclasses import dataclass
 
@@ -111,16 +112,22 @@ def generate(
     seeds: list[int] | None = None,
     temperature: float = 1.0,
     pixel_values: list | None = None,
+    group_size: int = 1,
 ) -> Rollout:
     """Greedy (``seeds=None``) or seeded sampled completions for a batch of prompts.
 
     Completions are cut after the first end-of-sequence token, which is kept so that the
-    policy learns to stop.
+    policy learns to stop. ``group_size`` k > 1 says the rows come in runs of k identical
+    prompts (k samples per prompt): each prompt is then encoded once, and its keys and values
+    are repeated for its k rows before sampling (text models only).
     """
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     stops = eos_ids(model, tokenizer)
     ids, mask = _left_pad(prompt_ids, pad, device)
+    extra: dict = {}
+    if group_size > 1 and pixel_values is None:
+        extra = _shared_prefill(model, ids, mask, group_size)
     gen_cfg = GenerationConfig(
         max_new_tokens=max_new_tokens,
         do_sample=False,
@@ -130,7 +137,8 @@ def generate(
     processors = LogitsProcessorList()
     if seeds is not None:
         processors.append(GumbelNoise(seeds, temperature))
-    extra = {} if pixel_values is None else {"pixel_values": stack_pixels(pixel_values, model)}
+    if pixel_values is not None:
+        extra["pixel_values"] = stack_pixels(pixel_values, model)
     out = model.generate(
         input_ids=ids,
         attention_mask=mask,
@@ -144,6 +152,41 @@ def generate(
         completions.append(row[:cut])
     texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
     return Rollout([list(p) for p in prompt_ids], completions, texts)
+
+
+def cache_argument(model: nn.Module) -> str:
+    """The forward argument that takes a key/value cache: ``cache`` in the transformers
+    releases that renamed it, ``past_key_values`` before (peft models: their base model's)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    params = inspect.signature(base.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _shared_prefill(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, k: int) -> dict:
+    """A key/value cache of all but the last token of every k-th row's prompt, repeated k
+    times along the batch: ``generate`` then encodes only the last prompt token per row."""
+    from transformers import DynamicCache
+
+    rows = len(ids)
+    if rows % k or any(
+        not torch.equal(ids[i], ids[i - i % k]) for i in range(rows)
+    ):  # the caller's promise, checked: a wrong grouping would answer the wrong prompt
+        raise ValueError(f"group_size={k}: rows must come in runs of {k} identical prompts")
+    if ids.shape[1] < 2:
+        return {}
+    first, first_mask = ids[::k, :-1], mask[::k, :-1]
+    cache = DynamicCache()
+    arg = cache_argument(model)
+    with torch.no_grad():
+        model(
+            input_ids=first,
+            attention_mask=first_mask,
+            position_ids=(first_mask.cumsum(-1) - 1).clamp_min(0),
+            use_cache=True,
+            **{arg: cache},
+        )
+    cache.batch_repeat_interleave(k)
+    return {arg: cache}  # generate takes the cache under the same name as forward
 
 
 def stack_pixels(pixels: list, model) -> torch.Tensor:

@@ -266,7 +266,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     from accelerate import Accelerator
 
     from t2bench.report.provenance import git_commit, items_sha256, provenance, weights_sha256
-    from t2bench.train.policy import build_policy
+    from t2bench.train.policy import GroupedBatch, build_policy
 
     t_start = time.perf_counter()
     commit = git_commit()  # the code that runs, read before anything can change the tree
@@ -355,6 +355,11 @@ def train(cfg: TrainConfig) -> TrainResult:
                 return {}
             return {"pixel_values": stack_pixels([pixels[p] for p in mb], loaded.model)}
 
+        # whole prompt groups in every micro-batch (text only): each prompt is encoded once per
+        # group, in sampling and in the log-prob forwards (the same numbers, less compute)
+        share_prompts = (
+            cfg.objective == "pg" and k > 1 and cfg.micro_batch % k == 0 and pixels is None
+        )
         gen_tokens = 0
         if cfg.objective == "pg":
             completions: dict[int, list[int]] = {}
@@ -371,6 +376,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                         seeds=None if cfg.greedy else [sample_seed(cfg.seed, step, p) for p in mb],
                         temperature=cfg.temperature,
                         pixel_values=None if pixels is None else [pixels[p] for p in mb],
+                        group_size=k if share_prompts else 1,
                     )
                     r, c = rw.score(cfg.task, roll.texts, [items[p] for p in mb], spec)
                     for p, ids, ri, ci in zip(mb, roll.completion_ids, r, c, strict=True):
@@ -400,7 +406,15 @@ def train(cfg: TrainConfig) -> TrainResult:
                 fwd_tokens += int(attn.sum())
                 # logits at the completion positions only: the LM head skips the prompt
                 sel = logit_positions(target)
-                logits = wrapped(ids, attn, select=sel, **pix(mb))
+                # K samples of one prompt: the prompt runs once per group (same logits)
+                groups = (
+                    GroupedBatch(
+                        [prompt_ids[p] for p in mb[::k]], [completions[p] for p in mb], k, pad
+                    )
+                    if share_prompts
+                    else None
+                )
+                logits = wrapped(ids, attn, select=sel, groups=groups, **pix(mb))
                 temp = cfg.temperature if cfg.objective == "pg" and not cfg.greedy else 1.0
                 tok_lp, logp, rows = completion_logprobs(logits, ids, target, temp)
                 if cfg.objective == "pg":
@@ -409,7 +423,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                     per_sample = -a * seq_lp
                     if cfg.kl_coef > 0:
                         ref = acc.unwrap_model(wrapped).reference_logits(
-                            ids, attn, select=sel, **pix(mb)
+                            ids, attn, select=sel, groups=groups, **pix(mb)
                         )
                         _, ref_logp, _ = completion_logprobs(ref, ids, target, temp)
                         kl = per_sequence(
