@@ -98,6 +98,38 @@ def test_rl_worker_times_a_trainer_step(llama_dir, home, tmp_path):
     assert r["items_sha256"] and r["weights_sha256"]
 
 
+@pytest.mark.parametrize("logits,shared", [("selected", True), ("full", False)])
+def test_rl_worker_with_groups_shares_prompts_except_in_the_baseline(
+    llama_dir, home, tmp_path, monkeypatch, logits, shared
+):
+    import json
+
+    from t2bench.train import policy as pol
+
+    data = tmp_path / "items.jsonl"
+    with open(data, "w") as fh:
+        for i in range(2):
+            fh.write(json.dumps({"prompt": f"w{i} w{i + 1}\nA. w1\nB. w2", "target": "A"}) + "\n")
+    calls = []
+    real = pol.grouped_logits
+    monkeypatch.setattr(pol, "grouped_logits", lambda *a, **k: calls.append(1) or real(*a, **k))
+    r = rl_worker(
+        "svf",
+        logits=logits,
+        model=str(llama_dir),
+        device="cpu",
+        prompts=2,
+        group=3,
+        new_tokens=3,
+        data=str(data),
+        warmup=0,
+        repeats=1,
+    )
+    assert r["samples_per_step"] == 6 and r["group"] == 3 and r["shared_prompts"] is shared
+    assert bool(calls) is shared  # policy and reference forwards went through the groups
+    assert torch.isfinite(torch.tensor(r["losses"])).all()
+
+
 def test_run_measures_both_modes_in_subprocesses(llama_dir, home, tmp_path):
     """The CLI's jobs: the fp32 full-logits baseline and bf16 SVF, ntp and rl, each a subprocess."""
     import json

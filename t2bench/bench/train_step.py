@@ -307,15 +307,21 @@ def rl_worker(
     warmup: int = 1,
     repeats: int = 3,
     seed: int = 0,
+    group: int = 1,
 ) -> dict:
-    """Time policy-gradient steps as the trainer runs them, on one micro-batch of ``prompts``.
+    """Time policy-gradient steps as the trainer runs them, on one micro-batch of ``prompts``
+    × ``group`` samples.
 
     Sampled generation (seeded per sample, the adapter applied), rewards, whitened
-    advantages, -A·log π + λ·KL forward and backward, grad clipping, AdamW. The adapter is
-    put back after every step, so each repeat samples from the same policy.
+    advantages (``group`` > 1: whitened within each prompt's group), -A·log π + λ·KL forward
+    and backward, grad clipping, AdamW. With ``group`` > 1 and selected logits each prompt is
+    encoded once per group, as the trainer does; the ``full`` logits job (the baseline) runs
+    the joined batch as the trainer did before. The adapter is put back after every step, so
+    each repeat samples from the same policy.
     """
     from t2bench.report.provenance import items_sha256
     from t2bench.train import rewards as rw
+    from t2bench.train.policy import GroupedBatch
     from t2bench.train.rollout import (
         completion_logprobs,
         encode_items,
@@ -328,17 +334,21 @@ def rl_worker(
     )
     from t2bench.train.trainer import advantages
 
-    if repeats < 1 or warmup < 0 or prompts < 1 or new_tokens < 1:
-        raise ValueError("repeats, prompts and new_tokens must be >= 1 and warmup >= 0")
+    if repeats < 1 or warmup < 0 or prompts < 1 or new_tokens < 1 or group < 1:
+        raise ValueError("repeats, prompts, group and new_tokens must be >= 1 and warmup >= 0")
     _check_job(variant, dtype, logits)
     t_start = time.perf_counter()
     dev, lm, weights, cfg, policy, params, optimizer = _build(
         variant, dtype, "pg", model, device, seed, kl_coef=kl_coef, advantage="whiten"
     )
     tok = lm.tokenizer
-    items = rl_items(task, prompts, data)
+    unique = rl_items(task, prompts, data)
+    items = [it for it in unique for _ in range(group)]  # each prompt's group is consecutive
     prompt_ids, _ = encode_items(tok, items)
-    seeds = [sample_seed(seed, 0, i) for i in range(prompts)]
+    samples = len(items)
+    seeds = [sample_seed(seed, 0, i) for i in range(samples)]
+    share = group > 1 and logits == "selected"
+    mode = "group_whiten" if group > 1 else "whiten"
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     spec = rw.RewardSpec(cfg.reward_correct, cfg.reward_wrong)
     start = policy.trainable_state()
@@ -354,21 +364,31 @@ def rl_worker(
         t0 = now()
         with policy.generating() as gen_model:
             roll = generate(
-                gen_model, tok, prompt_ids, max_new_tokens=new_tokens, seeds=seeds, temperature=1.0
+                gen_model,
+                tok,
+                prompt_ids,
+                max_new_tokens=new_tokens,
+                seeds=seeds,
+                temperature=1.0,
+                group_size=group if share else 1,
             )
         t1 = now()
         r, _ = rw.score(task, roll.texts, items, spec)
-        adv = advantages(torch.tensor(r, dtype=torch.float32, device=dev), cfg.advantage)
+        adv = advantages(torch.tensor(r, dtype=torch.float32, device=dev), mode, group)
         ids, attn, target = join_batch(prompt_ids, roll.completion_ids, pad, dev)
         sel = logit_positions(target) if logits == "selected" else None
-        tok_lp, logp, rows = completion_logprobs(policy(ids, attn, select=sel), ids, target)
-        per_sample = -adv * per_sequence(tok_lp, rows, prompts, cfg.logprob_reduction)
+        groups = (
+            GroupedBatch(prompt_ids[::group], roll.completion_ids, group, pad) if share else None
+        )
+        out = policy(ids, attn, select=sel, groups=groups)
+        tok_lp, logp, rows = completion_logprobs(out, ids, target)
+        per_sample = -adv * per_sequence(tok_lp, rows, samples, cfg.logprob_reduction)
         if kl_coef > 0:
-            ref = policy.reference_logits(ids, attn, select=sel)
+            ref = policy.reference_logits(ids, attn, select=sel, groups=groups)
             _, ref_logp, _ = completion_logprobs(ref, ids, target)
-            kl = per_sequence(token_kl(logp, ref_logp, cfg.kl_direction), rows, prompts, "mean")
+            kl = per_sequence(token_kl(logp, ref_logp, cfg.kl_direction), rows, samples, "mean")
             per_sample = per_sample + kl_coef * kl
-        loss = per_sample.sum() / prompts
+        loss = per_sample.sum() / samples
         loss.backward()
         t2 = now()
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -392,15 +412,17 @@ def rl_worker(
         after=lambda: policy.load_trainable_state(start),
     )
     times = [r["seconds"] for r in runs]
-    out = _record(variant, dtype, logits, "rl", prompts, lm, weights, policy, params, optimizer)
+    out = _record(variant, dtype, logits, "rl", samples, lm, weights, policy, params, optimizer)
     return out | {
         "device": str(dev),
         "prompts": prompts,
+        "group": group,
+        "shared_prompts": share,
         "new_tokens": new_tokens,
         "kl_coef": kl_coef,
         "task": task,
         "data": data or f"{task} train split, first {prompts} items",
-        "items_sha256": items_sha256(it.uid for it in items),
+        "items_sha256": items_sha256(it.uid for it in unique),
         "prompt_tokens": [len(p) for p in prompt_ids],
         "warmup": warmup,
         "repeats": repeats,
@@ -505,7 +527,7 @@ def _worker_args(a: argparse.Namespace, mode: str) -> list[str]:
         args += ["--batch", str(a.batch), "--seq", str(a.seq)]
     else:
         args += ["--rl-prompts", str(a.rl_prompts), "--rl-new-tokens", str(a.rl_new_tokens)]
-        args += ["--rl-kl", str(a.rl_kl), "--rl-task", a.rl_task]
+        args += ["--rl-kl", str(a.rl_kl), "--rl-task", a.rl_task, "--rl-group", str(a.rl_group)]
         if a.rl_data:
             args += ["--rl-data", a.rl_data]
     if a.model is not None:
@@ -628,8 +650,12 @@ def run(a: argparse.Namespace) -> dict:
         summary = summarize(rl)
         over = summary.get("samples_per_s_over_baseline", {})
         record["rl"] = {
-            "step": f"{a.rl_prompts} prompts x up to {a.rl_new_tokens} sampled tokens, "
-            f"whitened advantages, KL coef {a.rl_kl}, grad clip 1e-3, one micro-batch",
+            "step": f"{a.rl_prompts} prompts x {a.rl_group} samples x up to "
+            f"{a.rl_new_tokens} sampled tokens, "
+            + ("group-whitened" if a.rl_group > 1 else "whitened")
+            + f" advantages, KL coef {a.rl_kl}, grad clip 1e-3, one micro-batch; selected-"
+            "logits jobs encode each prompt once per group, the full-logits baseline runs the "
+            "joined batch",
             "task": a.rl_task,
             "items_sha256": rl[0]["items_sha256"],
             "prompt_tokens": rl[0]["prompt_tokens"],
@@ -673,6 +699,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rl-new-tokens", type=int, default=16)
     p.add_argument("--rl-kl", type=float, default=0.1, help="KL coef; 0 skips the reference")
     p.add_argument("--rl-task", default="reasoning")
+    p.add_argument("--rl-group", type=int, default=1, help="samples per prompt (K)")
     p.add_argument("--rl-data", default=None, help="JSONL items instead of the packaged split")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
@@ -713,6 +740,7 @@ def main(argv: list[str] | None = None) -> None:
                 kl_coef=a.rl_kl,
                 task=a.rl_task,
                 data=a.rl_data,
+                group=a.rl_group,
                 **common,
             )
         else:
