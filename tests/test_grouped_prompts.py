@@ -125,3 +125,33 @@ def test_generation_with_shared_prompts_gives_the_same_completions(seeded):
     assert all(shared.completion_ids)
     with pytest.raises(ValueError, match="runs of 2 identical prompts"):
         generate(model, tok, rows, group_size=2, **kw)
+
+
+def test_sampling_and_the_next_forward_share_one_composition(monkeypatch):
+    policy = _svf(tiny_llama)
+    g = _groups()
+    fresh = _logprobs(policy, g, grouped=True)[0].sum()
+    fresh.backward()
+    want = [v.grad.clone() for v in policy.vectors.values()]
+    policy.zero_grad()
+    calls = []
+    real = SVFPolicy._compose_all
+    monkeypatch.setattr(SVFPolicy, "_compose_all", lambda self: calls.append(1) or real(self))
+    with policy.generating() as model:
+        patched = {k: w.detach().clone() for k, w in policy.patcher._weights.items()}
+        assert model is policy.model
+    _logprobs(policy, g, grouped=True)[0].sum().backward()
+    assert len(calls) == 1  # composed for sampling, reused by the forward
+    for a, b in zip(want, [v.grad for v in policy.vectors.values()], strict=True):
+        torch.testing.assert_close(b, a)
+    # the sampled weights are the forward's, and the model is restored afterwards
+    composed = real(policy)
+    assert all(torch.equal(patched[k], composed[k]) for k in patched) and policy.patcher.is_base()
+    _logprobs(policy, g, grouped=True)  # nothing cached any more: composes anew
+    assert len(calls) == 2
+    with policy.generating():
+        pass
+    with torch.no_grad():
+        policy.vectors[next(iter(policy.vectors))].add_(0.1)  # z moved: the cache is stale
+    _logprobs(policy, g, grouped=True)
+    assert len(calls) == 4

@@ -130,6 +130,21 @@ class SVFPatcher:
         self.active = name
 
     @torch.no_grad()
+    def apply_weights(self, weights: Mapping[str, torch.Tensor], name: str = "custom") -> None:
+        """Write adapted weights W' composed elsewhere (keys as in the decomposition; missing
+        keys stay base), e.g. by a trainer that composed them once for several uses."""
+        self._snapshot()
+        for key, weight in self._weights.items():
+            w = weights.get(key)
+            if w is None:
+                weight.copy_(self._base[key])
+                continue
+            weight.copy_(w)
+            self.compositions += 1
+        self.applies += 1
+        self.active = name
+
+    @torch.no_grad()
     def restore(self) -> None:
         """Put the base weights back, bit-exactly."""
         for key, weight in self._weights.items():

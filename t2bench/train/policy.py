@@ -277,13 +277,7 @@ class SVFPolicy(_Adapter):
         groups: GroupedBatch | None = None,
         **extra,
     ) -> torch.Tensor:
-        svd = self.decomposition.svd
-        # composed in the source's dtype (fp32 under bf16 compute), then cast to the live
-        # weight's dtype for the matmul; the cast is differentiable, so grads reach fp32 z
-        weights = {
-            self._weight_names[k]: compose(self._source[k], svd[k], z).to(self._base[k].dtype)
-            for k, z in self.z().items()
-        }
+        weights = {self._weight_names[k]: w for k, w in self._composed().items()}
 
         def call(**kwargs):
             return functional_call(self.model, weights, args=(), kwargs=kwargs, strict=False)
@@ -301,10 +295,35 @@ class SVFPolicy(_Adapter):
     ) -> torch.Tensor:
         return _run(self.model, self.model, input_ids, attention_mask, select, groups, extra)
 
+    def _versions(self) -> tuple[int, ...]:
+        return tuple(v._version for v in self.vectors.values())
+
+    def _compose_all(self) -> dict[str, torch.Tensor]:
+        """W' per decomposition key, differentiable in z: composed in the source's dtype (fp32
+        under bf16 compute), then cast to the live weight's dtype for the matmul; the cast is
+        differentiable, so grads reach fp32 z."""
+        svd = self.decomposition.svd
+        return {
+            k: compose(self._source[k], svd[k], z).to(self._base[k].dtype)
+            for k, z in self.z().items()
+        }
+
+    def _composed(self) -> dict[str, torch.Tensor]:
+        """The weights for a differentiable forward: those composed for sampling at the same z
+        (one composition per RL step instead of two; used once, then dropped), else new ones."""
+        cached = self.__dict__.pop("_for_forward", None)
+        if cached is not None and cached[0] == self._versions() and torch.is_grad_enabled():
+            return cached[1]
+        return self._compose_all()
+
     @contextmanager
     def generating(self) -> Iterator[nn.Module]:
-        with torch.no_grad():
-            self.patcher.apply_z({k: v.detach() for k, v in self.z().items()}, name="policy")
+        # composed with autograd on (z moves only in optimizer.step, which bumps its version),
+        # so the next forward at the same z reuses these weights and their graph
+        with torch.enable_grad():
+            weights = self._compose_all()
+        self.__dict__["_for_forward"] = (self._versions(), weights)
+        self.patcher.apply_weights({k: w.detach() for k, w in weights.items()}, name="policy")
         try:
             yield self.model
         finally:
