@@ -466,6 +466,32 @@ def test_run_reads_results_bench_under_the_working_directory(tmp_path, monkeypat
     ]
 
 
+def test_a_train_step_record_with_mode_sections_reads_its_fp32_rl_jobs():
+    """Records written since the bench has --mode/--dtypes: a section per mode, jobs per dtype."""
+    job = {"median_step_seconds": 4.0, "trainable_parameters": 10, "optimizer_state_bytes": 80}
+    rec = {
+        "device": "cpu",
+        "rl": {
+            "step": "8 prompts x 4 samples x up to 12 sampled tokens, group-whitened",
+            "variants": {
+                "svf/float32/full-logits": job | {"median_step_seconds": 9.0},
+                "svf/float32": job | {"median_step_seconds": 6.0},
+                "lora/float32": job | {"median_step_seconds": 5.0},
+                "ia3/float32": job,
+                "svf/bfloat16": job | {"median_step_seconds": 60.0},
+            },
+        },
+    }
+    view = perf._step_view(rec)
+    assert set(view["variants"]) == {"svf", "lora", "ia3"} and view["dtype"] == "float32"
+    assert view["svf_over_lora_step_time"] == pytest.approx(1.2)
+    rows, skipped = perf.extract("train-step", rec)
+    ratio = next(r for r in rows if r["key"] == "train-step.svf_over_lora")
+    assert ratio["ratio"] == pytest.approx(1.2) and "RL step: 8 prompts" in ratio["measure"]
+    assert {r["key"] for r in rows} >= {"train-step.ia3_over_lora", "train-step.params_over_lora"}
+    assert set(skipped) == {"peak memory", "step memory overhead"}  # the fake jobs have none
+
+
 # ---------------------------------------------------------------------- the committed records
 
 
@@ -480,7 +506,7 @@ def test_real_records_are_read_in_full(monkeypatch):
         assert u["rows"] > 0
     newest_step = max(REAL.glob("train-step-*.json"), key=lambda p: p.name, default=None)
     if newest_step is not None:
-        rec = json.loads(newest_step.read_text())
+        rec = perf._step_view(json.loads(newest_step.read_text()))
         r = rows["train-step.svf_over_lora"]
         assert r["ratio"] == pytest.approx(rec["svf_over_lora_step_time"])
         assert r["record"] == f"results/bench/{newest_step.name}"

@@ -306,12 +306,41 @@ def _backend(rec: dict) -> Iterator[tuple[str, Thunk]]:
     yield "alternating vs fixed", alternating_vs_fixed
 
 
+def _step_view(rec: dict) -> dict:
+    """A train-step record in the one-section layout the rows read: records written since the
+    bench grew ``--mode`` and ``--dtypes`` keep a section per mode (``rl`` is the trainer's
+    step and is preferred) with variants per ``<adapter>/<dtype>``; the view takes the
+    fp32 jobs of that section (the first dtype where there is no fp32)."""
+    if "variants" in rec:
+        return rec
+    mode = "rl" if "rl" in rec else "ntp"
+    sec = rec[mode]
+    dtypes = [k.split("/")[1] for k in sec["variants"] if k.count("/") == 1]
+    dtype = "float32" if "float32" in dtypes else dtypes[0]
+    variants = {k.split("/")[0]: v for k, v in sec["variants"].items() if k.endswith(f"/{dtype}")}
+    lora = variants["lora"]["median_step_seconds"]
+    shape = sec.get("batch_shape")
+    return rec | {
+        "variants": variants,
+        "svf_over_lora_step_time": variants["svf"]["median_step_seconds"] / lora,
+        "step_time_over_lora": {k: v["median_step_seconds"] / lora for k, v in variants.items()},
+        "batch_shape": shape,
+        "step_label": sec.get("step") if mode == "rl" else None,
+        "dtype": dtype,
+    }
+
+
 def _train_step(rec: dict) -> Iterator[tuple[str, Thunk]]:
+    rec = _step_view(rec)
+
     def setting() -> str:
         shape = rec.get("batch_shape")
         where = f"batch {shape[0]} × {shape[1]} tokens" if shape else ""
+        if rec.get("step_label"):
+            where = f"RL step: {rec['step_label'].split(',')[0]}"
         dev = rec.get("device")
-        return ", ".join(x for x in (where, dev) if x)
+        dtype = rec.get("dtype")
+        return ", ".join(x for x in (where, dev, dtype) if x)
 
     def lora_name() -> str:
         return "LoRA " + str((rec.get("adapters") or {}).get("lora", "")).strip()
