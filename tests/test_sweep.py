@@ -53,6 +53,17 @@ def test_read_point_takes_the_best_evaluation_and_its_interval(tmp_path):
     assert row["first_reward"] == -0.5 and row["last_rewards_mean"] == pytest.approx(-0.2)
 
 
+def test_the_base_record_is_reported_but_never_the_best(tmp_path):
+    folder = fake_run(tmp_path / "p", 0.01, 0.0, [(2, 0.3)])
+    lines = (folder / "log.jsonl").read_text()
+    (folder / "log.jsonl").write_text(
+        json.dumps({"step": 0, "valid_accuracy": 0.9, "valid_n": 20, "base": True}) + "\n" + lines
+    )
+    row = read_point(folder)
+    assert row["base_valid_accuracy"] == 0.9
+    assert (row["best_valid_accuracy"], row["best_step"]) == (0.3, 2)
+
+
 def test_a_point_without_validation_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="no validation evaluation"):
         read_point(fake_run(tmp_path / "p", 0.01, 0.1, []))

@@ -383,3 +383,27 @@ def test_greedy_rollouts_ignore_seeds_and_sampling_uses_them():
     # a sample's tokens do not depend on the other rows of its batch
     alone = generate(model, tok, prompts[:1], max_new_tokens=6, seeds=[1]).completion_ids
     assert alone[0] == a[0]
+
+
+def test_eval_at_start_logs_the_base_once_and_is_never_selected(llama_dir, data, tmp_path):
+    from t2bench.train import trainer as tr
+
+    out = tmp_path / "start"
+    cfg = _cfg(llama_dir, data, out, steps=2, eval_at_start=True)
+    assert cfg.fingerprint() == _cfg(llama_dir, data, out, steps=2).fingerprint()
+    # a run killed after its step-0 evaluation, before step 1, starts again: one step-0 record
+    out.mkdir()
+    (out / "log.jsonl").write_text(
+        json.dumps({"step": 0, "valid_accuracy": 0.5, "valid_n": 4}) + "\n"
+    )
+    result = train(cfg)
+    log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [0, 1, 2]
+    assert result.summary["best_step"] == 2  # selection is among trained steps only
+    assert result.summary["no_signal"]["of"] == 2  # the base record is no training step
+    fresh = tmp_path / "fresh"
+    train(_cfg(llama_dir, data, fresh, steps=1, eval_every=1, eval_at_start=True))
+    first = json.loads((fresh / "log.jsonl").read_text().splitlines()[0])
+    assert first["step"] == 0 and first["base"] is True and first["valid_n"] == 4
+    assert tr._has_start_record(fresh / "log.jsonl")
+    assert not tr._has_start_record(tmp_path / "none.jsonl")

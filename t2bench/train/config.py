@@ -28,7 +28,7 @@ LOGGERS = ("none", "tensorboard", "wandb")
 COMPUTE_DTYPES = ("float32", "bfloat16", "auto")
 
 #: Fields that may change between a run and its resumption without changing its result.
-RESUMABLE_FIELDS = ("output_dir", "log_with", "progress")
+RESUMABLE_FIELDS = ("output_dir", "log_with", "progress", "eval_at_start")
 #: Fields added after runs were recorded: :meth:`TrainConfig.fingerprint` leaves them out while
 #: they hold their default, so a config that does not set them keeps the fingerprint it had
 #: before they existed (committed runs, resumable checkpoints).
@@ -83,6 +83,9 @@ class TrainConfig:
     eval_size: int = 64
     eval_batch: int = 16
     patience: int = 0  # evaluations without improvement before stopping; 0 = never stop early
+    # also score the base model on the validation items before step 1 (logged as step 0, the
+    # start of the learning curve; never selected); changes nothing the run learns
+    eval_at_start: bool = False
     checkpoint_every: int = 1
     keep_checkpoints: int = 2
     seed: int = 0

@@ -177,6 +177,7 @@ def recipe(name: str, profile: str = "cpu") -> dict:
         "eval_every": max(1, budget["steps"] // 2),
         "eval_batch": 24 if task != "code" else 12,
         "seed": 0,
+        **({"eval_at_start": True} if profile == "cpu" else {}),
         **({"compute_dtype": dtype} if dtype else {}),
         **rl,
         **budget,

@@ -99,6 +99,7 @@ def run_point(cfg: SweepConfig, lr: float, kl: float) -> Path:
         str(cfg.eval_size),
         "--name",
         f"{cfg.recipe}-{point_name(lr, kl)}",
+        "--eval-at-start",
         "--output-dir",
         str(out),
     ]
@@ -118,7 +119,12 @@ def read_point(folder: Path) -> dict:
 
     s = json.loads((folder / SUMMARY).read_text())
     log = [json.loads(x) for x in (folder / LOG).read_text().splitlines() if x.strip()]
-    evals = [(r["step"], r["valid_accuracy"], r["valid_n"]) for r in log if "valid_accuracy" in r]
+    evals = [
+        (r["step"], r["valid_accuracy"], r["valid_n"])
+        for r in log
+        if "valid_accuracy" in r and r["step"] > 0  # step 0 is the base model (eval_at_start)
+    ]
+    start = next((r["valid_accuracy"] for r in log if r.get("step") == 0), None)
     if not evals:
         raise ConfigError(f"{folder} has no validation evaluation: set eval_every <= steps")
     best_step, best, n = max(evals, key=lambda e: (e[1], -e[0]))
@@ -130,6 +136,7 @@ def read_point(folder: Path) -> dict:
         "kl_coef": s["config"]["kl_coef"],
         "steps": s["steps_done"],
         "valid_n": n,
+        "base_valid_accuracy": start,
         "best_valid_accuracy": best,
         "best_ci": [lo, hi],
         "best_step": best_step,
@@ -214,9 +221,9 @@ def markdown(record: dict) -> str:
         f"{n} validation items (greedy accuracy, 95% Wilson interval). No test item is used.",
         f"Selection: {record['criterion']}.",
         "",
-        "| point | lr | KL λ | best valid acc [95% CI] | at step | mean valid acc | "
-        "train reward first → last 5 | zero-advantage share | wall s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| point | lr | KL λ | base valid acc | best valid acc [95% CI] | at step | "
+        "mean valid acc | train reward first → last 5 | zero-advantage share | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in record["rows"]:
         mark = " **selected**" if r["point"] == record["selected"]["point"] else ""
@@ -227,8 +234,10 @@ def markdown(record: dict) -> str:
             else f"{r['first_reward']:+.2f} → {r['last_rewards_mean']:+.2f}"
         )
         zero = "-" if r["zero_advantage_share"] is None else f"{r['zero_advantage_share']:.2f}"
+        start = r.get("base_valid_accuracy")
         lines.append(
             f"| {r['point']}{mark} | {r['lr']:g} | {r['kl_coef']:g} | "
+            f"{'-' if start is None else f'{start:.3f}'} | "
             f"{r['best_valid_accuracy']:.3f} [{lo:.3f}, {hi:.3f}] | {r['best_step']} | "
             f"{r['mean_valid_accuracy']:.3f} | {rew} | {zero} | {r['wall_seconds']} |"
         )
@@ -242,7 +251,9 @@ def markdown(record: dict) -> str:
             else f"Every other point lies below the selected point's interval at n = {n}."
         ),
         "",
-        "Learning curves: `curves/<point>.png` (train reward per step, validation accuracy).",
+        "Base valid acc: the base model on the same validation items (step 0 of the point's "
+        "log, where the point logged it). Learning curves: `curves/<point>.png` (train reward "
+        "per step, validation accuracy).",
         "",
     ]
     return "\n".join(lines)

@@ -192,6 +192,19 @@ class _Log:
                 os.fsync(fh.fileno())
 
 
+def _has_start_record(log_path: Path) -> bool:
+    """Whether the log already holds the base model's step-0 validation (``eval_at_start``)."""
+    if not log_path.exists():
+        return False
+    for line in log_path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step") == 0:
+                return True
+        except json.JSONDecodeError:
+            continue
+    return False
+
+
 def _no_signal(log_path: Path, selected_step: int, cfg: TrainConfig) -> dict | None:
     """How many steps up to ``selected_step`` had no learning signal, from the run's log (which
     holds every step, also across resumptions); ``flag`` when all of them had none. None for
@@ -199,7 +212,7 @@ def _no_signal(log_path: Path, selected_step: int, cfg: TrainConfig) -> dict | N
     if cfg.objective != "pg":
         return None
     records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-    upto = [r for r in records if r.get("step", 0) <= selected_step]
+    upto = [r for r in records if 0 < r.get("step", 0) <= selected_step]  # step 0: the base
     known = [r for r in upto if "no_signal" in r]  # logs of older code lack the field
     without = sum(bool(r["no_signal"]) for r in known)
     return {
@@ -330,6 +343,27 @@ def train(cfg: TrainConfig) -> TrainResult:
     log = _Log(out / LOG, state.step, main)
 
     eval_items = valid_items[: cfg.eval_size]
+
+    def validate() -> tuple[float, int]:
+        """Greedy accuracy on the validation items, each process scoring its shard."""
+        flags = evaluate(
+            acc.unwrap_model(wrapped),
+            tok,
+            eval_items[rank::world],
+            cfg.task,
+            max_new_tokens=new_tokens,
+            batch=cfg.eval_batch,
+            processor=processor,
+        )
+        tally = acc.reduce(
+            torch.tensor([sum(flags), len(flags)], device=acc.device, dtype=torch.float64), "sum"
+        )
+        return float(tally[0] / tally[1]), int(tally[1])
+
+    if cfg.eval_at_start and state.step == 0 and eval_items and not _has_start_record(out / LOG):
+        # the base model on the same items: where the curve starts (never a selection candidate)
+        score, n_valid = validate()
+        log.write({"step": 0, "valid_accuracy": score, "valid_n": n_valid, "base": True})
     bar = tqdm(
         total=cfg.steps, initial=state.step, desc=cfg.run_name, disable=not (main and cfg.progress)
     )
@@ -480,23 +514,9 @@ def train(cfg: TrainConfig) -> TrainResult:
             and (state.step % cfg.eval_every == 0 or state.step == cfg.steps)
             and eval_items
         ):
-            shard = eval_items[rank::world]
-            flags = evaluate(
-                acc.unwrap_model(wrapped),
-                tok,
-                shard,
-                cfg.task,
-                max_new_tokens=new_tokens,
-                batch=cfg.eval_batch,
-                processor=processor,
-            )
-            tally = acc.reduce(
-                torch.tensor([sum(flags), len(flags)], device=acc.device, dtype=torch.float64),
-                "sum",
-            )
-            score = float(tally[0] / tally[1])
+            score, n_valid = validate()
             rec["valid_accuracy"] = score
-            rec["valid_n"] = int(tally[1])
+            rec["valid_n"] = n_valid
             if state.best_score is None or score > state.best_score:
                 state.best_score, state.best_step, state.evals_since_best = score, state.step, 0
                 best = acc.unwrap_model(wrapped).trainable_state()
