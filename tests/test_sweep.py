@@ -132,11 +132,31 @@ def test_the_long_run_records_and_keeps_its_selected_hyperparameters(tmp_path):
         recipes._hyperparameters_file(tmp_path / "run", record, cfg)
 
 
-def test_learning_curves_are_drawn_from_the_log(tmp_path):
+def test_learning_curves_are_drawn_from_the_log(tmp_path, monkeypatch):
     from t2bench.report.curves import curve_png, running_mean, sweep_curves
 
     assert running_mean([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
     run = fake_run(tmp_path / "sw" / "lr0.01-kl0", 1e-2, 0.0, [(1, 0.2), (3, 0.4)])
+    log = (run / "log.jsonl").read_text()  # with the base model's step-0 record first
+    (run / "log.jsonl").write_text(
+        json.dumps({"step": 0, "valid_accuracy": 0.1, "valid_n": 20}) + "\n" + log
+    )
+    drawn = {}
+    from t2bench.report import curves
+
+    real_figure = curves.figure
+
+    def spy_figure(*a):
+        fig = real_figure(*a)
+        drawn["fig"] = fig
+        return fig
+
+    monkeypatch.setattr(curves, "figure", spy_figure)
     png = curve_png(run, tmp_path / "c.png")
+    left, right = drawn["fig"].axes
+    lines = {ln.get_label(): ln for ln in left.get_lines()}
+    assert set(lines) == {"reward (step)", "reward (5-step mean)", "zero-advantage share"}
+    assert list(lines["reward (5-step mean)"].get_xdata()) == [1, 2, 3]  # no step 0, no NaN
+    assert list(right.get_lines()[0].get_xdata()) == [0, 1, 3]  # the base starts the curve
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in sweep_curves(tmp_path / "sw")] == ["lr0.01-kl0.png"]

@@ -33,19 +33,20 @@ def curve_png(run: Path, out: Path, title: str | None = None, window: int = 5) -
     log = read_log(run)
     fig = figure(9.0, 3.4)
     left, right = fig.subplots(1, 2)
-    steps = [r["step"] for r in log]
-    if any("reward" in r for r in log):
-        reward = [r.get("reward", float("nan")) for r in log]
+    trained = [r for r in log if r["step"] > 0]  # step 0: the base model's validation only
+    steps = [r["step"] for r in trained]
+    if any("reward" in r for r in trained):
+        reward = [r.get("reward", float("nan")) for r in trained]
         left.plot(steps, reward, color="0.7", lw=0.8, label="reward (step)")
         left.plot(
             steps, running_mean(reward, window), color="C0", label=f"reward ({window}-step mean)"
         )
-        zero = [r.get("zero_advantage_share") for r in log]
+        zero = [r.get("zero_advantage_share") for r in trained]
         if all(z is not None for z in zero):
             left.plot(steps, zero, color="C3", lw=0.8, ls="--", label="zero-advantage share")
         left.set_ylabel("train reward")
     else:
-        left.plot(steps, [r["loss"] for r in log], color="C0", label="NTP loss")
+        left.plot(steps, [r["loss"] for r in trained], color="C0", label="NTP loss")
         left.set_ylabel("train loss")
     left.set_xlabel("optimizer step")
     left.legend(fontsize=7)
