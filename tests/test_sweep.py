@@ -114,6 +114,10 @@ def test_run_sweep_keeps_finished_points_and_writes_the_record(tmp_path, monkeyp
     assert json.loads((cfg.folder / "sweep.json").read_text())["rows"][0]["valid_n"] == 20
     assert sweep.selected(cfg.recipe, str(tmp_path))["lr"] == 1e-2
     assert sweep.selected("math-svf-pg", str(tmp_path)) is None
+    # rerun with every point finished: nothing trains and the record is not rewritten
+    written = (cfg.folder / "sweep.json").read_text()
+    assert sweep.run_sweep(cfg) == json.loads(written) and len(started) == 3
+    assert (cfg.folder / "sweep.json").read_text() == written
 
 
 def test_the_long_run_records_and_keeps_its_selected_hyperparameters(tmp_path):

@@ -173,6 +173,13 @@ def run_sweep(cfg: SweepConfig) -> dict:
     t0 = time.perf_counter()
     folders = [run_point(cfg, lr, kl) for lr, kl in cfg.points()]
     rows = [read_point(f) for f in folders]
+    path = cfg.folder / SWEEP_JSON
+    if path.exists():
+        earlier = json.loads(path.read_text())
+        same_grid = earlier.get("sweep") == json.loads(json.dumps(asdict(cfg)))
+        if earlier.get("rows") == rows and same_grid:
+            return earlier  # the same finished points: the record stands as written
+        print(f"[sweep {cfg.recipe}] {path} is replaced: its points changed", flush=True)
     best = select(rows)
     lo = best["best_ci"][0]
     inseparable = [r["point"] for r in rows if r is not best and r["best_valid_accuracy"] >= lo]
@@ -190,7 +197,7 @@ def run_sweep(cfg: SweepConfig) -> dict:
         ),
     }
     cfg.folder.mkdir(parents=True, exist_ok=True)
-    _write(cfg.folder / SWEEP_JSON, json.dumps(record, indent=2) + "\n")
+    _write(path, json.dumps(record, indent=2) + "\n")
     _write(cfg.folder / "sweep.md", markdown(record))
     return record
 
