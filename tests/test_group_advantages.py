@@ -341,3 +341,33 @@ def test_group_advantages_are_the_same_with_two_processes(llama_dir, data, tmp_p
     b = load_file(str(tmp_path / "p2" / f"{cfg2.run_name}.safetensors"))
     assert max(float((a[k] - 1).abs().max()) for k in a) > 1e-4  # the steps moved z
     assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-5
+
+
+def test_a_run_without_signal_stops_early_and_is_evaluated(llama_dir, data, tmp_path, monkeypatch):
+    """Every sample of a group gets the same reward (a collapsed policy): after
+    stop_without_signal such steps the run stops, is validated once more and says why."""
+
+    def constant(task, completions, items, spec=None, max_workers=4):
+        return [-1.0] * len(completions), [False] * len(completions)
+
+    monkeypatch.setattr(rewards, "score", constant)
+    assert TrainConfig(stop_without_signal=3).fingerprint() != DEFAULT_FINGERPRINT
+    with pytest.raises(ConfigError, match="stop_without_signal must be >= 0"):
+        TrainConfig(stop_without_signal=-1)
+    out = tmp_path / "quiet"
+    cfg = _cfg(
+        llama_dir,
+        data,
+        out,
+        group_size=2,
+        advantage="group",
+        steps=6,
+        eval_every=5,
+        stop_without_signal=2,
+    )
+    result = train(cfg)
+    log = _log(out)
+    assert [r["step"] for r in log] == [1, 2] and all(r["no_signal"] for r in log)
+    assert "valid_accuracy" in log[-1]  # evaluated at the stop, though 2 is no eval step
+    assert result.summary["steps_done"] == 2
+    assert "no learning signal in 2 consecutive steps" in result.summary["stopped"]

@@ -164,3 +164,33 @@ def test_learning_curves_are_drawn_from_the_log(tmp_path, monkeypatch):
     assert list(right.get_lines()[0].get_xdata()) == [0, 1, 3]  # the base starts the curve
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in sweep_curves(tmp_path / "sw")] == ["lr0.01-kl0.png"]
+
+
+def test_stage_two_reruns_the_best_points_longer_and_selects_among_them(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="stage 2 needs both"):
+        config(tmp_path, stage2_steps=6)
+    with pytest.raises(ConfigError, match="stage 2 needs both"):
+        config(tmp_path, stage2_steps=3, stage2_top=1)  # not longer than stage 1
+    cfg = config(tmp_path, stage2_steps=6, stage2_top=2)
+    short = {(1e-3, 0.0): 0.1, (1e-3, 0.1): 0.15, (1e-2, 0.0): 0.55, (1e-2, 0.1): 0.5}
+    # the best short run collapses when run longer; the runner-up keeps learning
+    long = {(1e-2, 0.0): [(3, 0.3), (6, 0.05)], (1e-2, 0.1): [(3, 0.5), (6, 0.6)]}
+    started = []
+
+    def fake_launch(cmd):
+        from pathlib import Path
+
+        out = Path(cmd[cmd.index("--output-dir") + 1])
+        lr, kl = float(cmd[cmd.index("--lr") + 1]), float(cmd[cmd.index("--kl-coef") + 1])
+        steps = int(cmd[cmd.index("--steps") + 1])
+        started.append((out.name, steps))
+        curve = long[(lr, kl)] if steps == 6 else [(3, short[(lr, kl)])]
+        fake_run(out, lr, kl, curve, rewards=tuple([-0.5] * steps))
+
+    monkeypatch.setattr(sweep, "launch", fake_launch)
+    record = sweep.run_sweep(cfg)
+    assert [s for s in started if s[1] == 6] == [("lr0.01-kl0-s2", 6), ("lr0.01-kl0.1-s2", 6)]
+    assert record["selected"] == {"point": "lr0.01-kl0.1-s2", "lr": 1e-2, "kl_coef": 0.1}
+    assert [r["point"] for r in record["stage2_rows"]] == ["lr0.01-kl0-s2", "lr0.01-kl0.1-s2"]
+    md = (cfg.folder / "sweep.md").read_text()
+    assert "## Stage 2: the 2 best points, 6 steps" in md and "-s2 **selected**" in md

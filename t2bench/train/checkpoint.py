@@ -36,6 +36,7 @@ class RunState:
     evals_since_best: int = 0
     stopped: str | None = None
     wall_seconds: float = 0.0  # summed over all sessions of the run (resumes included)
+    steps_without_signal: int = 0  # consecutive steps up to now whose advantages were all 0
     scheduler: dict = field(default_factory=dict)
 
 

@@ -32,7 +32,7 @@ RESUMABLE_FIELDS = ("output_dir", "log_with", "progress", "eval_at_start")
 #: Fields added after runs were recorded: :meth:`TrainConfig.fingerprint` leaves them out while
 #: they hold their default, so a config that does not set them keeps the fingerprint it had
 #: before they existed (committed runs, resumable checkpoints).
-FINGERPRINT_OPTIONAL = ("group_size", "difficulty", "compute_dtype")
+FINGERPRINT_OPTIONAL = ("group_size", "difficulty", "compute_dtype", "stop_without_signal")
 
 
 @dataclass
@@ -83,6 +83,10 @@ class TrainConfig:
     eval_size: int = 64
     eval_batch: int = 16
     patience: int = 0  # evaluations without improvement before stopping; 0 = never stop early
+    # policy gradient: stop after this many consecutive steps without learning signal (every
+    # group's samples got the same reward: the policy has collapsed to one answer per prompt
+    # and, without KL, can no longer move); 0 = never
+    stop_without_signal: int = 0
     # also score the base model on the validation items before step 1 (logged as step 0, the
     # start of the learning curve; never selected); changes nothing the run learns
     eval_at_start: bool = False
@@ -115,6 +119,8 @@ class TrainConfig:
         for name in (*names, "group_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.stop_without_signal < 0:
+            raise ConfigError(f"stop_without_signal must be >= 0, got {self.stop_without_signal}")
         self._validate_groups()
         if self.global_batch % self.micro_batch:
             raise ConfigError(

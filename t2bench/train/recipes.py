@@ -63,7 +63,7 @@ _GPU = {
 #: 50x the smoke budget's samples or more, bf16 where it pays, K = 4 samples per prompt for RL. One
 #: micro-batch per step where memory allows: SVF composes its weights once per micro-batch,
 #: and generation is faster in one batch of 32 than in two of 16 on CPU.
-_CPU_RL = dict(group_size=4, advantage="group_whiten", compute_dtype="auto")
+_CPU_RL = dict(group_size=4, advantage="group_whiten", compute_dtype="auto", stop_without_signal=10)
 _CPU = {
     "reasoning": dict(
         steps=200,
@@ -71,7 +71,7 @@ _CPU = {
         micro_batch=32,
         max_new_tokens=12,
         eval_size=285,
-        eval_every=40,
+        eval_every=20,
     ),
     "math": dict(
         steps=80,
@@ -96,7 +96,7 @@ _CPU = {
         micro_batch=32,
         max_new_tokens=8,
         eval_size=299,
-        eval_every=40,
+        eval_every=20,
     ),
 }
 PROFILES = {"cpu": _CPU, "smoke": _SMOKE, "gpu": _GPU}
@@ -115,11 +115,14 @@ SWEEPS = {
     "ia3-ntp": dict(lrs=(2e-3, 1e-2, 5e-2), kl_coefs=(0.0,)),
     "svf-ntp": dict(lrs=(2e-3, 1e-2, 5e-2), kl_coefs=(0.0,)),
 }
-SWEEP_RUNS = {  # a few hundred samples per point: fp32 RL costs ~2-3 s a sample on 2 cores
-    "reasoning": dict(steps=8, eval_every=4, eval_size=64),
-    "math": dict(steps=8, eval_every=4, eval_size=64),
-    "code": dict(steps=6, eval_every=3, eval_size=32),
-    "classifier": dict(steps=8, eval_every=4, eval_size=64),
+#: Stage 1: every grid point for a few hundred samples (fp32 RL costs ~1-2 s a sample on 2
+#: cores); stage 2: the best 3 again for 24 steps, where a policy that collapses after the short
+#: horizon shows (reasoning at lr 1e-2 without KL answered "(A)" to every prompt from step 9).
+SWEEP_RUNS = {
+    "reasoning": dict(steps=8, eval_every=4, eval_size=64, stage2_steps=24, stage2_top=3),
+    "math": dict(steps=8, eval_every=4, eval_size=64, stage2_steps=24, stage2_top=3),
+    "code": dict(steps=6, eval_every=3, eval_size=32, stage2_steps=18, stage2_top=2),
+    "classifier": dict(steps=8, eval_every=4, eval_size=64, stage2_steps=24, stage2_top=3),
 }
 
 
@@ -198,9 +201,7 @@ def sweep_config(name: str, profile: str = "cpu", out_root: str = "results/sweep
         recipe=name,
         profile=profile,
         out_root=out_root,
-        eval_size=run["eval_size"],
-        steps=run["steps"],
-        eval_every=run["eval_every"],
+        **run,
         **SWEEPS[suffix],
     )
 

@@ -45,6 +45,11 @@ class SweepConfig:
     eval_size: int  # validation items of each evaluation
     profile: str = "cpu"
     out_root: str = "results/sweeps"
+    # stage 2: the best ``stage2_top`` points of the short runs run again for ``stage2_steps``
+    # (a failure such as a policy that collapses after the short horizon shows there), and
+    # the selection is made among those longer runs; 0 = one stage
+    stage2_steps: int = 0
+    stage2_top: int = 0
 
     def __post_init__(self) -> None:
         if not self.lrs or not self.kl_coefs:
@@ -53,6 +58,13 @@ class SweepConfig:
             raise ConfigError(
                 f"learning rates must be > 0 and KL coefficients >= 0, got lrs={self.lrs} "
                 f"kl_coefs={self.kl_coefs}"
+            )
+        if (self.stage2_steps > 0) != (self.stage2_top > 0) or (
+            self.stage2_steps and self.stage2_steps <= self.steps
+        ):
+            raise ConfigError(
+                f"stage 2 needs both stage2_steps (> steps = {self.steps}) and stage2_top, got "
+                f"{self.stage2_steps} and {self.stage2_top}"
             )
         if min(self.steps, self.eval_every, self.eval_size) < 1:
             raise ConfigError(
@@ -73,9 +85,11 @@ def point_name(lr: float, kl: float) -> str:
     return f"lr{lr:g}-kl{kl:g}"
 
 
-def run_point(cfg: SweepConfig, lr: float, kl: float) -> Path:
-    """Train (or resume, or keep) one grid point; returns its run folder."""
-    out = cfg.folder / point_name(lr, kl)
+def run_point(cfg: SweepConfig, lr: float, kl: float, stage: int = 1) -> Path:
+    """Train (or resume, or keep) one grid point of ``stage``; returns its run folder."""
+    suffix = "" if stage == 1 else f"-s{stage}"
+    steps = cfg.steps if stage == 1 else cfg.stage2_steps
+    out = cfg.folder / f"{point_name(lr, kl)}{suffix}"
     if (out / SUMMARY).exists():
         print(f"[sweep {cfg.recipe}] {out.name} finished earlier (kept)", flush=True)
         return out
@@ -92,13 +106,13 @@ def run_point(cfg: SweepConfig, lr: float, kl: float) -> Path:
         "--kl-coef",
         repr(kl),
         "--steps",
-        str(cfg.steps),
+        str(steps),
         "--eval-every",
         str(cfg.eval_every),
         "--eval-size",
         str(cfg.eval_size),
         "--name",
-        f"{cfg.recipe}-{point_name(lr, kl)}",
+        f"{cfg.recipe}-{point_name(lr, kl)}{suffix}",
         "--eval-at-start",
         "--output-dir",
         str(out),
@@ -155,14 +169,15 @@ def _mean(values) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
+def _key(r: dict) -> tuple:
+    return (r["best_valid_accuracy"], r["mean_valid_accuracy"], -r["lr"], -r["kl_coef"])
+
+
 def select(rows: list[dict]) -> dict:
     """The selected row (rules in the module docstring)."""
     if not rows:
         raise ConfigError("no finished sweep point to select from")
-    return max(
-        rows,
-        key=lambda r: (r["best_valid_accuracy"], r["mean_valid_accuracy"], -r["lr"], -r["kl_coef"]),
-    )
+    return max(rows, key=_key)
 
 
 def run_sweep(cfg: SweepConfig) -> dict:
@@ -173,21 +188,32 @@ def run_sweep(cfg: SweepConfig) -> dict:
     t0 = time.perf_counter()
     folders = [run_point(cfg, lr, kl) for lr, kl in cfg.points()]
     rows = [read_point(f) for f in folders]
+    rows2 = []
+    if cfg.stage2_steps:
+        ranked = sorted(rows, key=_key, reverse=True)[: cfg.stage2_top]
+        rows2 = [read_point(run_point(cfg, r["lr"], r["kl_coef"], stage=2)) for r in ranked]
     path = cfg.folder / SWEEP_JSON
     if path.exists():
         earlier = json.loads(path.read_text())
         same_grid = earlier.get("sweep") == json.loads(json.dumps(asdict(cfg)))
-        if earlier.get("rows") == rows and same_grid:
+        if earlier.get("rows") == rows and earlier.get("stage2_rows", []) == rows2 and same_grid:
             return earlier  # the same finished points: the record stands as written
         print(f"[sweep {cfg.recipe}] {path} is replaced: its points changed", flush=True)
-    best = select(rows)
+    final = rows2 or rows
+    best = select(final)
     lo = best["best_ci"][0]
-    inseparable = [r["point"] for r in rows if r is not best and r["best_valid_accuracy"] >= lo]
+    inseparable = [r["point"] for r in final if r is not best and r["best_valid_accuracy"] >= lo]
     record = {
         "sweep": asdict(cfg),
         "criterion": "highest best-on-validation greedy accuracy; ties: higher mean "
-        "validation accuracy, then smaller lr, then smaller KL coefficient",
+        "validation accuracy, then smaller lr, then smaller KL coefficient"
+        + (
+            f"; among the {cfg.stage2_top} best short runs run again for {cfg.stage2_steps} steps"
+            if rows2
+            else ""
+        ),
         "rows": rows,
+        "stage2_rows": rows2,
         "selected": {"point": best["point"], "lr": best["lr"], "kl_coef": best["kl_coef"]},
         "within_selected_ci": inseparable,
         "provenance": provenance(
@@ -218,22 +244,14 @@ def selected(recipe: str, out_root: str = "results/sweeps") -> dict | None:
     return rec["selected"] | {"record": str(path)}
 
 
-def markdown(record: dict) -> str:
-    sw = record["sweep"]
-    n = record["rows"][0]["valid_n"]
+def _table(rows: list[dict], selected: str) -> list[str]:
     lines = [
-        f"# Sweep: {sw['recipe']} ({sw['profile']} profile)",
-        "",
-        f"Short runs of {sw['steps']} steps, validation every {sw['eval_every']} steps on "
-        f"{n} validation items (greedy accuracy, 95% Wilson interval). No test item is used.",
-        f"Selection: {record['criterion']}.",
-        "",
         "| point | lr | KL λ | base valid acc | best valid acc [95% CI] | at step | "
         "mean valid acc | train reward first → last 5 | zero-advantage share | wall s |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in record["rows"]:
-        mark = " **selected**" if r["point"] == record["selected"]["point"] else ""
+    for r in rows:
+        mark = " **selected**" if r["point"] == selected else ""
         lo, hi = r["best_ci"]
         rew = (
             "-"
@@ -248,6 +266,29 @@ def markdown(record: dict) -> str:
             f"{r['best_valid_accuracy']:.3f} [{lo:.3f}, {hi:.3f}] | {r['best_step']} | "
             f"{r['mean_valid_accuracy']:.3f} | {rew} | {zero} | {r['wall_seconds']} |"
         )
+    return lines
+
+
+def markdown(record: dict) -> str:
+    sw = record["sweep"]
+    n = record["rows"][0]["valid_n"]
+    chosen = record["selected"]["point"]
+    lines = [
+        f"# Sweep: {sw['recipe']} ({sw['profile']} profile)",
+        "",
+        f"Short runs of {sw['steps']} steps, validation every {sw['eval_every']} steps on "
+        f"{n} validation items (greedy accuracy, 95% Wilson interval). No test item is used.",
+        f"Selection: {record['criterion']}.",
+        "",
+        *_table(record["rows"], chosen),
+    ]
+    if record.get("stage2_rows"):
+        lines += [
+            "",
+            f"## Stage 2: the {sw['stage2_top']} best points, {sw['stage2_steps']} steps",
+            "",
+            *_table(record["stage2_rows"], chosen),
+        ]
     inside = record["within_selected_ci"]
     lines += [
         "",
@@ -259,8 +300,9 @@ def markdown(record: dict) -> str:
         ),
         "",
         "Base valid acc: the base model on the same validation items (step 0 of the point's "
-        "log, where the point logged it). Learning curves: `curves/<point>.png` (train reward "
-        "per step, validation accuracy).",
+        "log, where the point logged it). Zero-advantage share: the mean over the point's "
+        "steps of the share of samples whose group got one reward (1 = no learning signal). "
+        "Learning curves: `curves/<point>.png` (train reward per step, validation accuracy).",
         "",
     ]
     return "\n".join(lines)

@@ -509,9 +509,17 @@ def train(cfg: TrainConfig) -> TrainResult:
                 "no_signal": bool((adv == 0).all() or rewards.max() == rewards.min()),
             }
 
+        if cfg.objective == "pg" and cfg.stop_without_signal:
+            quiet = rec["no_signal"]
+            state.steps_without_signal = state.steps_without_signal + 1 if quiet else 0
+            if state.steps_without_signal >= cfg.stop_without_signal:
+                state.stopped = (
+                    f"early stop: no learning signal in {cfg.stop_without_signal} consecutive "
+                    "steps (every group's samples got the same reward)"
+                )
         if (
             cfg.eval_every
-            and (state.step % cfg.eval_every == 0 or state.step == cfg.steps)
+            and (state.step % cfg.eval_every == 0 or state.step == cfg.steps or state.stopped)
             and eval_items
         ):
             score, n_valid = validate()
