@@ -194,3 +194,12 @@ def test_stage_two_reruns_the_best_points_longer_and_selects_among_them(tmp_path
     assert [r["point"] for r in record["stage2_rows"]] == ["lr0.01-kl0-s2", "lr0.01-kl0.1-s2"]
     md = (cfg.folder / "sweep.md").read_text()
     assert "## Stage 2: the 2 best points, 6 steps" in md and "-s2 **selected**" in md
+
+
+def test_a_point_stopped_without_signal_reads_as_collapsed(tmp_path):
+    folder = fake_run(tmp_path / "p", 0.01, 0.0, [(2, 0.4)])
+    assert read_point(folder)["collapsed"] is False
+    summary = json.loads((folder / "summary.json").read_text())
+    summary["stopped"] = "early stop: no learning signal in 10 consecutive steps (...)"
+    (folder / "summary.json").write_text(json.dumps(summary))
+    assert read_point(folder)["collapsed"] is True

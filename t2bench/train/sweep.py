@@ -6,9 +6,12 @@ process (peft changes a model in place). A finished point is kept, never retrain
 interrupted one resumes from its checkpoint. The runs evaluate greedy accuracy on the
 validation items of the recipe (never test items) and the sweep selects:
 
-1. the highest best-on-validation accuracy;
-2. on a tie, the higher mean of all its validation evaluations (a run that stays good);
-3. then the smaller learning rate, then the smaller λ (the more conservative setting).
+1. a point that kept its learning signal before one that stopped for lack of it (its policy
+   collapsed: every sample of a prompt got the same reward, ``stop_without_signal``), since
+   its good early checkpoint would not survive the long run;
+2. the highest best-on-validation accuracy;
+3. on a tie, the higher mean of all its validation evaluations (a run that stays good);
+4. then the smaller learning rate, then the smaller λ (the more conservative setting).
 
 The record ``sweep.json`` (with provenance) and ``sweep.md`` list every point with its
 validation accuracy and Wilson interval, and say when the selected point is not separable
@@ -160,6 +163,8 @@ def read_point(folder: Path) -> dict:
         "last_rewards_mean": sum(rewards[-5:]) / len(rewards[-5:]) if rewards else None,
         "zero_advantage_share": _mean(r.get("zero_advantage_share") for r in log),
         "wall_seconds": s.get("provenance", {}).get("wall_seconds"),
+        # stopped for lack of learning signal: the policy collapsed within the point's budget
+        "collapsed": "no learning signal" in str(s.get("stopped") or ""),
         "commit": s.get("provenance", {}).get("commit"),
     }
 
@@ -170,7 +175,13 @@ def _mean(values) -> float | None:
 
 
 def _key(r: dict) -> tuple:
-    return (r["best_valid_accuracy"], r["mean_valid_accuracy"], -r["lr"], -r["kl_coef"])
+    return (
+        not r.get("collapsed", False),
+        r["best_valid_accuracy"],
+        r["mean_valid_accuracy"],
+        -r["lr"],
+        -r["kl_coef"],
+    )
 
 
 def select(rows: list[dict]) -> dict:
@@ -205,8 +216,9 @@ def run_sweep(cfg: SweepConfig) -> dict:
     inseparable = [r["point"] for r in final if r is not best and r["best_valid_accuracy"] >= lo]
     record = {
         "sweep": asdict(cfg),
-        "criterion": "highest best-on-validation greedy accuracy; ties: higher mean "
-        "validation accuracy, then smaller lr, then smaller KL coefficient"
+        "criterion": "a point that kept its learning signal (did not stop for lack of it) "
+        "before one that collapsed; then the highest best-on-validation greedy accuracy; ties: "
+        "higher mean validation accuracy, then smaller lr, then smaller KL coefficient"
         + (
             f"; among the {cfg.stage2_top} best short runs run again for {cfg.stage2_steps} steps"
             if rows2
@@ -252,6 +264,7 @@ def _table(rows: list[dict], selected: str) -> list[str]:
     ]
     for r in rows:
         mark = " **selected**" if r["point"] == selected else ""
+        mark += " (collapsed: stopped without signal)" if r.get("collapsed") else ""
         lo, hi = r["best_ci"]
         rew = (
             "-"
