@@ -183,6 +183,13 @@ def test_peft_training_summary_has_full_provenance(llama_dir, data, tmp_path, me
     # the adapter folder's own provenance file says the same
     side = json.loads((result.artifact / "t2bench_provenance.json").read_text())
     assert side["weights_sha256"] == prov["weights_sha256"]
+    # so do the checkpoints' JSON files (an unfinished run is committed with its newest one)
+    newest = sorted((tmp_path / method / "checkpoints").glob("step-*"))[-1]
+    for name in ("state.json", "optimizer.json"):
+        record = json.loads((newest / name).read_text())
+        assert provenance_gaps(record) == [], name
+        assert record["provenance"]["weights_sha256"] == prov["weights_sha256"]
+        assert record["provenance"]["commit"] == prov["commit"]
 
 
 # --------------------------------------------------------------------------- confusion run

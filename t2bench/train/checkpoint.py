@@ -96,8 +96,12 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     best: dict[str, torch.Tensor] | None,
     keep: int = 2,
+    provenance: dict | None = None,
 ) -> Path:
-    """Write checkpoint ``step-<state.step>`` atomically and prune all but the newest ``keep``."""
+    """Write checkpoint ``step-<state.step>`` atomically and prune all but the newest ``keep``.
+
+    ``provenance`` (commit, machine, seed, split, items, base weights, wall time so far) goes
+    into both JSON files: a committed checkpoint of an unfinished run is a record too."""
     root = checkpoint_dir(out)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{_PREFIX}{state.step:06d}"
@@ -108,10 +112,11 @@ def save_checkpoint(
     save_file({k: v.contiguous() for k, v in trainable.items()}, str(tmp / "trainable.safetensors"))
     opt_tensors, opt_meta = optimizer_tensors(optimizer)
     save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
-    (tmp / "optimizer.json").write_text(json.dumps(opt_meta))
+    extra = {"provenance": provenance} if provenance else {}
+    (tmp / "optimizer.json").write_text(json.dumps(opt_meta | extra))
     if best is not None:
         save_file({k: v.contiguous() for k, v in best.items()}, str(tmp / "best.safetensors"))
-    payload = {"state": state.__dict__, "config": config.to_dict()}
+    payload = {"state": state.__dict__, "config": config.to_dict(), **extra}
     (tmp / STATE).write_text(json.dumps(payload, indent=1))
     for f in tmp.iterdir():
         with open(f, "rb") as fh:

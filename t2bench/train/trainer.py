@@ -344,6 +344,26 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     eval_items = valid_items[: cfg.eval_size]
 
+    # what every checkpoint and the exported artifact record of where they come from
+    run_facts = dict(
+        commit=commit,
+        base_model=loaded.model_id,
+        seed=cfg.seed,
+        data_split=f"{cfg.task}{_difficulty_note(cfg)}: train split for updates, "
+        f"{len(eval_items)} valid items for selection",
+        weights_sha256=base_weights,
+        # which items trained and selected the adapter: count and sha256 of their uids
+        data_items={
+            name: {"n": len(part), "items_sha256": items_sha256(it.uid for it in part)}
+            for name, part in (
+                ("train", train_items),
+                ("valid", valid_items),
+                ("selection", eval_items),
+            )
+        },
+        computed_in=computed_in,
+    )
+
     def validate() -> tuple[float, int]:
         """Greedy accuracy on the validation items, each process scoring its shard."""
         flags = evaluate(
@@ -547,6 +567,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                     optimizer,
                     best,
                     keep=cfg.keep_checkpoints,
+                    provenance=provenance(**run_facts, wall_seconds=round(state.wall_seconds, 1)),
                 )
             acc.wait_for_everyone()
         bar.update(1)
@@ -582,25 +603,10 @@ def train(cfg: TrainConfig) -> TrainResult:
                 flush=True,
             )
         prov = provenance(
-            commit=commit,
-            base_model=loaded.model_id,
-            seed=cfg.seed,
-            data_split=f"{cfg.task}{_difficulty_note(cfg)}: train split for updates, "
-            f"{len(eval_items)} valid items for selection",
-            weights_sha256=base_weights,
-            # which items trained and selected the adapter: count and sha256 of their uids
-            data_items={
-                name: {"n": len(part), "items_sha256": items_sha256(it.uid for it in part)}
-                for name, part in (
-                    ("train", train_items),
-                    ("valid", valid_items),
-                    ("selection", eval_items),
-                )
-            },
+            **run_facts,
             wall_seconds=round(state.wall_seconds, 1),
             wall_seconds_last_session=round(time.perf_counter() - t_start, 1),
             train_config=cfg.to_dict(),
-            computed_in=computed_in,
             best_step=state.best_step,
             best_valid_accuracy=state.best_score,
         )
