@@ -22,7 +22,13 @@ def fake_run(folder, lr, kl, valid, rewards=(-0.5, -0.2, 0.1), n=20):
     summary = {
         "config": {"lr": lr, "kl_coef": kl},
         "steps_done": len(rewards),
-        "provenance": {"wall_seconds": 12.0, "commit": "abc"},
+        "provenance": {
+            "wall_seconds": 12.0,
+            "commit": "abc",
+            "seed": 0,
+            "weights_sha256": {"model": "w"},
+            "data_items": {"selection": {"n": n, "items_sha256": "i"}},
+        },
     }
     (folder / "summary.json").write_text(json.dumps(summary))
     return folder
@@ -111,7 +117,12 @@ def test_run_sweep_keeps_finished_points_and_writes_the_record(tmp_path, monkeyp
     assert "lr0.01-kl0.1" in record["within_selected_ci"]
     md = (cfg.folder / "sweep.md").read_text()
     assert "lr0.01-kl0 **selected**" in md and "not separable at n = 20" in md
-    assert json.loads((cfg.folder / "sweep.json").read_text())["rows"][0]["valid_n"] == 20
+    written = json.loads((cfg.folder / "sweep.json").read_text())
+    assert written["rows"][0]["valid_n"] == 20
+    from t2bench.report.provenance import provenance_gaps
+
+    assert provenance_gaps(written["provenance"]) == []  # seed, weights, items from the points
+    assert written["provenance"]["wall_seconds"] == 4 * 12.0
     assert sweep.selected(cfg.recipe, str(tmp_path))["lr"] == 1e-2
     assert sweep.selected("math-svf-pg", str(tmp_path)) is None
     # rerun with every point finished: nothing trains and the record is not rewritten
@@ -122,11 +133,16 @@ def test_run_sweep_keeps_finished_points_and_writes_the_record(tmp_path, monkeyp
 
 def test_the_long_run_records_and_keeps_its_selected_hyperparameters(tmp_path):
     cfg = config(tmp_path)
-    record = {"selected": {"point": "lr0.01-kl0", "lr": 1e-2, "kl_coef": 0.0}, "criterion": "c"}
+    record = {
+        "selected": {"point": "lr0.01-kl0", "lr": 1e-2, "kl_coef": 0.0},
+        "criterion": "c",
+        "provenance": {"commit": "abc", "seed": 0},
+    }
     path = recipes._hyperparameters_file(tmp_path / "run", record, cfg)
     fields = json.loads(path.read_text())
     assert (fields["lr"], fields["kl_coef"]) == (1e-2, 0.0)
     assert fields["extra"]["hyperparameters_from"]["point"] == "lr0.01-kl0"
+    assert fields["extra"]["hyperparameters_from"]["provenance"] == record["provenance"]
     from t2bench.train.config import TrainConfig
 
     TrainConfig.from_dict(recipes.recipe("reasoning-svf-pg") | fields)  # valid TrainConfig fields

@@ -273,6 +273,7 @@ def _hyperparameters_file(out, record: dict, sweep) -> object:
                 "sweep": str(Path(sweep.folder) / "sweep.json"),
                 "point": chosen["point"],
                 "criterion": record["criterion"],
+                "provenance": record["provenance"],
             }
         },
     }

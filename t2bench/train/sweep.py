@@ -169,6 +169,19 @@ def read_point(folder: Path) -> dict:
     }
 
 
+def _points_facts(folders: list[Path]) -> dict:
+    """What every point of a sweep shares, from their summaries: seed, base weights, the
+    validation items they were judged on; and their training time summed."""
+    provs = [json.loads((f / SUMMARY).read_text()).get("provenance", {}) for f in folders]
+    first = provs[0]
+    return {
+        "seed": first.get("seed"),
+        "weights_sha256": first.get("weights_sha256"),
+        "data_items": first.get("data_items"),
+        "wall_seconds": round(sum(p.get("wall_seconds") or 0.0 for p in provs), 1),
+    }
+
+
 def _mean(values) -> float | None:
     xs = [v for v in values if v is not None]
     return sum(xs) / len(xs) if xs else None
@@ -232,6 +245,7 @@ def run_sweep(cfg: SweepConfig) -> dict:
             commit=commit,
             data_split="validation split of the recipe's task only (no test item)",
             wall_seconds_this_session=round(time.perf_counter() - t0, 1),
+            **_points_facts(folders),
         ),
     }
     cfg.folder.mkdir(parents=True, exist_ok=True)
