@@ -69,13 +69,22 @@ def test_make_batch_targets_last_half():
     assert attn.all() and target[:, :5].sum() == 0 and target[:, 5:].all()
 
 
-def test_rl_worker_times_a_trainer_step(llama_dir, home, tmp_path):
+def _items(tmp_path, n: int, target: str):
+    """n tiny two-choice items the word-level tokenizer reads, all answered ``target``."""
     import json
 
     data = tmp_path / "items.jsonl"
     with open(data, "w") as fh:
-        for i in range(3):
-            fh.write(json.dumps({"prompt": f"w{i} w{i + 1}\nA. w1\nB. w2", "target": "A"}) + "\n")
+        for i in range(n):
+            fh.write(
+                json.dumps({"prompt": f"w{i} w{i + 1}\nA. w1\nB. w2", "target": target}) + "\n"
+            )
+    return data
+
+
+def test_rl_worker_times_a_trainer_step(llama_dir, home, tmp_path):
+
+    data = _items(tmp_path, 3, "A")
     r = rl_worker(
         "svf",
         dtype="bfloat16",
@@ -102,14 +111,10 @@ def test_rl_worker_times_a_trainer_step(llama_dir, home, tmp_path):
 def test_rl_worker_with_groups_shares_prompts_except_in_the_baseline(
     llama_dir, home, tmp_path, monkeypatch, logits, shared
 ):
-    import json
 
     from t2bench.train import policy as pol
 
-    data = tmp_path / "items.jsonl"
-    with open(data, "w") as fh:
-        for i in range(2):
-            fh.write(json.dumps({"prompt": f"w{i} w{i + 1}\nA. w1\nB. w2", "target": "A"}) + "\n")
+    data = _items(tmp_path, 2, "A")
     calls = []
     real = pol.grouped_logits
     monkeypatch.setattr(pol, "grouped_logits", lambda *a, **k: calls.append(1) or real(*a, **k))
@@ -132,12 +137,8 @@ def test_rl_worker_with_groups_shares_prompts_except_in_the_baseline(
 
 def test_run_measures_both_modes_in_subprocesses(llama_dir, home, tmp_path):
     """The CLI's jobs: the fp32 full-logits baseline and bf16 SVF, ntp and rl, each a subprocess."""
-    import json
 
-    data = tmp_path / "items.jsonl"
-    with open(data, "w") as fh:
-        for i in range(2):
-            fh.write(json.dumps({"prompt": f"w{i} w{i + 1}\nA. w1\nB. w2", "target": "B"}) + "\n")
+    data = _items(tmp_path, 2, "B")
     args = ["--model", str(llama_dir), "--device", "cpu", "--mode", "both", "--variants", "svf"]
     args += ["--dtypes", "bfloat16", "--batch", "2", "--seq", "8", "--repeats", "1"]
     args += ["--rl-prompts", "2", "--rl-new-tokens", "2", "--rl-data", str(data), "--no-write"]
