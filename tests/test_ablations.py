@@ -254,3 +254,27 @@ def test_provenance_credits_the_commit_the_run_started_from(tmp_path, monkeypatc
     prov = ctx.provenance(wall_seconds=1.0)
     # a commit made while the run went on is recorded beside it, never in its place
     assert prov["commit"] == "aaa" and prov["commit_when_written"] == "bbb"
+
+
+def test_heldout_scores_the_variant_on_the_profile_items_and_remembers_it(tmp_path, monkeypatch):
+    """``ctx.heldout`` goes through ``train.heldout.score_variant`` (a renamed scorer broke the
+    real-model smoke run once; this catches it without the model)."""
+    import t2bench.train.heldout as heldout
+    from t2bench.train.heldout import Variant
+
+    seen = []
+
+    def fake_score(variant, model_name, items, task, new_tokens, batch, applied=None, **kw):
+        seen.append((variant.name, task, len(items)))
+        applied.update({"applied": True, "applied_evidence": "fake"})
+        return [i % 2 == 0 for i in range(len(items))]
+
+    monkeypatch.setattr(heldout, "score_variant", fake_score)
+    ctx = AblationContext(SMOKE, tmp_path / "run")
+    task = next(iter(SMOKE.heldout_n))
+    rec = ctx.heldout(task, Variant("base", "base"))
+    n = SMOKE.heldout_n[task]
+    assert seen == [("base", task, n)]
+    assert rec["scores"] == [1, 0] * (n // 2) + [1] * (n % 2)
+    assert len(rec["uids"]) == n and rec["applied"] is True
+    assert ctx.heldout(task, Variant("base", "base")) == rec and len(seen) == 1

@@ -57,7 +57,7 @@ class AblationContext:
 
     def heldout(self, task: str, variant) -> dict:
         """Greedy per-item correctness of one variant on the held-out test items of ``task``."""
-        from t2bench.train.heldout import _score, heldout_items
+        from t2bench.train.heldout import heldout_items, score_variant
         from t2bench.train.rollout import DEFAULT_NEW_TOKENS
 
         n = self.profile.heldout_n.get(task)
@@ -71,7 +71,7 @@ class AblationContext:
             items, split = heldout_items(task, size, self.profile.seed)
             applied: dict = {}
             with torch.no_grad():
-                ok = _score(
+                ok = score_variant(
                     variant,
                     self.profile.model,
                     items,
