@@ -74,6 +74,7 @@ _CPU = {
         # the sweep's 24-step runs peaked at step 4 and collapsed from step 9 (lr 1e-2, λ 0):
         # validating every 4 steps lets best-on-validation keep the peak, not the collapse
         eval_every=4,
+        patience=5,  # 20 steps without a better validation score end the run
     ),
     "math": dict(
         steps=80,

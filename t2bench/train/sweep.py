@@ -117,6 +117,9 @@ def run_point(cfg: SweepConfig, lr: float, kl: float, stage: int = 1) -> Path:
         "--name",
         f"{cfg.recipe}-{point_name(lr, kl)}{suffix}",
         "--eval-at-start",
+        # a point runs its whole budget: the sweep compares equal horizons (patience is the long run's)
+        "--patience",
+        "0",
         "--output-dir",
         str(out),
     ]
