@@ -104,7 +104,9 @@ def test_run_sweep_keeps_finished_points_and_writes_the_record(tmp_path, monkeyp
         out = cmd[cmd.index("--output-dir") + 1]
         lr, kl = float(cmd[cmd.index("--lr") + 1]), float(cmd[cmd.index("--kl-coef") + 1])
         assert cmd[cmd.index("--eval-size") + 1] == "20" and cmd[cmd.index("--steps") + 1] == "3"
-        assert cmd[cmd.index("--patience") + 1] == "0"  # equal horizons, whatever the recipe's patience
+        assert (
+            cmd[cmd.index("--patience") + 1] == "0"
+        )  # equal horizons, whatever the recipe's patience
         started.append((lr, kl))
         from pathlib import Path
 
