@@ -1,7 +1,7 @@
 """The one classification prompt: which category (code, math, reasoning, other) a question is.
 
 Every first pass that asks a model for a category (dispatch ``prompt``, ``classifier`` and
-``label``) and the classifier expert's training split (:mod:`t2bench.train.data`) build their
+``label``) and the classifier expert's training split (:mod:`t2bench.data.splits`) build their
 prompt here, so a comparison between those strategies differs only in the weights that read
 it. This module imports nothing from t2bench, so both the training and the dispatch layers
 can depend on it.

@@ -7,6 +7,7 @@ import json
 import sys
 import time
 
+from t2bench.core.io import results_path
 from t2bench.errors import T2BenchError
 
 
@@ -223,7 +224,8 @@ def cmd_vlm(args) -> int:
         return 0
     if args.action == "pretrain":
         from t2bench.errors import ConfigError
-        from t2bench.vlm.recipes import DEFAULT_PRETRAIN, pretrain_recipe
+        from t2bench.vlm.models import DEFAULT_PRETRAIN
+        from t2bench.vlm.recipes import pretrain_recipe
 
         names = args.names or [DEFAULT_PRETRAIN]
         if args.out and len(names) > 1:
@@ -266,7 +268,7 @@ def cmd_seal(args) -> int:
 
         out = write_tune(
             TuneConfig(
-                output_dir=args.out or "results/seal/inner-lr",
+                output_dir=args.out or str(results_path("seal/inner-lr")),
                 model=args.model,
                 source=args.source,
                 n=args.n or 6,
@@ -281,7 +283,7 @@ def cmd_seal(args) -> int:
         from t2bench.seal.restem import SealConfig, train_seal
 
         cfg = SealConfig(
-            output_dir=args.out or "results/seal/restem",
+            output_dir=args.out or str(results_path("seal/restem")),
             model=args.model,
             source=args.source,
             n_train=args.n or 12,
@@ -328,7 +330,7 @@ def cmd_seal(args) -> int:
             )
         )
         return 0
-    from t2bench.report.stats import accuracy
+    from t2bench.core.stats import accuracy
 
     edits = edit_sequences(
         loaded.model,
@@ -490,8 +492,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("names", nargs="*", help="recipe names (default: the profile's recipes)")
     p.add_argument("--profile", default="cpu", choices=["cpu", "smoke", "gpu"])
-    p.add_argument("--out", default="results/experts")
-    p.add_argument("--sweeps", default="results/sweeps", help="where the lr/KL sweeps run")
+    p.add_argument("--out", default=str(results_path("experts")))
+    p.add_argument(
+        "--sweeps", default=str(results_path("sweeps")), help="where the lr/KL sweeps run"
+    )
     p.set_defaults(func=cmd_experts)
 
     p = sub.add_parser(
@@ -501,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("recipe", help="recipe name, e.g. reasoning-svf-pg")
     p.add_argument("--profile", default="cpu", choices=["cpu"])
-    p.add_argument("--out", default="results/sweeps")
+    p.add_argument("--out", default=str(results_path("sweeps")))
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser(
@@ -510,8 +514,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tasks", default="reasoning,math,code,classifier")
     p.add_argument("--n", type=int, default=100, help="test items per task (seeded sample)")
-    p.add_argument("--runs", default="results/experts", help="folder of finished runs")
-    p.add_argument("--out", default="results/experts", help="where the record is written")
+    p.add_argument("--runs", default=str(results_path("experts")), help="folder of finished runs")
+    p.add_argument(
+        "--out", default=str(results_path("experts")), help="where the record is written"
+    )
     p.add_argument("--model", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=16)
@@ -538,9 +544,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategies", default="prompt,label,classifier,router")
     p.add_argument("--n", type=int, default=50, help="evaluation docs per task (seeded sample)")
     p.add_argument(
-        "--experts", default="results/experts", help="expert file or folder ('' for none)"
+        "--experts",
+        default=str(results_path("experts")),
+        help="expert file or folder ('' for none)",
     )
-    p.add_argument("--out", default="results/dispatch")
+    p.add_argument("--out", default=str(results_path("dispatch")))
     p.add_argument("--tasks", default="gsm8k,minerva_math,humaneval,mbpp,arc_challenge")
     p.add_argument("--model", default=None, help="default: the embedded SmolLM2-135M-Instruct")
     p.add_argument("--seed", type=int, default=0)
@@ -630,7 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma list: table1,table4,table2,table3,transfer,alpha,vlm,seal,forgetting,squad,"
         "performance",
     )
-    p.add_argument("--out", default="results/ablations")
+    p.add_argument("--out", default=str(results_path("ablations")))
     p.add_argument(
         "--resume", default=None, help="an interrupted run's folder: reuse its evaluations"
     )

@@ -5,12 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-
-def tasks_dir() -> Path:
-    """The offline task YAMLs: inside the installed wheel, else the checkout's tasks/."""
-    here = Path(__file__).resolve().parent
-    packaged = here / "_lm_tasks"
-    return packaged if packaged.is_dir() else here.parent / "tasks"
+from t2bench.tasks import tasks_dir
 
 
 def lm_eval_argv(args: list[str]) -> list[str]:
@@ -35,7 +30,7 @@ def run(args: list[str]) -> None:
     cli_evaluate()
     out = _option(argv, "--output_path")
     if out:
-        from t2bench.report.provenance import write_lm_eval_provenance
+        from t2bench.core.provenance import write_lm_eval_provenance
 
         for path in write_lm_eval_provenance(Path(out)):
             print(f"provenance: {path}")

@@ -146,3 +146,11 @@ def load_config(name_or_path: str | None = None):
             f"no config for {name_or_path!r}: not a local folder, not one of the packaged configs "
             f"({', '.join(sorted(configs))}), and the hub could not provide it ({exc})."
         ) from None
+
+
+def model_fingerprint(name: str | None) -> dict:
+    """sha256 over every parameter tensor of a model (names, shapes and bytes), with its id."""
+    from t2bench.core.provenance import state_sha256
+
+    lm = load_model(name)
+    return {"model_id": lm.model_id, "sha256_weights": state_sha256(lm.model), "path": lm.path}

@@ -11,9 +11,9 @@ from t2bench.ablations import table2_unseen as t2
 from t2bench.ablations import table4_params as t4
 from t2bench.ablations.context import AblationContext
 from t2bench.ablations.profile import CPU, PAPER, SMOKE, get_profile
+from t2bench.core.stats import accuracy, paired_bootstrap, verdict, wilson
+from t2bench.core.tables import Table
 from t2bench.errors import ConfigError
-from t2bench.report.stats import accuracy, paired_bootstrap, verdict, wilson
-from t2bench.report.tables import Table
 
 
 def test_wilson_known_values_and_edges():
@@ -44,7 +44,7 @@ def test_bootstrap_is_seeded():
 
 
 def test_table_writes_three_files_and_never_overwrites(tmp_path):
-    from t2bench.report.stats import power_record
+    from t2bench.core.stats import power_record
 
     t = Table("t", "Title", ["a", "b"], [{"a": 1, "b": 0.5}, {"a": 2, "b": None}], "cap", "para")
     t.power = [power_record("task", 50, 0.5)]  # a table must state its power to be written
@@ -215,7 +215,7 @@ def test_alpha_description_names_no_expert_on_a_tie():
 def test_every_profile_task_is_a_leaf_task_of_the_offline_folder():
     """Per-document scores are read per lm-eval task: a group (minerva_math) would not work."""
     from t2bench.ablations.profile import PROFILES
-    from t2bench.evaluate import tasks_dir
+    from t2bench.tasks import tasks_dir
 
     for prof in PROFILES.values():
         for task in [*prof.unseen, prof.transfer_task]:
@@ -226,7 +226,7 @@ def test_every_profile_task_is_a_leaf_task_of_the_offline_folder():
 
 def test_vlm_paragraph_follows_the_numbers():
     from t2bench.ablations.vlm import paragraph
-    from t2bench.report.stats import paired_bootstrap
+    from t2bench.core.stats import paired_bootstrap
 
     base, better = [0] * 30 + [1] * 20, [1] * 50
 

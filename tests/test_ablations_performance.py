@@ -288,7 +288,7 @@ def test_newest_record_of_a_kind_wins(tmp_path):
 
 
 def test_same_second_suffix_is_newer_than_the_plain_name(tmp_path):
-    # write_new names a second record in the same second "<stem>-<stamp>-1.json"
+    # new_record names a second record in the same second "<stem>-<stamp>-1.json"
     d = tmp_path / "b"
     write(d, "svf-20261124T054451Z.json", svf_record(cold=10.0))
     write(d, "svf-20261124T054451Z-1.json", svf_record(cold=20.0))
@@ -538,7 +538,7 @@ def test_real_records_are_read_in_full(monkeypatch):
 
 
 def test_power_comes_from_the_parity_scores_and_expert_rows_claim_their_expert(tmp_path):
-    from t2bench.report.tables import ADAPTER_KEY
+    from t2bench.core.tables import ADAPTER_KEY
 
     t = perf.build(full_dir(tmp_path))
     # the only scores the table compares are the parity run's: n docs and hf's score
@@ -555,7 +555,7 @@ def test_power_comes_from_the_parity_scores_and_expert_rows_claim_their_expert(t
 
 
 def test_a_throughput_timed_without_composing_the_expert_is_refused(tmp_path):
-    from t2bench.report.tables import UnappliedAdapterError
+    from t2bench.core.tables import UnappliedAdapterError
 
     d = tmp_path / "bench"
     rec = backend_record()

@@ -15,10 +15,10 @@ from conftest import tiny_gemma, tiny_llama
 from safetensors.torch import load_file
 
 from t2bench.errors import ConfigError
+from t2bench.generation import completion_logprobs, logit_positions
 from t2bench.svf import TargetSpec, decompose
 from t2bench.train.config import TrainConfig
 from t2bench.train.policy import SVFPolicy, build_policy
-from t2bench.train.rollout import completion_logprobs, logit_positions
 
 BF16 = torch.bfloat16
 
@@ -249,7 +249,7 @@ def test_bf16_pg_run_completes_and_exports_an_fp32_expert(llama_dir, tmp_path, m
     from t2bench.svf import load_expert
     from t2bench.train.trainer import train
 
-    monkeypatch.setattr("t2bench.report.provenance.git_commit", lambda repo=None: "test")
+    monkeypatch.setattr("t2bench.core.provenance.git_commit", lambda repo=None: "test")
     data = tmp_path / "data.jsonl"
     with open(data, "w") as fh:
         for i in range(8):

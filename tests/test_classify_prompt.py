@@ -14,7 +14,7 @@ import torch
 from conftest import tiny_llama
 from test_dispatch import make_experts, word_tokenizer
 
-import t2bench.train.rollout as rollout
+import t2bench.generation as rollout
 from t2bench.classify_prompt import (
     CLASSIFY_INSTRUCTION,
     CLASSIFY_PROMPT_SHA256,
@@ -95,7 +95,7 @@ def test_the_prompt_asks_for_every_label_and_gives_back_its_question():
 
 
 def test_classifier_training_prompts_are_the_dispatch_prompt():
-    from t2bench.train import data
+    from t2bench.data import splits as data
 
     splits = data.load_splits("classifier", 0)
     assert splits.description["prompt_sha256"] == CLASSIFY_PROMPT_SHA256

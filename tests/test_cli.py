@@ -81,7 +81,8 @@ def test_help_lists_subcommands(capsys):
 
 
 def test_eval_defaults_to_t2_and_the_offline_tasks():
-    from t2bench.evaluate import lm_eval_argv, tasks_dir
+    from t2bench.evaluate import lm_eval_argv
+    from t2bench.tasks import tasks_dir
 
     argv = lm_eval_argv(["--tasks", "gsm8k", "--limit", "5"])
     assert argv[:2] == ["--model", "t2"] and argv[-2:] == ["--include_path", str(tasks_dir())]

@@ -263,7 +263,7 @@ def test_task_prompts_are_lm_eval_contexts_of_held_out_docs():
     from lm_eval.defaults import DEFAULT_OTHER_SEED
     from lm_eval.tasks import TaskManager
 
-    from t2bench.evaluate import tasks_dir
+    from t2bench.tasks import tasks_dir
     from t2bench.tasks.code_exec import ENV_FLAG
     from t2bench.tasks.gsm8k import load_gsm8k
     from t2bench.tasks.mbpp import load_mbpp

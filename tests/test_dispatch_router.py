@@ -128,7 +128,7 @@ def test_encoder_unit_vectors_ignore_padding(encoder_dir):
 
 def test_training_set_is_bare_train_questions():
     from t2bench.classify_prompt import CLASSIFY_INSTRUCTION, question_in
-    from t2bench.train.data import load_splits
+    from t2bench.data.splits import load_splits
 
     texts, labels = router_training_set(0)
     valid_texts, _ = router_validation_set(0)

@@ -217,7 +217,7 @@ def test_group_size_one_keeps_the_data_order_of_earlier_runs(
     """K = 1 reads the same item and seed per position as before groups existed: position p
     of step s is item batch_indices(s, n, global_batch, seed)[p], sampled with
     sample_seed(seed, s, p)."""
-    from t2bench.train.rollout import sample_seed
+    from t2bench.generation import sample_seed
 
     seeds: list[int] = []
     uids: list[str] = []

@@ -7,10 +7,10 @@ import pytest
 import torch
 from conftest import tiny_gemma, tiny_llama
 
+from t2bench.generation import completion_logprobs, join_batch, logit_positions, token_kl
 from t2bench.svf import TargetSpec, decompose
 from t2bench.train.config import TrainConfig
 from t2bench.train.policy import GroupedBatch, SVFPolicy, build_policy
-from t2bench.train.rollout import completion_logprobs, join_batch, logit_positions, token_kl
 
 PAD = 0
 
@@ -112,7 +112,7 @@ def test_grouped_batch_checks_its_shape():
 def test_generation_with_shared_prompts_gives_the_same_completions(seeded):
     from conftest import tiny_tokenizer
 
-    from t2bench.train.rollout import generate
+    from t2bench.generation import generate
 
     model, tok = tiny_llama().eval(), tiny_tokenizer()
     prompts = [[5, 6, 7, 8], [9, 10, 11, 12, 13, 14, 15]]

@@ -33,7 +33,7 @@ def test_paired_difference_is_not_zero_width_when_no_item_changed():
 
 
 def test_heldout_items_come_from_the_test_split_only():
-    from t2bench.train.data import load_splits
+    from t2bench.data.splits import load_splits
 
     items, desc = heldout_items("reasoning", 20, seed=0)
     splits = load_splits("reasoning")
@@ -75,7 +75,7 @@ def test_markdown_table_has_one_row_per_variant():
 
 
 def test_math_mix_heldout_has_1000_test_items_disjoint_from_training():
-    from t2bench.train.data import load_splits
+    from t2bench.data.splits import load_splits
 
     items, desc = heldout_items("math", 1000, seed=0, difficulty="mix")
     mix = load_splits("math", difficulty="mix")
@@ -115,10 +115,10 @@ def test_compare_reports_svf_minus_each_other_variant(tmp_path, monkeypatch):
 
 
 def test_bf16_scoring_composes_the_expert_in_fp32_then_casts(llama_dir, tmp_path, monkeypatch):
+    from t2bench.data.splits import TrainItem
     from t2bench.models import load_model
     from t2bench.svf import TargetSpec, decompose, identity_expert, save_expert
     from t2bench.train import heldout
-    from t2bench.train.data import TrainItem
 
     lm = load_model(str(llama_dir))
     d = decompose(lm.model, TargetSpec("mlp"), model_id=lm.model_id, progress=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from t2bench.train.rollout import token_kl
+from t2bench.generation import token_kl
 
 DIRECTIONS = ["policy_ref", "ref_policy"]
 

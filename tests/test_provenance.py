@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from t2bench.report.provenance import provenance, write_lm_eval_provenance, write_new
+from t2bench.core.io import new_record
+from t2bench.core.provenance import provenance, write_lm_eval_provenance
 
 
 def test_provenance_has_commit_machine_time():
@@ -13,8 +14,8 @@ def test_provenance_has_commit_machine_time():
 
 
 def test_write_new_never_overwrites(tmp_path):
-    a = write_new(tmp_path, "x", {"v": 1})
-    b = write_new(tmp_path, "x", {"v": 2})
+    a = new_record(tmp_path, "x", {"v": 1})
+    b = new_record(tmp_path, "x", {"v": 2})
     assert a != b and json.loads(a.read_text()) == {"v": 1}
 
 
@@ -47,7 +48,7 @@ def test_lm_eval_sidecar(tmp_path):
 
 
 def test_items_sha256_names_the_items_and_their_order():
-    from t2bench.report.provenance import items_sha256
+    from t2bench.core.provenance import items_sha256
 
     assert items_sha256(["a", "b"]) == items_sha256(("a", "b"))
     assert items_sha256(["a", "b"]) != items_sha256(["b", "a"])
@@ -58,7 +59,7 @@ def test_items_sha256_names_the_items_and_their_order():
 def test_weights_sha256_hashes_the_vision_side_apart():
     import torch
 
-    from t2bench.report.provenance import weights_sha256
+    from t2bench.core.provenance import weights_sha256
 
     class VLM(torch.nn.Module):
         def __init__(self):
@@ -79,7 +80,7 @@ def test_weights_sha256_hashes_the_vision_side_apart():
 
 
 def test_provenance_gaps_names_what_a_record_lacks():
-    from t2bench.report.provenance import provenance_gaps
+    from t2bench.core.provenance import provenance_gaps
 
     full = {
         "provenance": provenance(

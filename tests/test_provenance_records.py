@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from t2bench.report.provenance import items_sha256, provenance_gaps, state_sha256
+from t2bench.core.provenance import items_sha256, provenance_gaps, state_sha256
 
 COMMIT = re.compile(r"[0-9a-f]{40}(\+dirty)?")
 
@@ -165,8 +165,8 @@ def data(tmp_path):
 def test_peft_training_summary_has_full_provenance(llama_dir, data, tmp_path, method):
     from test_train import _cfg
 
+    from t2bench.data.splits import load_jsonl_items
     from t2bench.models import load_model
-    from t2bench.train.data import load_jsonl_items
     from t2bench.train.trainer import train
 
     cfg = _cfg(llama_dir, data, tmp_path / method, method=method, objective="ntp", steps=2)
@@ -197,10 +197,10 @@ def test_peft_training_summary_has_full_provenance(llama_dir, data, tmp_path, me
 
 def test_confusion_run_records_weights_items_and_commit(monkeypatch, llama, tmp_path):
     pytest.importorskip("matplotlib")
+    from t2bench.core.provenance import weights_sha256
     from t2bench.dispatch import confusion as cf
     from t2bench.dispatch import standalone
     from t2bench.models import LoadedModel
-    from t2bench.report.provenance import weights_sha256
 
     items = [
         cf.PromptItem("gsm8k", 4, "calculate 2 + 2", "math"),

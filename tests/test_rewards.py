@@ -6,10 +6,10 @@ import dataclasses
 
 import pytest
 
+from t2bench.data.splits import SPLIT_NAMES, Splits, TrainItem, load_splits
 from t2bench.errors import ConfigError
 from t2bench.tasks.code_exec import ENV_FLAG, CodeExecutionNotAllowed
 from t2bench.train import rewards
-from t2bench.train.data import SPLIT_NAMES, Splits, TrainItem, load_splits
 from t2bench.train.rewards import (
     REWARD_TASKS,
     RewardSpec,

@@ -152,8 +152,8 @@ def test_seal_rows_whose_updates_never_ran_are_refused(tmp_path):
     may not claim the update (the table is refused), and merged-edit records likewise."""
     from t2bench.ablations.forgetting import merge_proof
     from t2bench.ablations.seal import inner_proof
-    from t2bench.report.stats import power_record
-    from t2bench.report.tables import Table, UnappliedAdapterError, adapter_claim
+    from t2bench.core.stats import power_record
+    from t2bench.core.tables import Table, UnappliedAdapterError, adapter_claim
 
     ran = {
         "method": "svf",

@@ -13,10 +13,10 @@ from t2bench.errors import ConfigError
 def test_grid_runs_on_training_passages_only_and_is_never_overwritten(
     tmp_path, char_llama_dir, monkeypatch, tiny_passages
 ):
-    import t2bench.report.provenance as provenance
+    import t2bench.core.provenance as provenance
     import t2bench.seal.data as data
     import t2bench.seal.tune as tune
-    from t2bench.report.tables import ADAPTER_KEY, DirtyCheckoutError
+    from t2bench.core.tables import ADAPTER_KEY, DirtyCheckoutError
     from t2bench.seal.inner import ALL_LINEAR, DEFAULT_LR
     from t2bench.seal.tune import TuneConfig, write_tune
 
@@ -80,7 +80,7 @@ def test_grid_runs_on_training_passages_only_and_is_never_overwritten(
 
 
 def test_paragraph_says_when_the_default_is_not_the_best():
-    from t2bench.report.stats import paired_difference
+    from t2bench.core.stats import paired_difference
     from t2bench.seal.tune import paragraph
 
     def row(method, lr, acc, default="", diff=None):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from t2bench.report.stats import (
+from t2bench.core.stats import (
     mcnemar_exact_p,
     minimum_detectable_difference,
     paired_difference,

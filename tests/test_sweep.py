@@ -122,7 +122,7 @@ def test_run_sweep_keeps_finished_points_and_writes_the_record(tmp_path, monkeyp
     assert "lr0.01-kl0 **selected**" in md and "not separable at n = 20" in md
     written = json.loads((cfg.folder / "sweep.json").read_text())
     assert written["rows"][0]["valid_n"] == 20
-    from t2bench.report.provenance import provenance_gaps
+    from t2bench.core.provenance import provenance_gaps
 
     assert provenance_gaps(written["provenance"]) == []  # seed, weights, items from the points
     assert written["provenance"]["wall_seconds"] == 4 * 12.0

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from t2bench.report.stats import paired_difference, power_record
-from t2bench.report.tables import (
+from t2bench.core.stats import paired_difference, power_record
+from t2bench.core.tables import (
     ADAPTER_KEY,
     DirtyCheckoutError,
     Table,

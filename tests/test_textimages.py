@@ -1,4 +1,4 @@
-"""Tests for the generated text-in-image VQA data (t2bench.vlm.textimages) and the lm-eval
+"""Tests for the generated text-in-image VQA data (t2bench.tasks.textimages) and the lm-eval
 task ``t2vqa_text`` (tasks/t2vqa_text.yaml, tasks/vlm_utils.py, t2bench.tasks.t2vqa)."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from t2bench.vlm import textimages as ti
-from t2bench.vlm.textimages import TextImageConfig
+from t2bench.tasks import textimages as ti
+from t2bench.tasks.textimages import TextImageConfig
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS_DIR = REPO / "tasks"
@@ -68,7 +68,7 @@ def test_item_does_not_depend_on_split_length_or_order():
 def test_items_are_reproducible_in_a_fresh_process():
     expected = [_pixels(ti.make_item(SMALL, "test", i)["image"]) for i in range(3)]
     code = (
-        "import hashlib; from t2bench.vlm import textimages as ti;"
+        "import hashlib; from t2bench.tasks import textimages as ti;"
         "c = ti.TextImageConfig(n_train=200, n_valid=20, n_test=50);"
         "print(*[hashlib.sha256(ti.make_item(c, 'test', i)['image'].tobytes()).hexdigest()"
         " for i in range(3)])"
@@ -282,10 +282,10 @@ def test_task_builds_multimodal_requests():
 def test_process_results_wiring(monkeypatch):
     """With a stand-in metric module: cleaned prediction and the ten answers reach vqa_accuracy."""
     calls = []
-    stub = types.ModuleType("t2bench.vlm.vqa_metric")
+    stub = types.ModuleType("t2bench.tasks.vqa_metric")
     stub.clean_prediction = lambda s: s.strip().rstrip(".")
     stub.vqa_accuracy = lambda p, answers: calls.append((p, answers)) or 0.25
-    monkeypatch.setitem(sys.modules, "t2bench.vlm.vqa_metric", stub)
+    monkeypatch.setitem(sys.modules, "t2bench.tasks.vqa_metric", stub)
     doc = ti.item_content(SMALL, "test", 0)
     out = _vlm_utils().t2vqa_process_results(doc, [f" {doc['answer'].upper()}."])
     assert out == {"vqa_accuracy": 0.25, "exact_match": 1.0}
@@ -294,7 +294,7 @@ def test_process_results_wiring(monkeypatch):
 
 
 def test_process_results_with_real_metric():
-    pytest.importorskip("t2bench.vlm.vqa_metric", reason="vqa_metric not written yet")
+    pytest.importorskip("t2bench.tasks.vqa_metric", reason="vqa_metric not written yet")
     utils = _vlm_utils()
     doc = ti.item_content(SMALL, "test", 0)
     right = utils.t2vqa_process_results(doc, [f" {doc['answer']}\n"])

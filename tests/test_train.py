@@ -16,9 +16,9 @@ import torch
 from safetensors.torch import load_file
 
 from t2bench.errors import ConfigError
+from t2bench.generation import GumbelNoise, per_sequence, token_kl
 from t2bench.train import checkpoint as ckpt_io
 from t2bench.train.config import TrainConfig
-from t2bench.train.rollout import GumbelNoise, per_sequence, token_kl
 from t2bench.train.trainer import (
     TrainingDiverged,
     advantages,
@@ -370,7 +370,7 @@ def test_sigmoid_parameterisation_starts_at_the_base_model(llama_dir, data, tmp_
 def test_greedy_rollouts_ignore_seeds_and_sampling_uses_them():
     from conftest import tiny_llama, tiny_tokenizer
 
-    from t2bench.train.rollout import generate
+    from t2bench.generation import generate
 
     model, tok = tiny_llama(), tiny_tokenizer()
     prompts = [[1, 2, 3], [4, 5]]

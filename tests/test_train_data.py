@@ -10,9 +10,7 @@ from collections import Counter
 
 import pytest
 
-from t2bench.errors import ConfigError
-from t2bench.tasks.splits import LeakageError, normalize_question
-from t2bench.train.data import (
+from t2bench.data.splits import (
     CLASSIFIER_LABELS,
     MATH_MIX,
     MATH_MIX_SIZES,
@@ -20,12 +18,14 @@ from t2bench.train.data import (
     TASKS,
     Splits,
     TrainItem,
-    base_rates,
     check_disjoint,
     item_level,
     load_jsonl_items,
     load_splits,
 )
+from t2bench.errors import ConfigError
+from t2bench.tasks.splits import LeakageError, normalize_question
+from t2bench.train.base_rates import base_rates
 
 # The sizes the module docstring states.
 SIZES = {
@@ -191,7 +191,7 @@ def test_mix_is_deterministic_and_opt_in(mix):
 
 
 def test_base_rates_count_per_level_and_never_read_the_test_split(llama_dir, tmp_path):
-    from t2bench.train.data import main
+    from t2bench.train.base_rates import main
 
     with pytest.raises(ConfigError, match="the test split is for the final evaluation"):
         base_rates(str(llama_dir), split="test")
@@ -206,7 +206,7 @@ def test_base_rates_count_per_level_and_never_read_the_test_split(llama_dir, tmp
     prov = rec["provenance"]
     assert prov["commit"] and prov["weights_sha256"]["model"] and prov["data_items"]["n"] == 10
     # the CLI writes the record as a new file and never replaces one
-    args = ["base-rates", "--model", str(llama_dir), "--n", "10", "--batch", "5"]
+    args = ["--model", str(llama_dir), "--n", "10", "--batch", "5"]
     assert main([*args, "--max-new-tokens", "2", "--out", str(tmp_path)]) == 0
     assert main([*args, "--max-new-tokens", "2", "--out", str(tmp_path)]) == 0
     written = sorted(tmp_path.glob("base-rate-math-mix-*.json"))

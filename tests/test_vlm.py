@@ -20,7 +20,7 @@ TASKS = str(Path(__file__).resolve().parents[1] / "tasks")
 
 @pytest.fixture(autouse=True)
 def no_git(monkeypatch):
-    monkeypatch.setattr("t2bench.report.provenance.git_commit", lambda repo=None: "test")
+    monkeypatch.setattr("t2bench.core.provenance.git_commit", lambda repo=None: "test")
 
 
 @pytest.fixture(scope="module")
@@ -272,9 +272,9 @@ def test_trainer_trains_vlm_adapters_with_images(tiny_vlm_dir, tmp_path, method)
 def test_real_smollm2_vlm_reads_text_colour_above_chance():
     """The committed vision side, assembled with the packaged SmolLM2, answers colour questions
     on valid items (never test) far above the best constant answer (0.107 on colour)."""
+    from t2bench.tasks.textimages import TextImageConfig, make_item
     from t2bench.vlm.models import load_vlm
     from t2bench.vlm.pretrain import generate_answers
-    from t2bench.vlm.textimages import TextImageConfig, make_item
 
     model, processor, model_id = load_vlm("smollm2-vlm")
     assert model_id == "smollm2-vlm"

@@ -15,8 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from t2bench.errors import ConfigError
+from t2bench.tasks import textimages as ti
+from t2bench.tasks.textimages import TextImageConfig
 from t2bench.vlm import pretrain as pt
-from t2bench.vlm import textimages as ti
 from t2bench.vlm.assemble import (
     VISION_PREFIXES,
     VisionConfig,
@@ -24,7 +25,6 @@ from t2bench.vlm.assemble import (
     read_vision_weights,
     vision_state,
 )
-from t2bench.vlm.textimages import TextImageConfig
 from tests.conftest import TINY_VISION
 
 VISION = VisionConfig(**TINY_VISION)
@@ -40,7 +40,7 @@ def lm_dir(char_llama_dir):
 @pytest.fixture(autouse=True)
 def no_git(monkeypatch):
     """Provenance would shell out to git; the commit is irrelevant here."""
-    monkeypatch.setattr("t2bench.report.provenance.git_commit", lambda repo=None: "test")
+    monkeypatch.setattr("t2bench.core.provenance.git_commit", lambda repo=None: "test")
 
 
 @pytest.fixture(autouse=True)
@@ -431,8 +431,9 @@ def test_init_from_refuses_a_missing_or_mismatched_file(tmp_path, lm_dir):
 
 def test_pretrain_recipes_chain_to_the_run_they_start_from(tmp_path, monkeypatch):
     from t2bench.vlm import recipes
+    from t2bench.vlm.models import DEFAULT_PRETRAIN
 
-    assert recipes.DEFAULT_PRETRAIN in recipes.PRETRAIN_RECIPES
+    assert DEFAULT_PRETRAIN in recipes.PRETRAIN_RECIPES
     for fields in recipes.PRETRAIN_RECIPES.values():  # every start is itself a recipe
         assert fields.get("init_from", "smollm2-vlm") in recipes.PRETRAIN_RECIPES
     calls = []

@@ -1,4 +1,4 @@
-"""The VQA accuracy metric (t2bench.vlm.vqa_metric) and the TextVQA lm-eval task.
+"""The VQA accuracy metric (t2bench.tasks.vqa_metric) and the TextVQA lm-eval task.
 
 Expected values are derived by hand in the comments; nothing here touches the network.
 """
@@ -12,7 +12,7 @@ import pytest
 
 from t2bench.errors import ConfigError
 from t2bench.tasks import textvqa
-from t2bench.vlm.vqa_metric import (
+from t2bench.tasks.vqa_metric import (
     CONTRACTIONS,
     NUMBER_WORDS,
     clean_prediction,

@@ -7,7 +7,6 @@ points ``results/ablations/README.md`` (the index) at it.
 
 from __future__ import annotations
 
-import datetime as _dt
 import importlib
 import json
 import time
@@ -16,8 +15,9 @@ from pathlib import Path
 
 from t2bench.ablations.context import AblationContext
 from t2bench.ablations.profile import get_profile
+from t2bench.core.io import results_path, utc_stamp
 from t2bench.errors import ConfigError
-from t2bench.report.provenance import model_fingerprint
+from t2bench.models import model_fingerprint
 
 #: run order: Table 4 reuses Table 1's math items, Table 3 and α reuse Table 2's runs,
 #: α also shows the transfer table's cross-model CEM.
@@ -51,7 +51,7 @@ def select(only: str | None) -> list[str]:
 
 
 def new_folder(out: Path, profile: str) -> Path:
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = utc_stamp()
     folder = out / f"{profile}-{stamp}"
     n = 1
     while folder.exists():
@@ -64,7 +64,7 @@ def run_all(
     profile: str = "cpu",
     *,
     only: str | None = None,
-    out: str | Path = "results/ablations",
+    out: str | Path | None = None,
     resume: str | Path | None = None,
     allow_dirty: bool = False,
 ) -> Path:
@@ -72,12 +72,12 @@ def run_all(
 
     A checkout with uncommitted changes is refused before anything runs (its tables could not
     be traced to a commit) unless ``allow_dirty``; the tables then record that they were."""
-    from t2bench.report.tables import check_clean_checkout
+    from t2bench.core.tables import check_clean_checkout
 
     check_clean_checkout(allow_dirty)
     prof = get_profile(profile)
     modules = select(only)
-    out = Path(out)
+    out = Path(out or results_path("ablations"))
     folder = Path(resume) if resume else new_folder(out, prof.name)
     if resume and not folder.is_dir():
         raise ConfigError(f"--resume {folder}: no such run folder")

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 from t2bench.ablations import table2_unseen as t2
-from t2bench.report.stats import power_record
-from t2bench.report.tables import ADAPTER_KEY, Table, figure
+from t2bench.core.stats import power_record
+from t2bench.core.tables import ADAPTER_KEY, Table, figure
 
 NAME = "alpha-per-task"
 COLUMNS = ["task", "model", "experts", "α", "shots (split)", "shot score", "candidates", "search s"]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from t2bench.ablations.profile import AblationProfile
-from t2bench.report.provenance import git_commit, provenance
+from t2bench.core.provenance import git_commit, provenance
 
 
 class AblationContext:
@@ -57,15 +57,15 @@ class AblationContext:
 
     def heldout(self, task: str, variant) -> dict:
         """Greedy per-item correctness of one variant on the held-out test items of ``task``."""
+        from t2bench.generation import DEFAULT_NEW_TOKENS
         from t2bench.train.heldout import heldout_items, score_variant
-        from t2bench.train.rollout import DEFAULT_NEW_TOKENS
 
         n = self.profile.heldout_n.get(task)
 
         def compute():
             import torch
 
-            from t2bench.train.data import load_splits
+            from t2bench.data.splits import load_splits
 
             size = n or len(load_splits(task, seed=0).test)
             items, split = heldout_items(task, size, self.profile.seed)

@@ -8,8 +8,8 @@ rescales existing singular directions, forgets less.
 
 from __future__ import annotations
 
-from t2bench.report.stats import paired_difference, power_record
-from t2bench.report.tables import ADAPTER_KEY, Table, adapter_claim, diff_cell
+from t2bench.core.stats import paired_difference, power_record
+from t2bench.core.tables import ADAPTER_KEY, Table, adapter_claim, diff_cell
 
 NAME = "seal-forgetting"
 COLUMNS = [

@@ -18,11 +18,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from t2bench.report.stats import power_record
-from t2bench.report.tables import ADAPTER_KEY, Table, adapter_claim
+from t2bench.core.io import results_path
+from t2bench.core.stats import power_record
+from t2bench.core.tables import ADAPTER_KEY, Table, adapter_claim
 
 NAME = "performance"
-BENCH_DIR = Path("results/bench")
+BENCH_DIR = results_path("bench")
 COLUMNS = [
     "benchmark",
     "measure",
@@ -55,12 +56,12 @@ Thunk = Callable[[], "dict | list[dict] | None"]
 
 def _pattern(kind: str) -> re.Pattern:
     # the stamp must follow the kind directly, so "train-step" never matches "train-parity-…";
-    # write_new adds "-1", "-2" … when two records share a second
+    # new_record adds "-1", "-2" … when two records share a second
     return re.compile(rf"^{re.escape(kind)}-(\d{{8}}T\d{{6}}Z)(?:-(\d+))?\.json$")
 
 
 def records_of(bench_dir: Path, kind: str) -> list[Path]:
-    """JSON records of one kind, oldest first (by UTC stamp, then write_new's ``-N`` suffix)."""
+    """JSON records of one kind, oldest first (by UTC stamp, then new_record's ``-N`` suffix)."""
     pat = _pattern(kind)
     found = []
     if Path(bench_dir).is_dir():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from t2bench.core.io import results_path
 from t2bench.errors import ConfigError
 from t2bench.vlm.recipes import EXPERTS_DIR as VLM_EXPERTS_DIR
 
@@ -18,8 +19,8 @@ class AblationProfile:
     transfer_target: str | None = "gemma-3-270m"
     #: same-shape model for the paper's transfer (None: none available, rows say so)
     same_shape_target: str | None = None
-    experts: str = "results/experts"
-    table4_experts: str = "results/experts/table4"
+    experts: str = str(results_path("experts"))
+    table4_experts: str = str(results_path("experts/table4"))
     #: experts trained on the transfer target (for target → model transfer); None: skip
     target_experts: str | None = None
     #: Table 1 / Table 4: items of each training task's held-out test split (None: all)
@@ -44,7 +45,7 @@ class AblationProfile:
     #: SEAL: the ReST-EM run, the eval passages (source, first n), self-edit variant (and
     #: the variants compared with it), inner-update steps, the passages of the sequential-edit
     #: (forgetting) table, and the first n SQuAD eval passages of the SQuAD table
-    seal_run: str = "results/seal/restem"
+    seal_run: str = str(results_path("seal/restem"))
     seal_source: str = "fictional"
     seal_n: int | None = 10
     seal_variant: str = "implications"
@@ -67,7 +68,7 @@ _CEM_GEN = "shots=3;population=4;iterations=1;max_gen_toks=64"
 
 CPU = AblationProfile(
     name="cpu",
-    target_experts="results/experts-gemma-3-270m",
+    target_experts=str(results_path("experts-gemma-3-270m")),
     heldout_n={"reasoning": 100, "math": 32, "code": 16},
     unseen={"arc_challenge": 60, "humaneval": 12, "minerva_math_prealgebra": 20},
     lora_for={
@@ -104,8 +105,8 @@ PAPER = AblationProfile(
     model="meta-llama/Meta-Llama-3-8B-Instruct",
     transfer_target=None,
     same_shape_target="mistralai/Mistral-7B-Instruct-v0.3",
-    experts="results/experts-llama3-8b",
-    table4_experts="results/experts-llama3-8b/table4",
+    experts=str(results_path("experts-llama3-8b")),
+    table4_experts=str(results_path("experts-llama3-8b/table4")),
     heldout_n={"reasoning": None, "math": None, "code": None},
     unseen=dict.fromkeys(_PAPER_UNSEEN),
     lora_for={
@@ -139,8 +140,8 @@ SMOKE = CPU.with_overrides(
     name="smoke",
     # the first committed experts (the training smoke profile): always there, so the smoke
     # tables run on any checkout, also while results/experts is being retrained
-    experts="results/experts-smoke",
-    table4_experts="results/experts-smoke/table4",
+    experts=str(results_path("experts-smoke")),
+    table4_experts=str(results_path("experts-smoke/table4")),
     heldout_n={"reasoning": 4, "math": 2, "code": 2},
     unseen={"arc_challenge": 4, "humaneval": 2, "minerva_math_prealgebra": 2},
     max_gen_toks={"arc_challenge": None, "humaneval": 16, "minerva_math_prealgebra": 16},

@@ -15,9 +15,9 @@ import json
 from pathlib import Path
 
 from t2bench.ablations.table1_training import STATS_NOTE
+from t2bench.core.stats import accuracy, paired_difference, power_record, verdict
+from t2bench.core.tables import ADAPTER_KEY, Table, adapter_claim, diff_cell, diff_columns
 from t2bench.errors import ConfigError
-from t2bench.report.stats import accuracy, paired_difference, power_record, verdict
-from t2bench.report.tables import ADAPTER_KEY, Table, adapter_claim, diff_cell, diff_columns
 
 NAME = "seal-knowledge"
 COLUMNS = [

@@ -9,7 +9,7 @@ text, and the base model may already know some answers from pre-training.
 from __future__ import annotations
 
 from t2bench.ablations.seal import knowledge_table
-from t2bench.report.tables import Table
+from t2bench.core.tables import Table
 
 NAME = "seal-knowledge-squad"
 

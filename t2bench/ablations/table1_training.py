@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from t2bench.core.stats import METHODS_NOTE, accuracy, power_record, verdict
+from t2bench.core.tables import ADAPTER_KEY, Table, adapter_claim, diff_cell, diff_columns
 from t2bench.errors import ConfigError
-from t2bench.report.stats import METHODS_NOTE, accuracy, power_record, verdict
-from t2bench.report.tables import ADAPTER_KEY, Table, adapter_claim, diff_cell, diff_columns
 from t2bench.train.heldout import Variant, discover
 
 NAME = "table1-training-tasks"
@@ -124,7 +124,7 @@ def caption(ctx, rows) -> str:
         f"Model {ctx.profile.model or 'SmolLM2-135M-Instruct'}; experts from `{ctx.profile.experts}`. "
         f"Items: seeded samples (seed {ctx.profile.seed}) of each task's test split — "
         + ", ".join(f"{t}: {s}, n={k}" for (t, s), k in n.items())
-        + " (splits in `t2bench/train/data.py`: none of these items was used for training, "
+        + " (splits in `t2bench/data/splits.py`: none of these items was used for training, "
         "checkpoint selection or tuning). Greedy decoding, scored by the task's reward. "
         + STATS_NOTE
     )

@@ -16,9 +16,9 @@ How each number is made (all through ``lm_eval --model t2`` on the first n docum
 from __future__ import annotations
 
 from t2bench.ablations.table1_training import STATS_NOTE
+from t2bench.core.stats import accuracy, power_record, verdict
+from t2bench.core.tables import ADAPTER_KEY, Table, adapter_claim, diff_cell, diff_columns
 from t2bench.dispatch.labels import EXPERT_LABELS
-from t2bench.report.stats import accuracy, power_record, verdict
-from t2bench.report.tables import ADAPTER_KEY, Table, adapter_claim, diff_cell, diff_columns
 
 NAME = "table2-unseen-tasks"
 STRATEGIES = ("prompt", "classifier", "label", "router")

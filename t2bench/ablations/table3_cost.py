@@ -10,7 +10,7 @@ run over the same documents (for CEM: in the CEM run). The paper reports 13% (MA
 from __future__ import annotations
 
 from t2bench.ablations import table2_unseen as t2
-from t2bench.report.tables import ADAPTER_KEY, Table
+from t2bench.core.tables import ADAPTER_KEY, Table
 
 NAME = "table3-two-pass-cost"
 PAPER = {"minerva_math": 0.13, "humaneval": 0.19, "arc_challenge": 0.47}

@@ -20,8 +20,8 @@ from t2bench.ablations.table1_training import (
     split_name,
     variant,
 )
-from t2bench.report.stats import verdict
-from t2bench.report.tables import Table, diff_cell, figure
+from t2bench.core.stats import verdict
+from t2bench.core.tables import Table, diff_cell, figure
 from t2bench.svf import counts
 from t2bench.train.heldout import Variant
 

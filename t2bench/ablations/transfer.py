@@ -20,9 +20,9 @@ from pathlib import Path
 
 from t2bench.ablations.table1_training import STATS_NOTE
 from t2bench.ablations.table2_unseen import expert_name, judged, make_row, power_of, task_label
+from t2bench.core.stats import paired_difference, power_record
+from t2bench.core.tables import Table, diff_cell, figure
 from t2bench.dispatch.labels import EXPERT_LABELS
-from t2bench.report.stats import paired_difference, power_record
-from t2bench.report.tables import Table, diff_cell, figure
 
 NAME = "transfer"
 COLUMNS = [

@@ -14,9 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from t2bench.ablations.table1_training import STATS_NOTE
+from t2bench.core.stats import accuracy, power_record, verdict
+from t2bench.core.tables import ADAPTER_KEY, Table, adapter_claim, diff_cell, diff_columns
 from t2bench.errors import ConfigError
-from t2bench.report.stats import accuracy, power_record, verdict
-from t2bench.report.tables import ADAPTER_KEY, Table, adapter_claim, diff_cell, diff_columns
 
 NAME = "vlm-text-vqa"
 TASK = "t2vqa_text"
@@ -94,7 +94,7 @@ def _variants(ctx) -> list[tuple[str, str, int | None, str | None]]:
 
 def by_qtype(doc_ids: list[int], scores: list[float]) -> dict[str, str]:
     """Accuracy per question type (word / number / colour) as "0.123 (n)" cells."""
-    from t2bench.vlm.textimages import TextImageConfig, item_content
+    from t2bench.tasks.textimages import TextImageConfig, item_content
 
     cfg = TextImageConfig()
     groups: dict[str, list[float]] = {q: [] for q in QTYPES}
@@ -104,7 +104,7 @@ def by_qtype(doc_ids: list[int], scores: list[float]) -> dict[str, str]:
 
 
 def run(ctx) -> Table:
-    from t2bench.vlm.textimages import TextImageConfig, chance_accuracy
+    from t2bench.tasks.textimages import TextImageConfig, chance_accuracy
 
     p = ctx.profile
     rows, data = [], {}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import hashlib
 import json
 import os
 import re
@@ -24,6 +23,8 @@ from typing import Any
 
 from t2bench.assets import registry
 from t2bench.assets.registry import AssetSpec
+from t2bench.core.io import file_sha256 as sha256_file  # assets.sha256_file is public
+from t2bench.core.io import utc_stamp
 from t2bench.errors import ChecksumError
 
 ENV_HOME = "T2BENCH_HOME"
@@ -92,15 +93,6 @@ def _now_iso() -> str:
 # --------------------------------------------------------------------------- hashing
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks (the files here are up to ~1 GB)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(_CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _checksum_message(what: str, path: Path, expected: str, actual: str, fix: str | None) -> str:
     fix = fix or (
         f"delete {path} and fetch again; if it keeps happening the download is being altered "
@@ -134,7 +126,7 @@ def verify_sha256(
 
 def _move_aside(path: Path) -> Path:
     """Rename a suspicious file to ``<file>.corrupt-<timestamp>`` instead of deleting it."""
-    stamp = time.strftime("%Y%m%dT%H%M%S")
+    stamp = utc_stamp()
     target = path.with_name(f"{path.name}.corrupt-{stamp}")
     n = 1
     while target.exists():

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from t2bench.core.provenance import provenance, state_sha256
 from t2bench.dispatch import (
     BASE,
     Choice,
@@ -24,7 +25,6 @@ from t2bench.dispatch import (
     make_dispatcher,
 )
 from t2bench.errors import ConfigError, ExpertMismatchError
-from t2bench.report.provenance import provenance, state_sha256
 from t2bench.svf import SVFPatcher, TargetSpec, check_fits, decompose, load_experts
 from t2bench.svf.expert import check_same_layout
 from t2bench.svf.targets import tower_of_keys

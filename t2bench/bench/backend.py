@@ -19,11 +19,12 @@ from pathlib import Path
 import torch
 
 from t2bench.backends.text import T2LM
+from t2bench.core.io import new_record, results_path
+from t2bench.core.provenance import provenance
 from t2bench.dispatch import Choice, Dispatcher
-from t2bench.evaluate import tasks_dir
 from t2bench.models import load_model
-from t2bench.report.provenance import provenance, write_new
 from t2bench.svf import TargetSpec, decompose, identity_expert, save_expert
+from t2bench.tasks import tasks_dir
 
 
 class AlternatingDispatch(Dispatcher):
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="results/bench")
+    p.add_argument("--out", default=str(results_path("bench")))
     a = p.parse_args(argv)
     split = lambda s: [t for t in s.split(",") if t]  # noqa: E731
     r = run(
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
         f"alternating 4 experts: groups={alt['groups']} compositions={alt['weight_compositions']} "
         f"counts={alt['dispatch_counts']}"
     )
-    print(f"written {write_new(Path(a.out), 'backend', r)}")
+    print(f"written {new_record(Path(a.out), 'backend', r)}")
 
 
 if __name__ == "__main__":

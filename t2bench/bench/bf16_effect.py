@@ -29,7 +29,9 @@ from pathlib import Path
 
 import torch
 
-DEFAULT_EXPERT = "results/experts/reasoning-svf-pg/reasoning-svf-pg.safetensors"
+from t2bench.core.io import results_path
+
+DEFAULT_EXPERT = str(results_path("experts/reasoning-svf-pg/reasoning-svf-pg.safetensors"))
 
 
 def _file_sha256(path: Path) -> str:
@@ -78,13 +80,13 @@ def measure(
     prompts: int = 8,
     device: str | None = None,
 ) -> dict:
+    from t2bench.core.provenance import items_sha256, state_sha256
+    from t2bench.data.splits import load_splits
+    from t2bench.generation import encode_items, join_batch
     from t2bench.models import load_model, resolve_device
-    from t2bench.report.provenance import items_sha256, state_sha256
     from t2bench.svf import SVFPatcher, TargetSpec, check_fits, compose, decompose, load_expert
     from t2bench.svf.expert import effective_z
-    from t2bench.train.data import load_splits
     from t2bench.train.policy import SVFPolicy
-    from t2bench.train.rollout import encode_items, join_batch
 
     t_start = time.perf_counter()
     dev = resolve_device(device)
@@ -186,11 +188,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--task", default="reasoning")
     p.add_argument("--prompts", type=int, default=8)
     p.add_argument("--device", default=None)
-    p.add_argument("--out", default="results/bench")
+    p.add_argument("--out", default=str(results_path("bench")))
     p.add_argument("--no-write", action="store_true")
     a = p.parse_args(argv)
     r = measure(a.expert, model=a.model, task=a.task, prompts=a.prompts, device=a.device)
-    from t2bench.report.provenance import provenance, write_new
+    from t2bench.core.io import new_record
+    from t2bench.core.provenance import provenance
 
     r["provenance"] = provenance(model=r["model"], **r.pop("_provenance"))
     for dt in ("fp32", "bf16"):
@@ -206,7 +209,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{r['weights_in_bf16']['median_changed_fraction']:.3f}"
     )
     if not a.no_write:
-        print(f"written {write_new(Path(a.out), 'bf16-effect', r)}")
+        print(f"written {new_record(Path(a.out), 'bf16-effect', r)}")
 
 
 if __name__ == "__main__":

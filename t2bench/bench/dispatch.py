@@ -14,7 +14,7 @@ numbers are those of ``lm_eval --model t2 --model_args ...,dispatch=<strategy>``
 * fewshot: per task, the first ``n`` evaluation documents under base, each single expert and
   CEM. Each accuracy has a 95% Wilson interval; per-document scores are paired to give each
   variant's difference to base with Newcombe's paired score interval and McNemar's exact p
-  (:mod:`t2bench.report.stats`: neither is zero-width at 0/n or when no document changed), and
+  (:mod:`t2bench.core.stats`: neither is zero-width at 0/n or when no document changed), and
   each task states its minimum detectable difference. CEM's shots never overlap the scored
   documents (the dispatcher refuses that).
 
@@ -32,9 +32,10 @@ import os
 import time
 from pathlib import Path
 
-from t2bench.evaluate import tasks_dir
-from t2bench.report import stats
-from t2bench.report.provenance import git_commit, items_sha256, provenance, write_new
+from t2bench.core import stats
+from t2bench.core.io import new_record, results_path
+from t2bench.core.provenance import git_commit, items_sha256, provenance
+from t2bench.tasks import tasks_dir
 
 METRICS = {
     "arc": "acc",
@@ -44,7 +45,7 @@ METRICS = {
     "t2vqa": "vqa_accuracy",
     "textvqa": "vqa_accuracy",
 }
-EXPERTS = "results/experts"
+EXPERTS = str(results_path("experts"))
 
 
 def cem_spec(args, task: str) -> str:
@@ -310,7 +311,7 @@ def fewshot(args) -> dict:
 
 
 def fewshot_markdown(payload: dict) -> str:
-    from t2bench.report.tables import power_line
+    from t2bench.core.tables import power_line
 
     lines = [
         "| task | n | variant | score | 95% Wilson CI | Δ vs base (points) | paired 95% CI (Newcombe) | p (McNemar exact) |",
@@ -368,19 +369,24 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     if a.what == "cost":
         a.tasks = a.tasks or "arc_challenge:40,gsm8k:10,humaneval:10"
-        payload, md, out, stem = cost(a), cost_markdown, a.out or "results/bench", "dispatch-cost"
+        payload, md, out, stem = (
+            cost(a),
+            cost_markdown,
+            a.out or str(results_path("bench")),
+            "dispatch-cost",
+        )
     else:
         a.tasks = a.tasks or "arc_challenge:100,humaneval:40,minerva_math_prealgebra:30"
         payload, md, out, stem = (
             fewshot(a),
             fewshot_markdown,
-            a.out or "results/dispatch",
+            a.out or str(results_path("dispatch")),
             "fewshot",
         )
     payload["args"] = vars(a)
     payload["wall_seconds"] = round(time.perf_counter() - t0, 1)
     payload["provenance"] = record_provenance(payload["rows"], commit, payload["wall_seconds"])
-    path = write_new(Path(out), stem, payload)
+    path = new_record(Path(out), stem, payload)
     text = md(payload)
     path.with_suffix(".md").write_text(text + "\n")
     print(text)

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from t2bench.core.io import results_path
+
 DTYPES = ("float32", "bfloat16")
 
 
@@ -35,10 +37,11 @@ def measure(
     seed: int = 0,
     max_new_tokens: int | None = None,
 ) -> dict:
-    from t2bench.report.provenance import git_commit, items_sha256, model_fingerprint
-    from t2bench.report.stats import accuracy, paired_difference
+    from t2bench.core.provenance import git_commit, items_sha256
+    from t2bench.core.stats import accuracy, paired_difference
+    from t2bench.generation import DEFAULT_NEW_TOKENS
+    from t2bench.models import model_fingerprint
     from t2bench.train.heldout import Variant, heldout_items, score_variant
-    from t2bench.train.rollout import DEFAULT_NEW_TOKENS
 
     commit = git_commit()
     items, split = heldout_items(task, n, seed, difficulty)
@@ -93,7 +96,8 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from t2bench.report.provenance import provenance, write_new
+    from t2bench.core.io import new_record
+    from t2bench.core.provenance import provenance
 
     p = argparse.ArgumentParser(prog="python -m t2bench.bench.eval_dtype", description=__doc__)
     p.add_argument("--task", default="reasoning")
@@ -104,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="results/bench")
+    p.add_argument("--out", default=str(results_path("bench")))
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args(argv)
     rec = measure(
@@ -129,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write:
         fields = rec.pop("provenance_fields")
         rec["provenance"] = provenance(**fields)
-        print(f"written: {write_new(Path(args.out), 'eval-dtype', rec)}")
+        print(f"written: {new_record(Path(args.out), 'eval-dtype', rec)}")
     return 0
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from t2bench.core.io import results_path
+
 DTYPES = (torch.float32, torch.bfloat16)
 
 
@@ -56,12 +58,13 @@ def measure(tokens: int = 2048, d_in: int = 576, d_out: int = 1536, rounds: int 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from t2bench.report.provenance import provenance, write_new
+    from t2bench.core.io import new_record
+    from t2bench.core.provenance import provenance
 
     p = argparse.ArgumentParser(prog="python -m t2bench.bench.matmul_dtype", description=__doc__)
     p.add_argument("--tokens", type=int, default=2048)
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--out", default="results/bench")
+    p.add_argument("--out", default=str(results_path("bench")))
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not args.no_write:
         rec["provenance"] = provenance(wall_seconds=round(time.perf_counter() - t0, 1))
-        print(f"written: {write_new(Path(args.out), 'matmul-dtype', rec)}")
+        print(f"written: {new_record(Path(args.out), 'matmul-dtype', rec)}")
     return 0
 
 

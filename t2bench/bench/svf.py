@@ -15,8 +15,9 @@ from pathlib import Path
 
 import torch
 
+from t2bench.core.io import new_record, results_path
+from t2bench.core.provenance import provenance
 from t2bench.models import load_model
-from t2bench.report.provenance import provenance, write_new
 from t2bench.svf import SVFPatcher, TargetSpec, decompose, identity_expert
 
 
@@ -109,14 +110,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seq", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="results/bench", help="folder for the JSON record")
+    p.add_argument("--out", default=str(results_path("bench")), help="folder for the JSON record")
     a = p.parse_args(argv)
     r = run(a.model, a.modules, a.svd_modules, a.repeats, a.batch, a.seq, a.seed)
     for k, v in r["seconds"].items():
         print(f"{k:28} {v:8.3f} s")
     for k, v in r["ratios"].items():
         print(f"{k:28} {v:8.3f}")
-    print(f"written {write_new(Path(a.out), 'svf', r)}")
+    print(f"written {new_record(Path(a.out), 'svf', r)}")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
+from t2bench.core.io import results_path
+
 
 def _run(cmd: list[str], log: Path) -> float:
     env = os.environ | {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -41,10 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--global-batch", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="results/bench")
+    p.add_argument("--out", default=str(results_path("bench")))
     p.add_argument("--no-write", action="store_true")
     a = p.parse_args(argv)
-    from t2bench.report.provenance import provenance, write_new
+    from t2bench.core.io import new_record
+    from t2bench.core.provenance import provenance
 
     args = [
         "--task", a.task, "--steps", str(a.steps), "--global-batch", str(a.global_batch),
@@ -92,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"1 process vs 2 processes after {a.steps} steps: max |Δz| = {diff:.3g} "
           f"(max |z − 1| = {moved:.3g}); {s1:.0f} s and {s2:.0f} s")  # fmt: skip
     if not a.no_write:
-        print("written:", write_new(Path(a.out), "train-parity", record))
+        print("written:", new_record(Path(a.out), "train-parity", record))
     return 0
 
 

@@ -39,6 +39,8 @@ from pathlib import Path
 
 import torch
 
+from t2bench.core.io import results_path
+
 VARIANTS = ("svf", "lora", "ia3")
 DTYPES = ("float32", "bfloat16")
 #: where the LM head runs: on the positions whose log-probs are needed, or on every position
@@ -100,8 +102,8 @@ def label(variant: str, dtype: str = "float32", logits: str = "selected") -> str
 
 def _build(variant: str, dtype: str, objective: str, model, device, seed: int, **cfg_kw):
     """Model, config and policy as the trainer builds them, and AdamW over the adapter."""
+    from t2bench.core.provenance import state_sha256
     from t2bench.models import load_model, resolve_device
-    from t2bench.report.provenance import state_sha256
     from t2bench.train.config import TrainConfig
     from t2bench.train.policy import build_policy
 
@@ -235,7 +237,7 @@ def worker(
     seed: int = 0,
 ) -> dict:
     """Time ``repeats`` next-token training steps after ``warmup`` untimed ones (in-process)."""
-    from t2bench.train.rollout import completion_logprobs, logit_positions
+    from t2bench.generation import completion_logprobs, logit_positions
 
     if repeats < 1 or warmup < 0:
         raise ValueError("repeats must be >= 1 and warmup >= 0")
@@ -284,7 +286,7 @@ def worker(
 
 def rl_items(task: str, prompts: int, data: str | None = None):
     """The first ``prompts`` items of ``task``'s train split (or of a JSONL file)."""
-    from t2bench.train.data import load_jsonl_items, load_splits
+    from t2bench.data.splits import load_jsonl_items, load_splits
 
     items = load_jsonl_items(data, task) if data else load_splits(task, seed=0).train
     if len(items) < prompts:
@@ -319,10 +321,8 @@ def rl_worker(
     the joined batch as the trainer did before. The adapter is put back after every step, so
     each repeat samples from the same policy.
     """
-    from t2bench.report.provenance import items_sha256
-    from t2bench.train import rewards as rw
-    from t2bench.train.policy import GroupedBatch
-    from t2bench.train.rollout import (
+    from t2bench.core.provenance import items_sha256
+    from t2bench.generation import (
         completion_logprobs,
         encode_items,
         generate,
@@ -332,6 +332,8 @@ def rl_worker(
         sample_seed,
         token_kl,
     )
+    from t2bench.train import rewards as rw
+    from t2bench.train.policy import GroupedBatch
     from t2bench.train.trainer import advantages
 
     if repeats < 1 or warmup < 0 or prompts < 1 or new_tokens < 1 or group < 1:
@@ -599,7 +601,7 @@ def _split(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
 
 
 def run(a: argparse.Namespace) -> dict:
-    from t2bench.report.provenance import provenance
+    from t2bench.core.provenance import provenance
 
     t_start = time.perf_counter()
     env_start = _environment()
@@ -714,7 +716,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--logits", default="selected", choices=LOGITS, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="results/bench", help="folder for the JSON record")
+    p.add_argument("--out", default=str(results_path("bench")), help="folder for the JSON record")
     p.add_argument("--no-write", action="store_true", help="print only, write no record")
     p.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     return p
@@ -755,9 +757,9 @@ def main(argv: list[str] | None = None) -> None:
             print(_format_table(r[mode]))
     if a.no_write:
         return
-    from t2bench.report.provenance import write_new
+    from t2bench.core.io import new_record
 
-    print(f"written {write_new(Path(a.out), 'train-step', r)}")
+    print(f"written {new_record(Path(a.out), 'train-step', r)}")
 
 
 if __name__ == "__main__":

@@ -217,8 +217,6 @@ def make_dispatcher(spec: str | Dispatcher, experts: Mapping[str, Expert]) -> Di
     """Build a dispatcher from ``name`` or ``name:arg`` (or pass an instance through)."""
     if isinstance(spec, Dispatcher):
         return spec
-    import t2bench.dispatch.strategies  # noqa: F401  (registers the first-pass strategies)
-
     name, _, arg = str(spec).partition(":")
     factory = _REGISTRY.get(name.strip().lower())
     if factory is None:

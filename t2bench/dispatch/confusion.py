@@ -9,14 +9,13 @@ provenance: commit, base weights' sha256 (hashed before any expert is composed),
 scored items' ``task:doc_id`` ids and their sha256, machine and wall time.
 
 MBPP docs are restricted to task ids 311-510: ids 11-310 are the training and validation
-pools of the code expert and the classifier (:mod:`t2bench.train.data`).
+pools of the code expert and the classifier (:mod:`t2bench.data.splits`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import datetime as _dt
 import io
 import json
 import os
@@ -28,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from t2bench.core.io import results_path, utc_stamp
 from t2bench.dispatch.base import Choice, Dispatcher, DispatchRequest
 from t2bench.dispatch.labels import LABELS, serves
 from t2bench.errors import ConfigError
@@ -65,7 +65,7 @@ TRUE_LABEL: dict[str, str] = {
     "arc_easy": "reasoning",
 }
 DEFAULT_TASKS = ("gsm8k", "minerva_math", "humaneval", "mbpp", "arc_challenge")
-# MBPP task ids 11-310 train / validate the code expert and the classifier (train/data.py).
+# MBPP task ids 11-310 train / validate the code expert and the classifier (data/splits.py).
 MBPP_HELD_OUT = range(311, 511)
 COLUMNS = LABELS  # code, math, reasoning, other
 MIXTURE = "mixture"
@@ -167,7 +167,7 @@ def task_prompts(
     """
     from lm_eval.tasks import TaskManager
 
-    from t2bench.evaluate import tasks_dir
+    from t2bench.tasks import tasks_dir
 
     if n_per_task < 1:
         raise ConfigError(f"n_per_task must be at least 1 (got {n_per_task})")
@@ -210,7 +210,7 @@ def first_docs(task_name: str, n: int | None) -> list[PromptItem]:
     ``lm_eval --limit n`` evaluates, so a first pass here sees exactly the backend's prompts."""
     from lm_eval.tasks import TaskManager
 
-    from t2bench.evaluate import tasks_dir
+    from t2bench.tasks import tasks_dir
 
     local = tasks_dir()
     manager = TaskManager(
@@ -287,8 +287,8 @@ class ConfusionMatrix:
 
     @property
     def wilson(self) -> tuple[float, float]:
-        """95% Wilson score interval for accuracy (:func:`t2bench.report.stats.wilson`)."""
-        from t2bench.report.stats import wilson
+        """95% Wilson score interval for accuracy (:func:`t2bench.core.stats.wilson`)."""
+        from t2bench.core.stats import wilson
 
         return wilson(self.correct, self.n, z=WILSON_Z)
 
@@ -431,9 +431,9 @@ def to_json(
 ) -> str:
     """The matrix, its statistics and per-prompt choices, plus ``meta`` and provenance.
 
-    ``extra`` goes into :func:`~t2bench.report.provenance.provenance` (model, split, seed).
+    ``extra`` goes into :func:`~t2bench.core.provenance.provenance` (model, split, seed).
     """
-    from t2bench.report.provenance import provenance
+    from t2bench.core.provenance import provenance
 
     payload = {
         "title": title,
@@ -536,13 +536,9 @@ class StrategyResult:
         return self.seconds / self.cm.n
 
 
-def _utc_stamp() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-
-
 def new_run_folder(out_dir: str | Path, stamp: str | None = None) -> Path:
     """Create ``<out_dir>/confusion-<UTC stamp>/``; an existing one is an error, never reused."""
-    folder = Path(out_dir) / f"confusion-{stamp or _utc_stamp()}"
+    folder = Path(out_dir) / f"confusion-{stamp or utc_stamp()}"
     folder.parent.mkdir(parents=True, exist_ok=True)
     try:
         folder.mkdir()
@@ -620,7 +616,7 @@ def write_summary(
     folder: Path, results: Sequence[StrategyResult], info: Mapping[str, Any], **extra: Any
 ) -> list[Path]:
     """``confusion.md``, ``confusion.png`` (all strategies) and ``run.json`` in ``folder``."""
-    from t2bench.report.provenance import provenance
+    from t2bench.core.provenance import provenance
 
     run_json = {
         "arguments": dict(info),
@@ -646,7 +642,6 @@ def write_summary(
 
 
 def _check_strategies(strategies: Sequence[str]) -> None:
-    import t2bench.dispatch.strategies  # noqa: F401  (registers the first-pass strategies)
     from t2bench.dispatch.base import strategy_names
 
     known = strategy_names()
@@ -663,7 +658,7 @@ def run(
     strategies: Sequence[str] | str,
     n_per_task: int = 50,
     experts: str | list[str] | None = None,
-    out_dir: str | Path = "results/dispatch",
+    out_dir: str | Path | None = None,
     pretrained: str | None = None,
     seed: int = 0,
     batch_size: int = 16,
@@ -674,8 +669,9 @@ def run(
     The folder is claimed before any work, so a clash fails at once; a run that fails leaves
     no empty folder behind.
     """
+    out_dir = out_dir or results_path("dispatch")
+    from t2bench.core.provenance import git_commit, items_sha256, weights_sha256
     from t2bench.dispatch.standalone import load_bound
-    from t2bench.report.provenance import git_commit, items_sha256, weights_sha256
 
     commit = git_commit()  # the code that runs, read before anything can change the tree
     t0 = time.perf_counter()

@@ -27,7 +27,6 @@ import copy
 import hashlib
 import json
 import logging
-import os
 import random
 import time
 from collections import Counter
@@ -40,6 +39,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from t2bench.core.io import replacing, write_json_atomic
 from t2bench.dispatch.base import (
     Choice,
     Dispatcher,
@@ -123,7 +123,7 @@ def load_task(task_name: str):
     """The lm-eval Task object (t2bench's offline task folder first, then lm-eval's own)."""
     from lm_eval.tasks import TaskManager, get_task_dict
 
-    from t2bench.evaluate import tasks_dir
+    from t2bench.tasks import tasks_dir
 
     tasks = get_task_dict([task_name], TaskManager(include_path=str(tasks_dir())))
     flat = {}
@@ -283,13 +283,10 @@ class AlphaRecord:
     def save(self, folder: Path, key: str) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"cem-{self.task}-{key}.safetensors"
-        tmp = path.with_suffix(".tmp")
-        save_file({"alpha": self.alpha.contiguous()}, str(tmp), metadata={"task": self.task})
+        with replacing(path) as tmp:
+            save_file({"alpha": self.alpha.contiguous()}, str(tmp), metadata={"task": self.task})
         meta = {"task": self.task, "experts": self.experts, "keys": self.keys, **self.info}
-        json_tmp = path.with_suffix(".json.tmp")
-        json_tmp.write_text(json.dumps(meta, indent=1))
-        os.replace(tmp, path)
-        os.replace(json_tmp, path.with_suffix(".json"))
+        write_json_atomic(path.with_suffix(".json"), meta, indent=1)
         try:
             plot_alpha(self, path.with_suffix(".png"))
         except ImportError:
@@ -470,7 +467,7 @@ class FewShotDispatch(Dispatcher):
             )
         bar.close()
         wall = time.perf_counter() - t0
-        from t2bench.report.provenance import provenance
+        from t2bench.core.provenance import provenance
 
         alpha = torch.tensor(result.best.reshape(shape), dtype=torch.float32)
         info = {

@@ -156,7 +156,7 @@ class PromptDispatch(_FirstPass):
     name = "prompt"
 
     def _generate(self, prompts: list[str]) -> list[str]:
-        from t2bench.train.rollout import encode_prompts, generate
+        from t2bench.generation import encode_prompts, generate
 
         ctx = self.context()
         ids = encode_prompts(ctx.tokenizer, prompts)
@@ -219,7 +219,7 @@ class LabelScoreDispatch(_FirstPass):
         self._prior: torch.Tensor | None = None
 
     def _prefixes(self, questions: list[str]) -> list[list[int]]:
-        from t2bench.train.rollout import encode_prompts
+        from t2bench.generation import encode_prompts
 
         ids = encode_prompts(self.context().tokenizer, [classify_prompt(q) for q in questions])
         box = self.context().tokenizer("\\boxed{", add_special_tokens=False)["input_ids"]

@@ -8,7 +8,7 @@ names code, math or reasoning. A best score below ``threshold`` means ``other`` 
 weights.
 
 Data: the router is fitted on the bare questions of the ``classifier`` task's *train* split
-(t2bench.train.data); its *valid* split only measures the accuracy reported by ``describe``;
+(t2bench.data.splits); its *valid* split only measures the accuracy reported by ``describe``;
 its *test* split is never read. The fitted router is cached under
 ``$T2BENCH_HOME/routers/<key>.safetensors`` (+ a JSON sidecar), where the key hashes every
 input of the fit, so a second run loads it in milliseconds.
@@ -24,10 +24,9 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +36,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from t2bench.classify_prompt import question_in
+from t2bench.core.io import file_sha256, replacing, write_atomic
 from t2bench.dispatch.base import (
     Choice,
     DispatchContext,
@@ -258,7 +258,7 @@ def _bare_question(prompt: str, uid: str) -> str:
     if question is None:
         raise ConfigError(
             f"classifier item {uid} is not a t2bench.classify_prompt.classify_prompt prompt: "
-            "t2bench.train.data changed its prompt format; update router._bare_question"
+            "t2bench.data.splits changed its prompt format; update router._bare_question"
         )
     return question
 
@@ -266,7 +266,7 @@ def _bare_question(prompt: str, uid: str) -> str:
 @functools.lru_cache(maxsize=4)
 def _classifier_questions(seed: int) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
     """Bare questions and labels of the classifier train and valid splits (never test)."""
-    from t2bench.train.data import load_splits
+    from t2bench.data.splits import load_splits
 
     splits = load_splits("classifier", seed)
     out = {}
@@ -424,33 +424,16 @@ def cache_key(encoder: SentenceEncoder, config: RouterConfig, train_fp: str, val
     return f"{config.method}-{hashlib.sha256(blob).hexdigest()[:20]}"
 
 
-def _sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder, then os.replace (atomic)."""
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def save_router(fitted: FittedRouter, path: Path, meta: dict) -> None:
     """Tensors as safetensors, then the JSON sidecar (with the tensors' sha256) last."""
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {"weight": fitted.weight.cpu().contiguous(), "bias": fitted.bias.cpu().contiguous()}
-    _write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata={"key": meta["key"]}))
-    sidecar = {**meta, "tensors_sha256": _sha256_file(path)}
-    _write_atomic(
-        path.with_suffix(".json"),
-        lambda tmp: tmp.write_text(json.dumps(sidecar, indent=2, ensure_ascii=False) + "\n"),
+    with replacing(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"key": meta["key"]})
+    sidecar = {**meta, "tensors_sha256": file_sha256(path)}
+    write_atomic(
+        path.with_suffix(".json"), json.dumps(sidecar, indent=2, ensure_ascii=False) + "\n"
     )
 
 
@@ -461,7 +444,7 @@ def load_router(path: Path, key: str) -> tuple[FittedRouter, dict]:
     meta = json.loads(path.with_suffix(".json").read_text())
     if meta.get("key") != key:
         raise ValueError(f"sidecar key {meta.get('key')!r} is not {key!r}")
-    if meta.get("tensors_sha256") != _sha256_file(path):
+    if meta.get("tensors_sha256") != file_sha256(path):
         raise ValueError("the tensors file does not match its sidecar (sha256)")
     tensors = load_file(str(path))
     weight, bias = tensors["weight"].float(), tensors["bias"].float()
@@ -540,7 +523,7 @@ class EmbeddingRouter:
         fitted = fit_router(x_train, train_labels, cfg)
         fit_seconds = time.perf_counter() - t0
         valid_pred = fitted.predict(self._embed(valid_texts)) if valid_texts else []
-        from t2bench.report.provenance import provenance
+        from t2bench.core.provenance import provenance
 
         meta = {
             "key": key,
@@ -556,7 +539,7 @@ class EmbeddingRouter:
             },
             "train_fingerprint": train_fp,
             "valid_fingerprint": valid_fp,
-            "data": "classifier task (t2bench.train.data): fitted on the train split, "
+            "data": "classifier task (t2bench.data.splits): fitted on the train split, "
             "scored on the valid split; the test split is never read",
             "n_train": len(train_texts),
             "train_per_label": dict(Counter(train_labels)),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from t2bench.report.tables import figure
+from t2bench.core.tables import figure
 
 
 def read_log(run: Path) -> list[dict]:

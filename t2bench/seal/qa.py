@@ -19,7 +19,7 @@ def answer_questions(
     model, tokenizer, questions: list[str], *, max_new_tokens: int = 16, batch: int = 16
 ) -> list[str]:
     """Greedy answers to ``questions`` (no passage in the prompt)."""
-    from t2bench.train.rollout import encode_prompts, generate
+    from t2bench.generation import encode_prompts, generate
 
     answers: list[str] = []
     for start in range(0, len(questions), batch):

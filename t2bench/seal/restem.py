@@ -19,14 +19,14 @@ and loses nothing; another config in the same folder is refused.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
+from t2bench.core.io import replacing, results_path
+from t2bench.core.run import JsonlLog, config_differences, refuse_other_settings
 from t2bench.errors import ConfigError
 from t2bench.seal.data import Passage, load_passages, passages_fingerprint
 from t2bench.seal.inner import InnerConfig, InnerUpdateDivergedError, InnerUpdater, token_loss
@@ -48,7 +48,7 @@ SUMMARY = "summary.json"
 
 @dataclass
 class SealConfig:
-    output_dir: str = "results/seal/restem"
+    output_dir: str = str(results_path("seal/restem"))
     model: str | None = None  # None: the packaged SmolLM2-135M-Instruct
     source: str = "fictional"  # training passages: fictional | squad (train split)
     n_train: int = 12
@@ -85,45 +85,12 @@ def round_adapter(run: Path, r: int) -> Path:
     return Path(run) / f"round-{r}" / "adapter"
 
 
-def _read_records(path: Path) -> list[dict]:
-    """The complete records of a run; a last line cut by a kill is removed from the file (its
-    passage is simply done again)."""
-    if not path.is_file():
-        return []
-    records, good = [], 0
-    data = path.read_bytes()
-    for line in data.splitlines(keepends=True):
-        if not line.endswith(b"\n"):
-            break
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-        good += len(line)
-    if good != len(data):
-        with path.open("r+b") as fh:
-            fh.truncate(good)
-    return records
-
-
-def _append(path: Path, record: dict) -> None:
-    with path.open("a") as fh:
-        fh.write(json.dumps(record) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
 def _check_config(out: Path, cfg: SealConfig) -> None:
     path = out / CONFIG
     want = cfg.to_dict()
     if path.is_file():
-        have = json.loads(path.read_text())
-        diffs = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
-        if diffs:
-            raise ConfigError(
-                f"{out} holds a SEAL run with other settings ({', '.join(diffs)} differ): "
-                "continue it with the same settings or pass a new output_dir"
-            )
+        diffs = config_differences(want, json.loads(path.read_text()))
+        refuse_other_settings(out, diffs, "SEAL run")
     else:
         out.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(want, indent=2) + "\n")
@@ -177,7 +144,7 @@ def score_self_edit(
 def sft_generator(model, tokenizer, pairs: list[tuple[str, str]], cfg: SealConfig, out: Path):
     """LoRA fine-tune of the generator on (prompt, self-edit) pairs; saves it to ``out`` and
     returns (merged model, losses). Loss on the self-edit tokens only."""
-    from t2bench.train.rollout import encode_prompts, join_batch
+    from t2bench.generation import encode_prompts, join_batch
 
     peft_model = _generator_lora(model, cfg)
     params = [p for p in peft_model.parameters() if p.requires_grad]
@@ -222,15 +189,16 @@ def train_seal(cfg: SealConfig) -> dict:
     """Run (or continue) ReST-EM; returns the summary also written to ``summary.json``."""
     from tqdm.auto import tqdm
 
+    from t2bench.core.provenance import provenance
     from t2bench.models import load_model
-    from t2bench.report.provenance import provenance
 
     out = Path(cfg.output_dir)
     if (out / SUMMARY).is_file():
         raise ConfigError(f"{out} holds a finished SEAL run: pick a new output_dir")
     _check_config(out, cfg)
     passages = load_passages(cfg.source, "train", n=cfg.n_train, seed=cfg.seed)
-    records = _read_records(out / RECORDS)
+    log = JsonlLog(out / RECORDS)
+    records = log.records()
     done = {(r["round"], r["uid"]) for r in records}
     t0 = time.perf_counter()
     loaded = load_model(cfg.model)
@@ -285,7 +253,7 @@ def train_seal(cfg: SealConfig) -> dict:
                 "scores": scores,
                 "seconds": round(time.perf_counter() - t, 2),
             }
-            _append(out / RECORDS, rec)
+            log.append(rec)
             records.append(rec)
             bar.update(1)
             bar.set_postfix(
@@ -365,10 +333,8 @@ def _generator_lora(model, cfg: SealConfig):
 
 def _save_adapter(peft_model, folder: Path) -> None:
     """Save under a temporary name and rename: a kill leaves a complete adapter or none."""
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    peft_model.save_pretrained(str(tmp), safe_serialization=True)
-    os.replace(tmp, folder)
+    with replacing(folder, folder=True) as tmp:
+        peft_model.save_pretrained(str(tmp), safe_serialization=True)
 
 
 def _empty_adapter(model, cfg: SealConfig, folder: Path) -> None:

@@ -120,7 +120,7 @@ def generate_self_edits(
 ) -> list[list[str]]:
     """``k`` self-edit texts per passage: sampled at ``temperature`` with per-sample seeds, or
     greedy when ``temperature`` is 0 (then ``k`` must be 1)."""
-    from t2bench.train.rollout import encode_prompts, generate
+    from t2bench.generation import encode_prompts, generate
 
     if k < 1:
         raise ConfigError(f"k must be >= 1, got {k}")

@@ -14,6 +14,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from t2bench.core.io import results_path
 from t2bench.errors import ConfigError
 from t2bench.seal.inner import ALL_LINEAR, DEFAULT_LR, InnerConfig
 
@@ -55,7 +56,7 @@ DIFF = "Δ vs default (points) [95% CI]"
 
 @dataclass
 class TuneConfig:
-    output_dir: str = "results/seal/inner-lr"
+    output_dir: str = str(results_path("seal/inner-lr"))
     model: str | None = None
     source: str = "fictional"
     n: int = 6  # training passages
@@ -143,7 +144,7 @@ def default_records(records: list[dict]) -> dict[str, dict]:
 def tune_power(cfg: TuneConfig, records: list[dict]) -> list[dict]:
     """n = the training passages' questions; p = each method's default setting's accuracy
     (the grid has no base row), or 0.5 assumed where the grid holds no default."""
-    from t2bench.report.stats import accuracy, power_record
+    from t2bench.core.stats import accuracy, power_record
 
     n = len(records[0]["scores"])
     where = (
@@ -164,8 +165,8 @@ def tune_power(cfg: TuneConfig, records: list[dict]) -> list[dict]:
 
 
 def tune_table(cfg: TuneConfig, records: list[dict]):
-    from t2bench.report.stats import accuracy
-    from t2bench.report.tables import ADAPTER_KEY, Table, adapter_claim, diff_columns
+    from t2bench.core.stats import accuracy
+    from t2bench.core.tables import ADAPTER_KEY, Table, adapter_claim, diff_columns
 
     rows = []
     defaults = default_records(records)
@@ -219,8 +220,8 @@ def tune_table(cfg: TuneConfig, records: list[dict]):
 
 
 def paragraph(rows: list[dict]) -> str:
-    from t2bench.report.stats import verdict
-    from t2bench.report.tables import diff_cell
+    from t2bench.core.stats import verdict
+    from t2bench.core.tables import diff_cell
 
     parts = []
     for method in ("lora", "svf"):
@@ -265,8 +266,9 @@ def paragraph(rows: list[dict]) -> str:
 def write_tune(cfg: TuneConfig, *, allow_dirty: bool = False) -> Path:
     """Run the grid and write ``seal-inner-lr.{md,csv,json}`` under ``cfg.output_dir``
     (a dirty checkout is refused before the grid runs, unless ``allow_dirty``)."""
-    from t2bench.report.provenance import model_fingerprint, provenance
-    from t2bench.report.tables import check_clean_checkout
+    from t2bench.core.provenance import provenance
+    from t2bench.core.tables import check_clean_checkout
+    from t2bench.models import model_fingerprint
 
     check_clean_checkout(allow_dirty)
     out = Path(cfg.output_dir)

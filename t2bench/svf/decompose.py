@@ -8,7 +8,6 @@ cache entry can never be used for other weights, and module sets that share matr
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from t2bench.core.io import replacing
 from t2bench.svf.targets import Target, TargetSpec, find_targets, shape_fingerprint
 
 CACHE_FORMAT = "svd-v1"
@@ -113,11 +113,9 @@ def _load_cached(path: Path, weight: torch.Tensor) -> MatrixSVD | None:
 
 
 def _store(path: Path, svd: MatrixSVD) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
     tensors = {"U": svd.U.cpu(), "S": svd.S.cpu(), "Vh": svd.Vh.cpu()}
-    save_file(tensors, str(tmp), metadata={"format": CACHE_FORMAT})
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": CACHE_FORMAT})
 
 
 def decompose(

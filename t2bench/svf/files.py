@@ -8,7 +8,6 @@ the problem and the fix; nothing else escapes.
 from __future__ import annotations
 
 import json
-import os
 import struct
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from t2bench.core.io import write_atomic
 from t2bench.errors import ExpertFileError
 from t2bench.svf.expert import PARAMETERISATIONS, Expert, ExpertMeta
 
@@ -52,11 +52,7 @@ def save_expert(expert: Expert, path: str | Path, *, overwrite: bool = False) ->
     tensors = {
         k: v.detach().to("cpu", torch.float32).contiguous() for k, v in expert.params.items()
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(st_save(tensors, metadata=meta))
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, st_save(tensors, metadata=meta))
 
 
 def _fail(path: Path, problem: str, fix: str) -> ExpertFileError:

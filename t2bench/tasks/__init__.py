@@ -14,6 +14,17 @@ the modules here:
 ``mbpp``          MBPP test (500) and the three upstream prompt examples
 ``code_exec``     subprocess sandbox and pass@k for the two code tasks (explicit opt-in)
 ``splits``        training pools disjoint from the evaluation test sets
+``textimages``    the generated text-in-image VQA data (``t2vqa_text``)
+``vqa_metric``    the VQA accuracy metric and answer normalisation
 
 Submodules import ``datasets`` lazily where they can, so importing this package is cheap.
 """
+
+from pathlib import Path
+
+
+def tasks_dir() -> Path:
+    """The offline task YAMLs: inside the installed wheel, else the checkout's ``tasks/``."""
+    package = Path(__file__).resolve().parents[1]
+    packaged = package / "_lm_tasks"
+    return packaged if packaged.is_dir() else package.parent / "tasks"

@@ -13,8 +13,8 @@ preceded by lm-eval's image placeholder ``<image>`` (``DEFAULT_IMAGE_PLACEHOLDER
 ``lm_eval/models/hf_vlms.py``), which ``hf-multimodal`` replaces by the model's image token.
 
 Scoring (:func:`process_results`): the generation is cleaned with
-:func:`t2bench.vlm.vqa_metric.clean_prediction` and scored with
-:func:`t2bench.vlm.vqa_metric.vqa_accuracy` against the doc's ten ``answers``, with
+:func:`t2bench.tasks.vqa_metric.clean_prediction` and scored with
+:func:`t2bench.tasks.vqa_metric.vqa_accuracy` against the doc's ten ``answers``, with
 ``always_normalize_answers=True``: the references are raw annotator strings, and the TextVQA
 evaluator used by LLaVA and lmms-eval normalises every reference (the VQA evaluator's
 skip-when-unanimous rule would score e.g. a unanimous ``"coca-cola"`` as unmatchable).
@@ -48,7 +48,7 @@ def doc_to_image(doc: dict[str, Any]) -> list[Any]:
 
 def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, float]:
     """lm-eval ``process_results`` for ``generate_until``: ``results`` is ``[generation]``."""
-    from t2bench.vlm.vqa_metric import clean_prediction, vqa_accuracy
+    from t2bench.tasks.vqa_metric import clean_prediction, vqa_accuracy
 
     prediction = clean_prediction(results[0])
     answers = [str(a) for a in doc["answers"]]

@@ -11,14 +11,14 @@ newest complete one. No pickles.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from t2bench.core import run
+from t2bench.core.io import replacing
 from t2bench.errors import ConfigError
 from t2bench.train.config import TrainConfig
 
@@ -52,17 +52,6 @@ class Checkpoint:
 
 def checkpoint_dir(out: Path) -> Path:
     return Path(out) / "checkpoints"
-
-
-def fsync_path(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -102,41 +91,32 @@ def save_checkpoint(
 
     ``provenance`` (commit, machine, seed, split, items, base weights, wall time so far) goes
     into both JSON files: a committed checkpoint of an unfinished run is a record too."""
-    root = checkpoint_dir(out)
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"{_PREFIX}{state.step:06d}"
-    tmp = root / f".tmp-{final.name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    save_file({k: v.contiguous() for k, v in trainable.items()}, str(tmp / "trainable.safetensors"))
-    opt_tensors, opt_meta = optimizer_tensors(optimizer)
-    save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
-    extra = {"provenance": provenance} if provenance else {}
-    (tmp / "optimizer.json").write_text(json.dumps(opt_meta | extra))
-    if best is not None:
-        save_file({k: v.contiguous() for k, v in best.items()}, str(tmp / "best.safetensors"))
-    payload = {"state": state.__dict__, "config": config.to_dict(), **extra}
-    (tmp / STATE).write_text(json.dumps(payload, indent=1))
-    for f in tmp.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
-    if final.exists():  # a rerun of the same step after a crash: same content, replace it
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    fsync_path(root)
-    for old in complete_checkpoints(out)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+    final = checkpoint_dir(out) / f"{_PREFIX}{state.step:06d}"
+    # a rerun of the same step after a crash writes the same content and replaces it
+    with replacing(final, folder=True) as tmp:
+        trainable = {k: v.contiguous() for k, v in trainable.items()}
+        save_file(trainable, str(tmp / "trainable.safetensors"))
+        opt_tensors, opt_meta = optimizer_tensors(optimizer)
+        save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+        extra = {"provenance": provenance} if provenance else {}
+        (tmp / "optimizer.json").write_text(json.dumps(opt_meta | extra))
+        if best is not None:
+            best = {k: v.contiguous() for k, v in best.items()}
+            save_file(best, str(tmp / "best.safetensors"))
+        payload = {"state": state.__dict__, "config": config.to_dict(), **extra}
+        (tmp / STATE).write_text(json.dumps(payload, indent=1))
+    run.prune_checkpoints(complete_checkpoints(out), keep)
     return final
 
 
 def complete_checkpoints(out: Path) -> list[Path]:
     """Complete checkpoint folders, oldest first (temporary leftovers are ignored)."""
-    root = checkpoint_dir(out)
-    if not root.is_dir():
-        return []
-    done = [p for p in root.iterdir() if p.name.startswith(_PREFIX) and (p / STATE).is_file()]
-    return sorted(done, key=lambda p: int(p.name[len(_PREFIX) :]))
+    return run.complete_checkpoints(
+        checkpoint_dir(out),
+        STATE,
+        name_ok=lambda name: name.startswith(_PREFIX),
+        order=lambda p: int(p.name[len(_PREFIX) :]),
+    )
 
 
 def load_checkpoint(path: Path) -> Checkpoint:

@@ -1,11 +1,11 @@
 """Held-out comparison of trained adapters: each variant vs the base model on the same items.
 
 Items come from the task's *test* split only (never used for training, checkpoint selection or
-tuning; see :mod:`t2bench.train.data`), a seeded sample of ``n`` of them. Every variant answers
+tuning; see :mod:`t2bench.data.splits`), a seeded sample of ``n`` of them. Every variant answers
 the same items with greedy decoding and the same generation budget, and is scored by the
 task's reward function, so the per-item results are paired. The difference to the base model
 is reported with Newcombe's paired 95% score interval and McNemar's exact p
-(:func:`t2bench.report.stats.paired_difference`; not zero-width when no item changed), and the
+(:func:`t2bench.core.stats.paired_difference`; not zero-width when no item changed), and the
 record states the comparison's minimum detectable difference. Its provenance names the commit,
 the base weights' sha256, the seed, the split and the sha256 of the item uids.
 """
@@ -22,10 +22,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from t2bench.core.io import results_path
+from t2bench.data.splits import TrainItem, load_splits
 from t2bench.errors import ConfigError
+from t2bench.generation import DEFAULT_NEW_TOKENS, encode_items, generate
 from t2bench.train import rewards as rw
-from t2bench.train.data import TrainItem, load_splits
-from t2bench.train.rollout import DEFAULT_NEW_TOKENS, encode_items, generate
 
 #: Variant suffixes in table order (the base model comes first).
 ORDER = ("svf-pg", "lora-ntp", "lora-pg", "ia3-ntp")
@@ -62,9 +63,9 @@ def greedy_correct(
 
 def paired_difference(base: list[bool], other: list[bool], level: float = 0.95) -> dict:
     """Mean of other − base over paired items with Newcombe's paired 95% score interval and
-    McNemar's exact p (:func:`t2bench.report.stats.paired_difference`); ``mcnemar_p`` repeats
+    McNemar's exact p (:func:`t2bench.core.stats.paired_difference`); ``mcnemar_p`` repeats
     ``p`` for readers of older records."""
-    from t2bench.report.stats import paired_difference as paired
+    from t2bench.core.stats import paired_difference as paired
 
     out = paired([int(x) for x in base], [int(x) for x in other], level=level)
     out["mcnemar_p"] = out["p"]
@@ -175,7 +176,7 @@ def compare(
     task: str,
     *,
     n: int,
-    runs: Path = Path("results/experts"),
+    runs: Path | None = None,
     out: Path | None = None,
     model: str | None = None,
     seed: int = 0,
@@ -188,19 +189,20 @@ def compare(
 
     Besides each variant's difference to the base model, the record holds each other
     variant's difference to the task's SVF expert (``versus_svf``: SVF − other, paired)."""
-    from t2bench.report.provenance import (
+    from t2bench.core.io import new_record
+    from t2bench.core.provenance import (
         git_commit,
         items_sha256,
-        model_fingerprint,
         provenance,
-        write_new,
     )
-    from t2bench.report.stats import accuracy, power_record
+    from t2bench.core.stats import accuracy, power_record
+    from t2bench.models import model_fingerprint
 
     commit = git_commit()
     rw.check_task(task)
     items, split = heldout_items(task, n, seed, difficulty)
     new_tokens = max_new_tokens or DEFAULT_NEW_TOKENS[task]
+    runs = runs or results_path("experts")
     variants = discover(task, runs)
     if len(variants) == 1:
         raise ConfigError(f"no finished {task} runs under {runs}: train them first (nox -s train)")
@@ -265,7 +267,7 @@ def compare(
     }
     if out is not None:
         stem = f"heldout-{task}" + ("-mix" if difficulty != "default" else "")
-        path = write_new(Path(out), stem, payload)
+        path = new_record(Path(out), stem, payload)
         path.with_suffix(".md").write_text(markdown(task, payload))
         payload["path"] = str(path)
     return payload
@@ -273,7 +275,7 @@ def compare(
 
 def markdown(task: str, payload: dict) -> str:
     """The comparison as a Markdown table (differences in points, with the paired 95% CI)."""
-    from t2bench.report.tables import power_line
+    from t2bench.core.tables import power_line
 
     prov = payload["provenance"]
     weights = (prov.get("weights_sha256") or {}).get("model")

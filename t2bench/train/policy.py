@@ -130,7 +130,7 @@ def grouped_logits(head_model: nn.Module, call, g: GroupedBatch, device) -> torc
     """
     from transformers import DynamicCache
 
-    from t2bench.train.rollout import cache_argument
+    from t2bench.generation import cache_argument
 
     k, pad = g.k, g.pad_id
     width = max(len(p) for p in g.prompts)

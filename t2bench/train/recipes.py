@@ -27,6 +27,7 @@ values for those methods) and every artifact records the values it trained with.
 
 from __future__ import annotations
 
+from t2bench.core.io import results_path
 from t2bench.errors import ConfigError
 
 TASKS = ("reasoning", "math", "code", "classifier")
@@ -190,7 +191,7 @@ def recipe(name: str, profile: str = "cpu") -> dict:
     }
 
 
-def sweep_config(name: str, profile: str = "cpu", out_root: str = "results/sweeps"):
+def sweep_config(name: str, profile: str = "cpu", out_root: str = str(results_path("sweeps"))):
     """The lr × KL λ sweep that picks recipe ``name``'s hyperparameters under ``profile``, or
     None where the profile trains with the recipe's fixed values (smoke, gpu)."""
     from t2bench.train.sweep import SweepConfig
@@ -213,8 +214,8 @@ def run_recipes(
     names: list[str] | None = None,
     *,
     profile: str = "cpu",
-    out_root: str = "results/experts",
-    sweep_root: str = "results/sweeps",
+    out_root: str = str(results_path("experts")),
+    sweep_root: str = str(results_path("sweeps")),
     on_finished=None,
 ) -> list[str]:
     """Train each named recipe (default: :func:`profile_recipes`) into ``out_root/<name>/``,

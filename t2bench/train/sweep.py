@@ -22,13 +22,13 @@ selected ``lr`` and ``kl_coef`` (:func:`t2bench.train.recipes.run_recipes`).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from t2bench.core.io import results_path, write_atomic
 from t2bench.errors import ConfigError
 
 SWEEP_JSON = "sweep.json"
@@ -47,7 +47,7 @@ class SweepConfig:
     eval_every: int
     eval_size: int  # validation items of each evaluation
     profile: str = "cpu"
-    out_root: str = "results/sweeps"
+    out_root: str = str(results_path("sweeps"))
     # stage 2: the best ``stage2_top`` points of the short runs run again for ``stage2_steps``
     # (a failure such as a policy that collapses after the short horizon shows there), and
     # the selection is made among those longer runs; 0 = one stage
@@ -135,7 +135,7 @@ def launch(cmd: list[str]) -> None:
 
 def read_point(folder: Path) -> dict:
     """One finished grid point as a row: its settings and validation curve, from its files."""
-    from t2bench.report.stats import wilson
+    from t2bench.core.stats import wilson
 
     s = json.loads((folder / SUMMARY).read_text())
     log = [json.loads(x) for x in (folder / LOG).read_text().splitlines() if x.strip()]
@@ -209,7 +209,7 @@ def select(rows: list[dict]) -> dict:
 
 def run_sweep(cfg: SweepConfig) -> dict:
     """Run every grid point, then write and return the sweep record."""
-    from t2bench.report.provenance import git_commit, provenance
+    from t2bench.core.provenance import git_commit, provenance
 
     commit = git_commit()
     t0 = time.perf_counter()
@@ -252,19 +252,13 @@ def run_sweep(cfg: SweepConfig) -> dict:
         ),
     }
     cfg.folder.mkdir(parents=True, exist_ok=True)
-    _write(path, json.dumps(record, indent=2) + "\n")
-    _write(cfg.folder / "sweep.md", markdown(record))
+    # replaced atomically: the sweep record is regenerated from its kept runs
+    write_atomic(path, json.dumps(record, indent=2) + "\n")
+    write_atomic(cfg.folder / "sweep.md", markdown(record))
     return record
 
 
-def _write(path: Path, text: str) -> None:
-    """Replace ``path`` atomically: the sweep record is regenerated from its kept runs."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def selected(recipe: str, out_root: str = "results/sweeps") -> dict | None:
+def selected(recipe: str, out_root: str = str(results_path("sweeps"))) -> dict | None:
     """The selected ``lr`` / ``kl_coef`` of a finished sweep of ``recipe``, or None."""
     path = Path(out_root) / recipe / SWEEP_JSON
     if not path.exists():

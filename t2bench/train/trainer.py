@@ -15,16 +15,16 @@ and applied by AdamW with a cosine schedule.
 
 The loss of a micro-batch is its sum over samples divided by the process's share of the
 global batch, so 1 process × k micro-batches and k processes × 1 micro-batch give the same
-update; sampling noise is seeded per sample (see :mod:`t2bench.train.rollout`) and the data
+update; sampling noise is seeded per sample (see :mod:`t2bench.generation`) and the data
 order per step, so a run is a function of its config and seed alone. That is what makes
 resume-after-kill and the 1-vs-2-process check exact.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
-import os
 import sys
 import time
 import zlib
@@ -35,13 +35,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from t2bench.errors import ConfigError, T2BenchError
-from t2bench.train import checkpoint as ckpt_io
-from t2bench.train import rewards as rw
-from t2bench.train.config import TrainConfig
-from t2bench.train.data import TrainItem, load_jsonl_items, load_splits
-from t2bench.train.heldout import greedy_correct
-from t2bench.train.rollout import (
+from t2bench.core.io import write_json_atomic
+from t2bench.core.run import JsonlLog, NonFiniteError, epoch_order, finite_or_raise
+from t2bench.data.splits import TrainItem, load_jsonl_items, load_splits
+from t2bench.errors import ConfigError
+from t2bench.generation import (
     DEFAULT_NEW_TOKENS,
     completion_logprobs,
     encode_items,
@@ -53,12 +51,16 @@ from t2bench.train.rollout import (
     stack_pixels,
     token_kl,
 )
+from t2bench.train import checkpoint as ckpt_io
+from t2bench.train import rewards as rw
+from t2bench.train.config import TrainConfig
+from t2bench.train.heldout import greedy_correct
 
 SUMMARY = "summary.json"
 LOG = "log.jsonl"
 
 
-class TrainingDiverged(T2BenchError):
+class TrainingDiverged(NonFiniteError):
     """A reward, loss or gradient became NaN/inf; the last good checkpoint is kept."""
 
 
@@ -73,12 +75,13 @@ class TrainResult:
 
 def batch_indices(step: int, n: int, global_batch: int, seed: int) -> list[int]:
     """Dataset indices of one step's global batch: seeded epoch permutations, read in order."""
-    out = []
-    for pos in range(step * global_batch, (step + 1) * global_batch):
-        epoch, offset = divmod(pos, n)
+
+    @functools.cache
+    def permutation(epoch: int) -> torch.Tensor:
         gen = torch.Generator().manual_seed(zlib.crc32(f"{seed}:epoch:{epoch}".encode()))
-        out.append(int(torch.randperm(n, generator=gen)[offset]))
-    return out
+        return torch.randperm(n, generator=gen)
+
+    return epoch_order(step * global_batch, global_batch, n, permutation)
 
 
 def group_advantages(rewards: torch.Tensor, group_size: int, whiten: bool) -> torch.Tensor:
@@ -151,45 +154,29 @@ def _difficulty_note(cfg: TrainConfig) -> str:
 
 
 def _check_finite(name: str, value: torch.Tensor, step: int, out: Path) -> None:
-    if not torch.isfinite(value).all():
-        done = ckpt_io.complete_checkpoints(out)
-        kept = (
-            f"the last good checkpoint {done[-1]} is kept"
-            if done
-            else "no checkpoint was written yet"
-        )
-        raise TrainingDiverged(
-            f"step {step}: the {name} is not finite ({value.flatten()[:4].tolist()}); training "
-            f"stopped and {kept}. Lower lr, keep grad_clip on, or check the reward function; "
-            "rerunning the same command resumes from that checkpoint."
-        )
+    finite_or_raise(
+        value,
+        name,
+        where=f"step {step}",
+        checkpoints=ckpt_io.complete_checkpoints(out),
+        fix="Lower lr, keep grad_clip on, or check the reward function; rerunning the same "
+        "command resumes from that checkpoint.",
+        error=TrainingDiverged,
+    )
 
 
 class _Log:
-    """JSONL log, truncated on resume to the records before the checkpoint's step."""
+    """The run's JSONL log, cut on resume to the records up to the checkpoint's step; only the
+    main process writes it."""
 
     def __init__(self, path: Path, resume_step: int, enabled: bool):
-        self.path, self.enabled = path, enabled
-        if not enabled:
-            return
-        keep = []
-        if path.exists():
-            for line in path.read_text().splitlines():
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by a kill
-                if rec.get("step", 0) <= resume_step:
-                    keep.append(line)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(line + "\n" for line in keep))
+        self.log, self.enabled = JsonlLog(path), enabled
+        if enabled:
+            self.log.keep(lambda rec: rec.get("step", 0) <= resume_step)
 
     def write(self, record: dict) -> None:
         if self.enabled:
-            with open(self.path, "a") as fh:
-                fh.write(json.dumps(record) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+            self.log.append(record)
 
 
 def _has_start_record(log_path: Path) -> bool:
@@ -278,7 +265,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     """Run (or resume) one training run; returns the exported artifact and summary."""
     from accelerate import Accelerator
 
-    from t2bench.report.provenance import git_commit, items_sha256, provenance, weights_sha256
+    from t2bench.core.provenance import git_commit, items_sha256, provenance, weights_sha256
     from t2bench.train.policy import GroupedBatch, build_policy
 
     t_start = time.perf_counter()
@@ -614,9 +601,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             prov["weight_fingerprint"] = policy.decomposition.fingerprint
         artifact = policy.export(final_state, out, cfg.run_name, prov)
         summary |= {"artifact": str(artifact), "provenance": prov}
-        tmp = out / f".{SUMMARY}.tmp"
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        os.replace(tmp, out / SUMMARY)
+        write_json_atomic(out / SUMMARY, summary)
     acc.wait_for_everyone()
     if cfg.log_with != "none":
         acc.end_training()

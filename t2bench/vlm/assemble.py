@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from t2bench.core.io import replacing
 from t2bench.errors import ConfigError
 
 IMAGE_TOKEN = "<image>"
@@ -152,11 +151,9 @@ def save_vision_weights(model, vision: VisionConfig, path: Path, info: dict) -> 
     path = Path(path)
     if path.exists():
         raise FileExistsError(f"{path} exists: results are never overwritten; pick a new path")
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"t2bench_vision": json.dumps(asdict(vision)), "t2bench_info": json.dumps(info)}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    save_file(vision_state(model), str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        save_file(vision_state(model), str(tmp), metadata=meta)
     return path
 
 
@@ -231,23 +228,19 @@ def assemble_vlm(
     model, processor, lm_id = build_vlm(language_model, vision)
     if tensors is not None:
         load_vision_weights(model, tensors)
-    tmp = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    processor.save_pretrained(tmp)
-    marker = {
-        "language_model": lm_id,
-        "vision": asdict(vision),
-        "vision_weights": str(vision_weights) if vision_weights else None,
-        "vision_info": info,
-        "image_tokens": vision.image_tokens,
-        "weights_sha256_16": fingerprint_folder(tmp),
-    }
-    (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)  # an incomplete earlier build (no marker)
-    os.replace(tmp, out_dir)
+    # an incomplete earlier build (no marker) is replaced
+    with replacing(out_dir, folder=True) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        marker = {
+            "language_model": lm_id,
+            "vision": asdict(vision),
+            "vision_weights": str(vision_weights) if vision_weights else None,
+            "vision_info": info,
+            "image_tokens": vision.image_tokens,
+            "weights_sha256_16": fingerprint_folder(tmp),
+        }
+        (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     return out_dir
 
 

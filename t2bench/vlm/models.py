@@ -4,7 +4,8 @@ Names:
 
 ``smollm2-vlm`` (the default)
     The packaged SmolLM2-135M-Instruct with the vision tower + projector trained by
-    ``t2bench vlm pretrain`` (the default recipe) and committed in :data:`VISION_WEIGHTS`.
+    ``t2bench vlm pretrain`` (the default recipe) and committed under ``results/vlm/``
+    (:func:`vision_weights_path`).
     Assembled once into the asset cache (``$T2BENCH_HOME/models/smollm2-vlm-<sha>``).
 ``smollm2-vlm-untrained``
     The same with the seeded, untrained vision side (the "before projector training" model).
@@ -22,23 +23,21 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
+from t2bench.core.io import file_sha256, results_path
 from t2bench.errors import ConfigError, T2BenchError
-from t2bench.vlm.recipes import PRETRAIN_DIR
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-#: The committed, trained vision side of the default VLM (override: $T2BENCH_VLM_WEIGHTS):
-#: the output of the pre-training recipe :data:`t2bench.vlm.recipes.DEFAULT_PRETRAIN`.
-VISION_WEIGHTS = REPO_ROOT / PRETRAIN_DIR / "vision.safetensors"
+#: The pre-training run (a recipe of :mod:`t2bench.vlm.recipes`) whose committed vision side the
+#: default ``smollm2-vlm`` model uses: ``<results root>/vlm/<name>/vision.safetensors``.
+DEFAULT_PRETRAIN = "smollm2-vlm-chars-b500"
 DEFAULT_VLM = "smollm2-vlm"
 UNTRAINED_VLM = "smollm2-vlm-untrained"
 
 
 def vision_weights_path() -> Path:
-    return Path(os.environ.get("T2BENCH_VLM_WEIGHTS", VISION_WEIGHTS))
-
-
-def _short_sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    """$T2BENCH_VLM_WEIGHTS, else the default pre-training run's weights under the results root
+    (``results/`` of the working directory unless $T2BENCH_RESULTS moves it)."""
+    default = results_path("vlm", DEFAULT_PRETRAIN, "vision.safetensors")
+    return Path(os.environ.get("T2BENCH_VLM_WEIGHTS") or default)
 
 
 def resolve_vlm(name_or_path: str | None) -> tuple[str, str]:
@@ -52,10 +51,11 @@ def resolve_vlm(name_or_path: str | None) -> tuple[str, str]:
         if not weights.is_file():
             raise ConfigError(
                 f"the trained vision side of {DEFAULT_VLM} is missing ({weights}). Train it with "
-                f"`nox -s vlm` (or `t2bench vlm pretrain`), set T2BENCH_VLM_WEIGHTS, or use "
+                f"`nox -s vlm` (or `t2bench vlm pretrain`), run from the checkout that holds it "
+                f"(or set T2BENCH_RESULTS to its results folder), set T2BENCH_VLM_WEIGHTS, or use "
                 f"pretrained={UNTRAINED_VLM}"
             )
-        folder = cache_root() / "models" / f"{DEFAULT_VLM}-{_short_sha(weights)}"
+        folder = cache_root() / "models" / f"{DEFAULT_VLM}-{file_sha256(weights)[:12]}"
         return DEFAULT_VLM, str(assemble_vlm(folder, vision_weights=weights))
     if name == UNTRAINED_VLM:
         tag = hashlib.sha256(json.dumps(asdict(VisionConfig())).encode()).hexdigest()[:12]

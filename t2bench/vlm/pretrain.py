@@ -2,13 +2,13 @@
 
 The language model of :func:`t2bench.vlm.assemble.build_vlm` stays frozen, bit for bit; only the
 vision tower and the projector (:data:`~t2bench.vlm.assemble.VISION_PREFIXES`) are trained, on
-the ``train`` split of :mod:`t2bench.vlm.textimages`, in two stages:
+the ``train`` split of :mod:`t2bench.tasks.textimages`, in two stages:
 
 Stage A (cheap, no language model in the loop)
     The vision tower with temporary auxiliary heads (:class:`AuxHeads`) on the mean over image
     tokens of the features LLaVA feeds to the projector (``hidden_states[vision_feature_layer]``):
-    the word drawn (one of :data:`~t2bench.vlm.textimages.WORDS`), the text colour (one of
-    :data:`~t2bench.vlm.textimages.PALETTE`) and, for numbers, three digit heads (hundreds, tens,
+    the word drawn (one of :data:`~t2bench.tasks.textimages.WORDS`), the text colour (one of
+    :data:`~t2bench.tasks.textimages.PALETTE`) and, for numbers, three digit heads (hundreds, tens,
     units; 11 classes, class 10 = "no digit"). Labels come from the *drawn text*, so the word or
     number behind a colour question supervises the word/digit heads too; a head is ignored
     (-100) on items whose text is of the other kind. Summed cross-entropy, AdamW. The heads are
@@ -24,7 +24,7 @@ Selection: greedy generation (:func:`generate_answers`, the task's prompt, stop 
 cleaned like the task) on the first ``eval_n`` ``valid`` items, before training (the random
 vision side) and every ``eval_every`` stage-B steps; the best state on valid (ties go to the later
 step) is what :func:`pretrain` writes. The ``test`` split is never read for training or selection
-(only :func:`t2bench.vlm.textimages.fingerprint`, recorded with the data, hashes its first pixels,
+(only :func:`t2bench.tasks.textimages.fingerprint`, recorded with the data, hashes its first pixels,
 exactly as the lm-eval task records it).
 
 Resumable: a checkpoint (safetensors for tensors, JSON for the rest, no pickles; built under a
@@ -44,7 +44,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
 import time
 from contextlib import contextmanager
@@ -58,10 +57,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from t2bench.assets.store import sha256_file
+from t2bench.core.io import replacing, write_json_atomic
+from t2bench.core.run import (
+    NonFiniteError,
+    complete_checkpoints,
+    config_differences,
+    epoch_order,
+    finite_or_raise,
+    prune_checkpoints,
+)
 from t2bench.errors import ConfigError, T2BenchError
 from t2bench.models import resolve_device
-from t2bench.train.checkpoint import fsync_path, optimizer_state_dict, optimizer_tensors
-from t2bench.vlm import textimages as ti
+from t2bench.tasks import textimages as ti
+from t2bench.tasks.textimages import TextImageConfig
+from t2bench.train.checkpoint import optimizer_state_dict, optimizer_tensors
 from t2bench.vlm.assemble import (
     VISION_PREFIXES,
     VisionConfig,
@@ -71,7 +80,6 @@ from t2bench.vlm.assemble import (
     save_vision_weights,
     vision_state,
 )
-from t2bench.vlm.textimages import TextImageConfig
 
 __all__ = [
     "CHARSET",
@@ -116,22 +124,18 @@ MATERIALISE_LIMIT = 20000
 _RESUME_FREE = ("output_dir", "progress", "num_threads", "device")
 
 
-class NonFiniteLossError(T2BenchError, FloatingPointError):
+class NonFiniteLossError(NonFiniteError):
     """The loss (or gradient norm) became NaN/inf; the last good checkpoint is kept."""
 
 
 @dataclass
 class PretrainConfig:
-    """One pre-training run; the defaults take about 25-30 min on 2 shared CPU cores.
-
-    Measured with SmolLM2-135M on the project machine (2 cores, another job running), one torch
-    thread: stage A 0.57 s/step (batch 64), stage B 3.4 s/step (batch 8: the frozen 30-layer LM
-    runs forward and backward over ~60 tokens per item), greedy evaluation 0.25 s/item, setup
-    (10k train items generated, model built, fingerprints) 20 s. With two torch threads competing
-    with the other job every op was about 4x slower, hence ``num_threads=1``. Budget: stage A
-    1200 steps ~11.5 min (77k images, ~8 passes over 10k train items; ~25x cheaper per image than
-    stage B, so it does the reading), stage B 200 steps ~11.5 min, 6 evaluations of 64 valid
-    items ~1.5 min: ~25 min in all.
+    """One pre-training run. Stage A trains the vision tower alone on image heads (cheap per
+    image, so it does the reading); stage B trains tower and projector through the frozen
+    language model's answer loss (a forward and backward through every LM layer per item).
+    The defaults fit about half an hour on 2 CPU cores (wall times of the committed runs:
+    results/vlm/README.md); ``num_threads=1`` because two threads beside another job were
+    slower than one.
 
     ``checkpoint_every`` counts steps within each stage; ``eval_every`` counts stage-B steps
     (the last stage-B step is always evaluated); ``eval_n`` is the number of ``valid`` items
@@ -485,7 +489,7 @@ def clean_answer(generation: str) -> str:
     """What lm-eval scores: the text up to the first newline, then the task's cleaning."""
     text = generation.split("\n", 1)[0]
     try:
-        from t2bench.vlm.vqa_metric import clean_prediction
+        from t2bench.tasks.vqa_metric import clean_prediction
     except ImportError:
         return text.strip()
     return clean_prediction(text)
@@ -569,11 +573,9 @@ def _permutation(seed: int, stage: str, epoch: int, n: int) -> tuple[int, ...]:
 
 def batch_indices(seed: int, stage: str, step: int, batch: int, n: int) -> list[int]:
     """Train indices of (1-based) ``step``: epoch-wise seeded permutations, a pure function."""
-    out = []
-    for pos in range((step - 1) * batch, step * batch):
-        epoch, i = divmod(pos, n)
-        out.append(_permutation(seed, stage, epoch, n)[i])
-    return out
+    return epoch_order(
+        (step - 1) * batch, batch, n, lambda epoch: _permutation(seed, stage, epoch, n)
+    )
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -584,42 +586,32 @@ def _checkpoint_name(stage: str, step: int) -> str:
 
 
 def _complete_checkpoints(out: Path) -> list[Path]:
-    root = out / CHECKPOINTS
-    if not root.is_dir():
-        return []
-    done = [p for p in root.iterdir() if p.name[:2] in ("a-", "b-") and (p / _STATE).is_file()]
-    return sorted(done, key=lambda p: p.name)
+    return complete_checkpoints(
+        out / CHECKPOINTS,
+        _STATE,
+        name_ok=lambda name: name[:2] in ("a-", "b-"),
+        order=lambda p: p.name,
+    )
 
 
 def _save_checkpoint(out: Path, state: dict, model, heads, optimizer, best) -> Path:
     from safetensors.torch import save_file
 
-    root = out / CHECKPOINTS
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / _checkpoint_name(state["stage"], state["step"])
-    tmp = root / f".{final.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_file(vision_state(model), str(tmp / "vision.safetensors"))
-    if heads is not None:
-        heads_sd = {k: v.detach().cpu().contiguous() for k, v in heads.state_dict().items()}
-        save_file(heads_sd, str(tmp / "heads.safetensors"))
-    if optimizer is not None:
-        tensors, meta = optimizer_tensors(optimizer)
-        save_file(tensors, str(tmp / "optimizer.safetensors"))
-        (tmp / "optimizer.json").write_text(json.dumps(meta))
-    if best is not None:
-        save_file(best, str(tmp / "best.safetensors"))
-    (tmp / _STATE).write_text(json.dumps(state, indent=1))  # last: marks the folder complete
-    for f in tmp.iterdir():
-        fsync_path(f)
-    if final.exists():  # the same step redone after a crash: same content
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    fsync_path(root)
-    for old in _complete_checkpoints(out):
-        if old != final:
-            shutil.rmtree(old, ignore_errors=True)
+    final = out / CHECKPOINTS / _checkpoint_name(state["stage"], state["step"])
+    # the same step redone after a crash writes the same content and replaces it
+    with replacing(final, folder=True) as tmp:
+        save_file(vision_state(model), str(tmp / "vision.safetensors"))
+        if heads is not None:
+            heads_sd = {k: v.detach().cpu().contiguous() for k, v in heads.state_dict().items()}
+            save_file(heads_sd, str(tmp / "heads.safetensors"))
+        if optimizer is not None:
+            tensors, meta = optimizer_tensors(optimizer)
+            save_file(tensors, str(tmp / "optimizer.safetensors"))
+            (tmp / "optimizer.json").write_text(json.dumps(meta))
+        if best is not None:
+            save_file(best, str(tmp / "best.safetensors"))
+        (tmp / _STATE).write_text(json.dumps(state, indent=1))
+    prune_checkpoints(_complete_checkpoints(out), keep=1)
     return final
 
 
@@ -642,36 +634,19 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
     return ckpt
 
 
-def _config_differences(now: dict, saved: dict, prefix: str = "") -> list[str]:
-    diffs = []
-    for key in sorted(set(now) | set(saved)):
-        if not prefix and key in _RESUME_FREE:
-            continue
-        a, b = now.get(key), saved.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            diffs += _config_differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            diffs.append(f"{prefix}{key}: now {a!r}, checkpoint {b!r}")
-    return diffs
-
-
 # --------------------------------------------------------------------------- the run
 
 
 def _check_finite(value: torch.Tensor, what: str, stage: str, step: int, out: Path) -> None:
-    if bool(torch.isfinite(value).all()):
-        return
-    done = _complete_checkpoints(out)
-    kept = (
-        f"the last good checkpoint {done[-1]} is kept"
-        if done
-        else "no checkpoint had been written yet"
-    )
-    raise NonFiniteLossError(
-        f"stage {stage.upper()} step {step}: the {what} is {float(value)} (not finite); the run "
-        f"stopped before updating the weights with it and saved nothing of this step ({kept}). "
-        "Lower the learning rate (stage_a_lr / lr_projector / lr_vision) and start again in a new "
-        "output_dir; rerunning unchanged resumes from the checkpoint and will likely hit it again."
+    finite_or_raise(
+        value,
+        what,
+        where=f"stage {stage.upper()} step {step}",
+        checkpoints=_complete_checkpoints(out),
+        fix="Nothing of this step was saved. Lower the learning rate (stage_a_lr / lr_projector / "
+        "lr_vision) and start again in a new output_dir; rerunning unchanged resumes from the "
+        "checkpoint and will likely hit it again.",
+        error=NonFiniteLossError,
     )
 
 
@@ -749,7 +724,7 @@ def _pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     done = _complete_checkpoints(out)
     ckpt = _load_checkpoint(done[-1]) if done else None
     if ckpt is not None:
-        diffs = _config_differences(cfg.to_dict(), ckpt["state"]["config"])
+        diffs = config_differences(cfg.to_dict(), ckpt["state"]["config"], free=_RESUME_FREE)
         if diffs:
             raise ConfigError(
                 f"{out} holds checkpoints of a different run ({'; '.join(diffs)}). Resume with "
@@ -893,15 +868,13 @@ def _pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     if vision_path.exists():  # written by an earlier session killed before summary.json
         vision_path.unlink()
     save_vision_weights(model, cfg.vision, vision_path, _header_info(summary))
-    tmp = out / f".{SUMMARY}.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(tmp, out / SUMMARY)
+    write_json_atomic(out / SUMMARY, summary)
     shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
     return summary
 
 
 def _summary(cfg, state, lm_id: str, lm_sha: str, session_s: float) -> dict[str, Any]:
-    from t2bench.report.provenance import provenance
+    from t2bench.core.provenance import provenance
 
     wall = dict(state["wall"])
     wall["total"] = sum(wall.values())

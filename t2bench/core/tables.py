@@ -48,7 +48,7 @@ def diff_columns(base, other, *, iters: int, seed: int) -> dict[str, Any]:
     """The difference-to-base cells every ablation table shows (paired over items: Newcombe's
     interval and McNemar's exact p for 0/1 scores, a bootstrap for graded ones), plus the raw
     ``diff`` record that the paragraphs read."""
-    from t2bench.report.stats import paired_difference
+    from t2bench.core.stats import paired_difference
 
     d = paired_difference(base, other, iters=iters, seed=seed)
     return {
@@ -77,7 +77,7 @@ ADAPTER_KEY = "adapter_claim"
 def check_clean_checkout(allow_dirty: bool = False) -> str:
     """The commit tables will be credited to; refuses a dirty checkout before any work starts
     (a long run would otherwise only be refused when its first table is written)."""
-    from t2bench.report.provenance import git_commit
+    from t2bench.core.provenance import git_commit
 
     commit = git_commit()
     if commit.endswith("+dirty") and not allow_dirty:

@@ -41,7 +41,7 @@ for the final evaluation of an expert only. All splits are deterministic given `
   test = the first 200 of each test split = 600. Each split is shuffled with
   ``random.Random(f"{seed}-classifier-<split>")``. Since the source splits are disjoint,
   so are these; the check below re-verifies it by uid and normalised question.
-* ``vqa``: the generated text-in-image VQA set of :mod:`t2bench.vlm.textimages` with its
+* ``vqa``: the generated text-in-image VQA set of :mod:`t2bench.tasks.textimages` with its
   default config (seed 0, 96 px; independent of the training seed, so the held-out split is
   exactly the ``t2vqa_text`` lm-eval task's test split): train 2000, valid 200, test 300
   items; each item carries its image. The splits are generated from different seeds; the
@@ -66,6 +66,7 @@ from typing import Any, NamedTuple
 
 from t2bench.classify_prompt import CLASSIFY_PROMPT_SHA256, classify_prompt
 from t2bench.classify_prompt import EXPERT_LABELS as CLASSIFIER_LABELS
+from t2bench.data.wordproblems import LEVEL_TEMPLATES, MATH_MIX, TEMPLATES, mix_level
 from t2bench.errors import ConfigError
 from t2bench.tasks.splits import LeakageError, normalize_question
 
@@ -220,13 +221,13 @@ def vqa_item(raw: dict) -> TrainItem:
 
 
 def _vqa_splits() -> Splits:
-    from t2bench.vlm.textimages import TextImageConfig, dataset_metadata, make_split
+    from t2bench.tasks.textimages import TextImageConfig, dataset_metadata, make_split
 
     cfg = TextImageConfig()
     parts = {name: [vqa_item(r) for r in make_split(cfg, name)] for name in SPLIT_NAMES}
     description = {
         "task": "vqa",
-        "source": "t2bench.vlm.textimages (generated text-in-image VQA)",
+        "source": "t2bench.tasks.textimages (generated text-in-image VQA)",
         "generator": dataset_metadata(cfg),
         "splits": {
             name: {
@@ -243,294 +244,9 @@ def _vqa_splits() -> Splits:
 # --------------------------------------------------------------------------- math
 
 
-# fmt: off
-_NAMES = (
-    "Ava", "Ben", "Carla", "Diego", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jamal",
-    "Kira", "Liam", "Maya", "Noah", "Olga", "Pedro", "Quinn", "Rosa", "Sam", "Tara",
-    "Umar", "Vera", "Wes", "Ximena", "Yusuf", "Zoe", "Amara", "Bruno", "Chen", "Dana",
-)
-_OBJECTS = (
-    "apples", "marbles", "stickers", "pencils", "cookies", "books", "trading cards",
-    "stamps", "seashells", "beads", "toy cars", "balloons", "crayons", "oranges", "eggs",
-    "cupcakes", "flowers", "building blocks", "ribbons", "postcards",
-)
-_CONTAINERS = (("box", "boxes"), ("bag", "bags"), ("basket", "baskets"), ("jar", "jars"),
-               ("pack", "packs"), ("crate", "crates"))
-_GOODS = (("notebook", "notebooks"), ("sandwich", "sandwiches"), ("movie ticket", "movie tickets"),
-          ("toy", "toys"), ("shirt", "shirts"), ("plant", "plants"), ("puzzle", "puzzles"),
-          ("mug", "mugs"), ("scarf", "scarves"), ("lamp", "lamps"))
-_ACTIVITIES = (("reads", "read", "pages"), ("walks", "walked", "miles"),
-               ("bakes", "baked", "cookies"), ("writes", "written", "letters"),
-               ("folds", "folded", "paper cranes"), ("plants", "planted", "seeds"),
-               ("swims", "swum", "laps"), ("knits", "knitted", "rows"))
-_ROWS = (("orchard", "trees"), ("theater", "seats"), ("parking lot", "parking spaces"),
-         ("garden", "tulips"), ("classroom", "desks"), ("vineyard", "vines"))
-_SHARED = ("restaurant bill", "taxi fare", "birthday gift", "cabin rental", "pizza order")
-# fmt: on
-
-# A template draws numbers and words from ``rng`` and returns (question, worked solution,
-# integer answer); every division in a template is exact by construction.
-_Problem = tuple[str, str, int]
-
-
-def _two_names(rng: random.Random) -> tuple[str, str]:
-    first, second = rng.sample(_NAMES, 2)
-    return first, second
-
-
-def _t_add(rng: random.Random) -> _Problem:
-    n, m = _two_names(rng)
-    obj, a, b = rng.choice(_OBJECTS), rng.randint(5, 400), rng.randint(5, 400)
-    q = f"{n} has {a} {obj}. {m} gives {n} {b} more {obj}. How many {obj} does {n} have now?"
-    return q, f"{n} has {a} + {b} = {a + b} {obj}.", a + b
-
-
-def _t_sub(rng: random.Random) -> _Problem:
-    n, m = _two_names(rng)
-    obj, a = rng.choice(_OBJECTS), rng.randint(20, 900)
-    b = rng.randint(1, a - 2)
-    q = f"{n} had {a} {obj} and gave {b} of them to {m}. How many {obj} does {n} have left?"
-    return q, f"{n} has {a} - {b} = {a - b} {obj} left.", a - b
-
-
-def _t_containers(rng: random.Random) -> _Problem:
-    n, (one, many), obj = rng.choice(_NAMES), rng.choice(_CONTAINERS), rng.choice(_OBJECTS)
-    k, e = rng.randint(2, 25), rng.randint(2, 40)
-    q = (
-        f"{n} buys {k} {many} of {obj}. Each {one} holds {e} {obj}. "
-        f"How many {obj} does {n} buy in total?"
-    )
-    return q, f"{n} buys {k} x {e} = {k * e} {obj}.", k * e
-
-
-def _t_share(rng: random.Random) -> _Problem:
-    n, obj = rng.choice(_NAMES), rng.choice(_OBJECTS)
-    each, k = rng.randint(2, 50), rng.randint(2, 12)
-    q = (
-        f"{n} has {each * k} {obj} and shares them equally among {k} friends. "
-        f"How many {obj} does each friend get?"
-    )
-    return q, f"Each friend gets {each * k} / {k} = {each} {obj}.", each
-
-
-def _t_buy(rng: random.Random) -> _Problem:
-    n, (_, many) = rng.choice(_NAMES), rng.choice(_GOODS)
-    c, p = rng.randint(2, 20), rng.randint(1, 50)
-    q = f"{n} buys {c} {many} for ${p} each. How many dollars does {n} spend?"
-    return q, f"{n} spends {c} x ${p} = ${c * p}.", c * p
-
-
-def _t_change(rng: random.Random) -> _Problem:
-    n, (_, many) = rng.choice(_NAMES), rng.choice(_GOODS)
-    c, p = rng.randint(2, 10), rng.randint(1, 30)
-    cost = c * p
-    money = cost + rng.randint(0, 200)
-    q = f"{n} has ${money}. {n} buys {c} {many} at ${p} each. How many dollars does {n} have left?"
-    sol = (
-        f"The {many} cost {c} x ${p} = ${cost}. {n} has ${money} - ${cost} = ${money - cost} left."
-    )
-    return q, sol, money - cost
-
-
-def _t_rate(rng: random.Random) -> _Problem:
-    n, (verb, done, unit) = rng.choice(_NAMES), rng.choice(_ACTIVITIES)
-    r, d, start = rng.randint(2, 60), rng.randint(2, 14), rng.randint(0, 200)
-    q = (
-        f"{n} {verb} {r} {unit} per day and has already {done} {start} {unit}. "
-        f"How many {unit} will {n} have {done} in total after {d} more days?"
-    )
-    sol = (
-        f"In {d} days {n} adds {d} x {r} = {d * r} {unit}. "
-        f"In total that is {start} + {d * r} = {start + d * r} {unit}."
-    )
-    return q, sol, start + d * r
-
-
-def _t_add_remove(rng: random.Random) -> _Problem:
-    n, (one, _), obj = rng.choice(_NAMES), rng.choice(_CONTAINERS), rng.choice(_OBJECTS)
-    a, b = rng.randint(10, 500), rng.randint(1, 300)
-    c = rng.randint(1, a + b - 2)
-    q = (
-        f"There are {a} {obj} in a {one}. {n} puts in {b} more and then takes out {c}. "
-        f"How many {obj} are in the {one} now?"
-    )
-    sol = (
-        f"After adding there are {a} + {b} = {a + b} {obj}; "
-        f"then {a + b} - {c} = {a + b - c} remain."
-    )
-    return q, sol, a + b - c
-
-
-def _t_bags(rng: random.Random) -> _Problem:
-    n, (_, many), obj = rng.choice(_NAMES), rng.choice(_CONTAINERS), rng.choice(_OBJECTS)
-    k, full = rng.randint(2, 20), rng.randint(3, 40)
-    g = rng.randint(1, full - 2)
-    q = (
-        f"{n} packs {k * full} {obj} into {many} of {k}. Then {n} gives away {g} of the {many}. "
-        f"How many {many} does {n} have left?"
-    )
-    sol = f"{n} fills {k * full} / {k} = {full} {many}. {n} keeps {full} - {g} = {full - g} {many}."
-    return q, sol, full - g
-
-
-def _t_more_than(rng: random.Random) -> _Problem:
-    n, m = _two_names(rng)
-    obj, a, b = rng.choice(_OBJECTS), rng.randint(5, 400), rng.randint(1, 200)
-    q = f"{n} has {a} {obj}. {m} has {b} more {obj} than {n}. How many {obj} do they have together?"
-    sol = f"{m} has {a} + {b} = {a + b} {obj}. Together they have {a} + {a + b} = {2 * a + b}."
-    return q, sol, 2 * a + b
-
-
-def _t_times(rng: random.Random) -> _Problem:
-    n, m = _two_names(rng)
-    obj, a, k = rng.choice(_OBJECTS), rng.randint(2, 100), rng.randint(2, 9)
-    q = (
-        f"{n} has {a} {obj}. {m} has {k} times as many {obj} as {n}. "
-        f"How many more {obj} does {m} have than {n}?"
-    )
-    sol = f"{m} has {k} x {a} = {k * a} {obj}, which is {k * a} - {a} = {(k - 1) * a} more."
-    return q, sol, (k - 1) * a
-
-
-def _t_split_bill(rng: random.Random) -> _Problem:
-    thing, k, each = rng.choice(_SHARED), rng.randint(2, 12), rng.randint(3, 80)
-    q = (
-        f"{k} friends split a {thing} of ${k * each} equally. "
-        "How many dollars does each friend pay?"
-    )
-    return q, f"Each friend pays ${k * each} / {k} = ${each}.", each
-
-
-def _t_wage(rng: random.Random) -> _Problem:
-    n = rng.choice(_NAMES)
-    w, h, d = rng.randint(8, 30), rng.randint(2, 8), rng.randint(1, 5)
-    q = (
-        f"{n} earns ${w} per hour and works {h} hours a day for {d} days. "
-        f"How many dollars does {n} earn?"
-    )
-    sol = f"{n} works {h} x {d} = {h * d} hours and earns {h * d} x ${w} = ${h * d * w}."
-    return q, sol, h * d * w
-
-
-def _t_spend_two(rng: random.Random) -> _Problem:
-    n = rng.choice(_NAMES)
-    (_, first), (_, second) = rng.sample(_GOODS, 2)
-    money = rng.randint(50, 1000)
-    a = rng.randint(1, money // 2)
-    b = rng.randint(1, money - a)
-    q = (
-        f"{n} had ${money}, spent ${a} on {first} and ${b} on {second}. "
-        f"How many dollars does {n} have left?"
-    )
-    sol = (
-        f"{n} spent ${a} + ${b} = ${a + b}, so {n} has ${money} - ${a + b} = ${money - a - b} left."
-    )
-    return q, sol, money - a - b
-
-
-def _t_rows(rng: random.Random) -> _Problem:
-    (place, things), r, p = rng.choice(_ROWS), rng.randint(2, 30), rng.randint(2, 30)
-    q = (
-        f"A {place} has {r} rows with {p} {things} in each row. "
-        f"How many {things} are in the {place}?"
-    )
-    return q, f"There are {r} x {p} = {r * p} {things}.", r * p
-
-
-# fmt: off
-_TEMPLATES: tuple[Callable[[random.Random], _Problem], ...] = (
-    _t_add, _t_sub, _t_containers, _t_share, _t_buy, _t_change, _t_rate, _t_add_remove,
-    _t_bags, _t_more_than, _t_times, _t_split_bill, _t_wage, _t_spend_two, _t_rows,
-)
-# fmt: on
-
-# The opt-in "mix" difficulty adds easier problems: small numbers (at most 20 per operand)
-# and only addition / subtraction, in one step or two. They exist so that a small base model
-# starts with a reward that is neither always wrong nor always right (a policy gradient learns
-# nothing from a constant reward); the "standard" level is the templates above, unchanged.
-
-
-def _e_add(rng: random.Random) -> _Problem:
-    n, m = _two_names(rng)
-    obj, a, b = rng.choice(_OBJECTS), rng.randint(1, 20), rng.randint(1, 20)
-    q = f"{n} has {a} {obj}. {m} gives {n} {b} more {obj}. How many {obj} does {n} have now?"
-    return q, f"{n} has {a} + {b} = {a + b} {obj}.", a + b
-
-
-def _e_buy_more(rng: random.Random) -> _Problem:
-    n, obj = rng.choice(_NAMES), rng.choice(_OBJECTS)
-    a, b = rng.randint(1, 20), rng.randint(1, 20)
-    q = f"{n} has {a} {obj} and buys {b} more. How many {obj} does {n} have?"
-    return q, f"{n} has {a} + {b} = {a + b} {obj}.", a + b
-
-
-def _e_sub(rng: random.Random) -> _Problem:
-    n, m = _two_names(rng)
-    obj, a = rng.choice(_OBJECTS), rng.randint(3, 20)
-    b = rng.randint(1, a - 1)
-    q = f"{n} had {a} {obj} and gave {b} of them to {m}. How many {obj} does {n} have left?"
-    return q, f"{n} has {a} - {b} = {a - b} {obj} left.", a - b
-
-
-def _e_lose(rng: random.Random) -> _Problem:
-    n, obj = rng.choice(_NAMES), rng.choice(_OBJECTS)
-    a = rng.randint(3, 20)
-    b = rng.randint(1, a - 1)
-    q = f"{n} has {a} {obj} and loses {b} of them. How many {obj} does {n} have left?"
-    return q, f"{n} has {a} - {b} = {a - b} {obj} left.", a - b
-
-
-def _e_add_sub(rng: random.Random) -> _Problem:
-    n, m = _two_names(rng)
-    obj, a, b = rng.choice(_OBJECTS), rng.randint(1, 20), rng.randint(1, 20)
-    c = rng.randint(1, min(20, a + b - 1))
-    q = (
-        f"{n} has {a} {obj}. {n} buys {b} more and then gives {c} to {m}. "
-        f"How many {obj} does {n} have now?"
-    )
-    sol = f"{n} has {a} + {b} = {a + b} {obj}, then {a + b} - {c} = {a + b - c} {obj}."
-    return q, sol, a + b - c
-
-
-def _e_three_sum(rng: random.Random) -> _Problem:
-    n, m, k = rng.sample(_NAMES, 3)
-    obj, a, b, c = rng.choice(_OBJECTS), rng.randint(1, 20), rng.randint(1, 20), rng.randint(1, 20)
-    q = f"{n} has {a} {obj}, {m} has {b} and {k} has {c}. How many {obj} do they have together?"
-    sol = f"{n} and {m} have {a} + {b} = {a + b}; with {k} that is {a + b} + {c} = {a + b + c}."
-    return q, sol, a + b + c
-
-
-def _e_sub_sub(rng: random.Random) -> _Problem:
-    n, m, k = rng.sample(_NAMES, 3)
-    obj, a = rng.choice(_OBJECTS), rng.randint(4, 20)
-    b = rng.randint(1, a - 2)
-    c = rng.randint(1, a - b - 1)
-    q = f"{n} had {a} {obj}, gave {b} to {m} and {c} to {k}. How many {obj} does {n} have left?"
-    sol = f"{n} has {a} - {b} = {a - b} {obj}, then {a - b} - {c} = {a - b - c} {obj} left."
-    return q, sol, a - b - c
-
-
 #: Difficulty settings of the math task: "default" is the packaged split (held-out tables and
 #: evaluation use it); "mix" is opt-in (``TrainConfig.difficulty``).
 MATH_DIFFICULTIES = ("default", "mix")
-#: The "mix" levels, with how many of every 10 consecutive items of a split each level gets
-#: (positions 0-7 one-step, 8 two-step, 9 standard, repeated), so the shares are exact for every
-#: split and for any prefix of 10k items (the validation subset a run selects on). Tuned on the
-#: valid split for SmolLM2-135M-Instruct, which answers about a quarter of one-step items and
-#: few two-step or standard ones greedily (``base_rates``; results/experts/base-rate-math-mix-*):
-#: the one-step share keeps the start accuracy above 20%, the others keep harder items in view.
-MATH_MIX: tuple[tuple[str, int], ...] = (("one-step", 8), ("two-step", 1), ("standard", 1))
-_LEVEL_TEMPLATES: dict[str, tuple[Callable[[random.Random], _Problem], ...]] = {
-    "one-step": (_e_add, _e_buy_more, _e_sub, _e_lose),
-    "two-step": (_e_add_sub, _e_three_sum, _e_sub_sub),
-    "standard": _TEMPLATES,
-}
-
-
-def mix_level(position: int) -> str:
-    """The difficulty level of the item at ``position`` of a "mix" split."""
-    block = [level for level, count in MATH_MIX for _ in range(count)]
-    return block[position % len(block)]
 
 
 def item_level(item: TrainItem) -> str:
@@ -546,7 +262,7 @@ def _math_sources(seed: int) -> tuple[dict[str, list[_Source]], dict[str, Any]]:
         rng = random.Random(f"{seed}-{split}")
         out: list[_Source] = []
         while len(out) < size:
-            question, solution, answer = rng.choice(_TEMPLATES)(rng)
+            question, solution, answer = rng.choice(TEMPLATES)(rng)
             key = normalize_question(question)
             if key in seen:
                 continue
@@ -571,7 +287,7 @@ def _math_sources(seed: int) -> tuple[dict[str, list[_Source]], dict[str, Any]]:
             }
             for s in SPLIT_NAMES
         },
-        "templates": len(_TEMPLATES),
+        "templates": len(TEMPLATES),
         "disjointness": "generated test, valid, train in that order, skipping any question "
         "whose normalised text was already generated; checked against all 1319 GSM8K test "
         "questions (normalised text), and by uid and normalised prompt across splits",
@@ -604,7 +320,7 @@ def _math_mix_sources(seed: int) -> tuple[dict[str, list[_Source]], dict[str, An
         out: list[_Source] = []
         while len(out) < size:
             level = mix_level(len(out))
-            question, solution, answer = rng.choice(_LEVEL_TEMPLATES[level])(rng)
+            question, solution, answer = rng.choice(LEVEL_TEMPLATES[level])(rng)
             key = normalize_question(question)
             if key in seen:
                 continue
@@ -627,7 +343,7 @@ def _math_mix_sources(seed: int) -> tuple[dict[str, list[_Source]], dict[str, An
         "levels": {
             level: {
                 "share": count / per_block,
-                "templates": len(_LEVEL_TEMPLATES[level]),
+                "templates": len(LEVEL_TEMPLATES[level]),
             }
             for level, count in MATH_MIX
         },
@@ -643,7 +359,7 @@ def _math_mix_sources(seed: int) -> tuple[dict[str, list[_Source]], dict[str, An
             }
             for s in SPLIT_NAMES
         },
-        "templates": sum(len(t) for t in _LEVEL_TEMPLATES.values()),
+        "templates": sum(len(t) for t in LEVEL_TEMPLATES.values()),
         "disjointness": "generated test, valid, train in that order, skipping any question "
         "whose normalised text was already generated or is in the packaged (default) math "
         "splits; checked against all 1319 GSM8K test questions (normalised text), and by uid "
@@ -924,131 +640,3 @@ def load_jsonl_items(path: str | Path, task: str) -> list[TrainItem]:
             f"no items in {path}: write one JSON object per line with 'prompt' and 'target'"
         )
     return items
-
-
-# --------------------------------------------------------------------------- base rates
-
-
-def base_rates(
-    model: str | None = None,
-    *,
-    difficulty: str = "mix",
-    split: str = "valid",
-    n: int = 64,
-    batch: int = 16,
-    max_new_tokens: int | None = None,
-    seed: int = 0,
-    progress: bool = False,
-) -> dict:
-    """Greedy accuracy of ``model`` (None: the packaged base model) on the first ``n`` items
-    of a math ``split``, per difficulty level, with the record's provenance.
-
-    This is how :data:`MATH_MIX` is tuned: a policy-gradient run only learns when its starting
-    accuracy is neither 0 nor 1. Tuning reads ``train`` or ``valid`` only, never ``test``.
-    """
-    import time
-
-    from t2bench.models import load_model
-    from t2bench.report.provenance import git_commit, items_sha256, provenance, weights_sha256
-    from t2bench.report.stats import wilson
-    from t2bench.train.heldout import greedy_correct
-    from t2bench.train.rollout import DEFAULT_NEW_TOKENS
-
-    if split not in ("train", "valid"):
-        raise ConfigError(
-            f"base rates are measured on split 'train' or 'valid', got {split!r}; the test "
-            "split is for the final evaluation of an expert only"
-        )
-    commit = git_commit()  # the code that runs, read before anything else
-    items = getattr(load_splits("math", seed=seed, difficulty=difficulty), split)
-    if not 1 <= n <= len(items):
-        raise ConfigError(f"n must be between 1 and {len(items)} (the {split} split), got {n}")
-    items = items[:n]
-    tokens = max_new_tokens or DEFAULT_NEW_TOKENS["math"]
-    t0 = time.perf_counter()
-    loaded = load_model(model)
-    flags = greedy_correct(
-        loaded.model,
-        loaded.tokenizer,
-        items,
-        "math",
-        max_new_tokens=tokens,
-        batch=batch,
-        progress=progress,
-        desc=f"base rate {difficulty}",
-    )
-
-    def tally(got: list[bool]) -> dict:
-        k = sum(got)
-        return {
-            "n": len(got),
-            "correct": k,
-            "accuracy": k / len(got),
-            "wilson95": wilson(k, len(got)),
-        }
-
-    levels = {
-        level: tally([f for i, f in zip(items, flags, strict=True) if item_level(i) == level])
-        for level in dict.fromkeys(item_level(i) for i in items)
-    }
-    wall = round(time.perf_counter() - t0, 1)
-    return {
-        "task": "math",
-        "difficulty": difficulty,
-        "split": split,
-        "greedy": True,
-        "max_new_tokens": tokens,
-        "overall": tally(flags),
-        "levels": levels,
-        "correct_by_uid": {i.uid: f for i, f in zip(items, flags, strict=True)},
-        "provenance": provenance(
-            commit=commit,
-            base_model=loaded.model_id,
-            seed=seed,
-            data_split=f"math difficulty={difficulty}, first {n} items of the {split} split",
-            weights_sha256=weights_sha256(loaded.model),
-            data_items={"n": n, "items_sha256": items_sha256(i.uid for i in items)},
-            wall_seconds=wall,
-        ),
-    }
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m t2bench.train.data base-rates``: measure :func:`base_rates`, print each
-    level's accuracy and, with ``--out``, write the record as a new JSON file there."""
-    import argparse
-
-    from t2bench.report.provenance import write_new
-
-    p = argparse.ArgumentParser(prog="python -m t2bench.train.data")
-    p.add_argument("action", choices=["base-rates"])
-    p.add_argument("--model", default=None, help="model name or folder (default: packaged)")
-    p.add_argument("--difficulty", default="mix", choices=MATH_DIFFICULTIES)
-    p.add_argument("--split", default="valid", help="train or valid (never test)")
-    p.add_argument("--n", type=int, default=64, help="first n items of the split (default 64)")
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--max-new-tokens", type=int, default=None, help="default: the task's (96)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="folder for the JSON record (e.g. results/experts)")
-    args = p.parse_args(argv)
-    record = base_rates(
-        args.model,
-        difficulty=args.difficulty,
-        split=args.split,
-        n=args.n,
-        batch=args.batch,
-        max_new_tokens=args.max_new_tokens,
-        seed=args.seed,
-        progress=True,
-    )
-    for level, r in [("overall", record["overall"]), *record["levels"].items()]:
-        lo, hi = r["wilson95"]
-        print(f"{level:>9}: {r['correct']}/{r['n']} = {r['accuracy']:.3f} (95% {lo:.3f}-{hi:.3f})")
-    if args.out:
-        path = write_new(Path(args.out), f"base-rate-math-{args.difficulty}", record)
-        print(f"wrote {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""Rollouts and log-probabilities for policy-gradient training.
+"""Generation and log-probabilities of a causal LM: RL rollouts and every first-pass answer.
 
 Sampling is seeded *per sample*: sample ``i`` of step ``s`` draws its Gumbel noise from its own
 generator, so what it generates does not depend on which process or micro-batch it lands in.

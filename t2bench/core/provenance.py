@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
 import platform
@@ -10,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import t2bench
+from t2bench.core.io import utc_iso
 
 
 def git_commit(repo: Path | None = None) -> str:
@@ -53,23 +53,10 @@ def provenance(**extra) -> dict:
     return {
         "commit": git_commit(),
         "t2bench": t2bench.__version__,
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created_utc": utc_iso(),
         "machine": machine(),
         **extra,
     }
-
-
-def write_new(folder: Path, stem: str, payload: dict) -> Path:
-    """Write ``payload`` as JSON to a new file under ``folder``; existing files are never replaced."""
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = folder / f"{stem}-{stamp}.json"
-    n = 1
-    while path.exists():
-        path = folder / f"{stem}-{stamp}-{n}.json"
-        n += 1
-    path.write_text(json.dumps(payload, indent=2) + "\n")
-    return path
 
 
 def lm_eval_provenance(results_file: Path) -> dict:
@@ -78,7 +65,7 @@ def lm_eval_provenance(results_file: Path) -> dict:
     cfg = d.get("config", {})
     return {
         "commit": d.get("git_hash"),
-        "source": f"derived from lm-eval's {Path(results_file).name} by t2bench.report.provenance",
+        "source": f"derived from lm-eval's {Path(results_file).name} by t2bench.core.provenance",
         "date": d.get("date"),
         "wall_s": d.get("total_evaluation_time_seconds"),
         "model": cfg.get("model"),
@@ -127,14 +114,6 @@ def state_sha256(module, prefix: str = "") -> str:
             h.update(f"{pname}:{tuple(p.shape)}:{p.dtype}".encode())
             h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
-
-
-def model_fingerprint(name: str | None) -> dict:
-    """sha256 over every parameter tensor of a model (names, shapes and bytes), with its id."""
-    from t2bench.models import load_model
-
-    lm = load_model(name)
-    return {"model_id": lm.model_id, "sha256_weights": state_sha256(lm.model), "path": lm.path}
 
 
 def items_sha256(ids) -> str:
