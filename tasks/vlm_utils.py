@@ -1,6 +1,6 @@
 """Thin lm-eval hooks (``!function vlm_utils.<name>``) for the vision-language tasks here.
 
-All logic lives in :mod:`t2bench.tasks.t2vqa` (data: :mod:`t2bench.vlm.textimages`). lm-eval
+All logic lives in :mod:`t2bench.tasks.t2vqa` (data: :mod:`t2bench.tasks.textimages`). lm-eval
 calls ``custom_dataset`` functions with the task metadata and ``dataset_kwargs`` as keyword
 arguments, so the loader accepts and ignores extra keywords.
 """

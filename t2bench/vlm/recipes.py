@@ -11,21 +11,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from t2bench.core.io import results_path
 from t2bench.errors import ConfigError
 
-ROOT = Path("results/vlm")
+ROOT = results_path("vlm")
 #: Named vision-side pre-training runs (overrides of :class:`~t2bench.vlm.pretrain.PretrainConfig`),
 #: each written to ``results/vlm/<name>/``. ``init_from`` names the recipe whose
 #: ``vision.safetensors`` starts the run; :func:`pretrain_recipe` runs that one first if needed.
+#: What each run reached, and the runs that were tried and dropped: results/vlm/README.md.
 PRETRAIN_RECIPES: dict[str, dict] = {
-    # stage A 1200 steps, stage B 200 (the defaults): reads text colour only
+    # the defaults: stage A 1200 steps, stage B 200
     "smollm2-vlm": {},
-    # stage A breaks through only at step ~3500 of 4000 (word head 0.107, colour 0.95)
+    # a longer stage A
     "smollm2-vlm-a4000": {"stage_a_steps": 4000},
-    # continues that tower on fresh images every step (1M-item train split, rendered per
-    # batch) with a per-patch character head: 3000 more stage-A steps on the same 10k images
-    # only memorised them (train loss 7 -> 0.2, valid word head 0.107 -> 0.071), and 1200 on
-    # fresh images with the pooled heads alone stayed at chance for words and digits
+    # continues that tower on fresh images every step (a 1M-item train split rendered per
+    # batch, so the tower cannot memorise a fixed set) with a per-patch character head
     "smollm2-vlm-chars": {
         "init_from": "smollm2-vlm-a4000",
         "n_train": 1_000_000,
@@ -33,9 +33,7 @@ PRETRAIN_RECIPES: dict[str, dict] = {
         "stage_a_steps": 4000,
         "stage_b_steps": 300,
     },
-    # stage B only, 500 more steps on that tower and projector: after stage A the heads read
-    # (valid word 0.214, number 0.083, colour 1.0) but 300 stage-B steps did not yet carry it
-    # into the language model's answers
+    # stage B only: 500 more steps carrying what the tower reads into the LM's answers
     "smollm2-vlm-chars-b500": {
         "init_from": "smollm2-vlm-chars",
         "n_train": 1_000_000,
@@ -43,9 +41,6 @@ PRETRAIN_RECIPES: dict[str, dict] = {
         "stage_b_steps": 500,
     },
 }
-#: The pre-training run whose vision side the default ``smollm2-vlm`` model uses.
-DEFAULT_PRETRAIN = "smollm2-vlm-chars-b500"
-PRETRAIN_DIR = ROOT / DEFAULT_PRETRAIN
 #: The SVF expert and LoRA baseline trained on the default model.
 EXPERTS_DIR = ROOT / "experts-chars"
 
@@ -94,7 +89,7 @@ def pretrain_config(name: str, root: Path = ROOT, **overrides):
         )
     fields = dict(PRETRAIN_RECIPES[name])
     if "n_train" in fields:
-        from t2bench.vlm.textimages import TextImageConfig
+        from t2bench.tasks.textimages import TextImageConfig
 
         fields["data"] = TextImageConfig(n_train=fields.pop("n_train"))
     if "init_from" in fields:
