@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from t2bench.errors import ConfigError
 from t2bench.tasks import textimages as ti
 from t2bench.tasks.textimages import TextImageConfig
+from t2bench.vlm import objectives as ob
 from t2bench.vlm import pretrain as pt
 from t2bench.vlm.assemble import (
     VISION_PREFIXES,
@@ -516,8 +517,8 @@ def test_the_no_character_class_is_down_weighted(vlm, items):
     assert 0 < int((labels["chars"] != 0).sum()) < labels["chars"].numel()
     with torch.no_grad():
         _, parts = pt.stage_a_loss(model, heads, pixels, labels)
-        logits = heads(pt.vision_features(model, pixels))["chars"].flatten(0, 1)
+        logits = heads(ob.vision_features(model, pixels))["chars"].flatten(0, 1)
     per = F.cross_entropy(logits, labels["chars"].flatten(), reduction="none")
-    w = torch.where(labels["chars"].flatten() == 0, pt.CHAR_NONE_WEIGHT, 1.0)
+    w = torch.where(labels["chars"].flatten() == 0, ob.CHAR_NONE_WEIGHT, 1.0)
     assert parts["chars"] == pytest.approx(float((w * per).sum() / w.sum()), rel=1e-5)
     assert parts["chars"] != pytest.approx(float(per.mean()), rel=1e-3)

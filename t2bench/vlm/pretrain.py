@@ -46,15 +46,12 @@ import json
 import math
 import shutil
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from t2bench.assets.store import sha256_file
 from t2bench.core.io import replacing, write_json_atomic
@@ -71,14 +68,31 @@ from t2bench.models import resolve_device
 from t2bench.tasks import textimages as ti
 from t2bench.tasks.textimages import TextImageConfig
 from t2bench.train.checkpoint import optimizer_state_dict, optimizer_tensors
+from t2bench.vlm.answers import clean_answer, evaluate, generate_answers
 from t2bench.vlm.assemble import (
-    VISION_PREFIXES,
     VisionConfig,
     build_vlm,
     load_vision_weights,
     read_vision_weights,
     save_vision_weights,
     vision_state,
+)
+from t2bench.vlm.objectives import (
+    CHARSET,
+    PROMPT,
+    WEIGHT_DECAY,
+    AuxHeads,
+    char_grid,
+    freeze_language_model,
+    lm_digest,
+    make_lm_batch,
+    patch_char_labels,
+    pixel_values,
+    stage_a_accuracy,
+    stage_a_labels,
+    stage_a_loss,
+    stage_b_loss,
+    stage_b_optimizer,
 )
 
 __all__ = [
@@ -101,17 +115,10 @@ __all__ = [
     "stage_b_optimizer",
 ]
 
-#: The lm-eval prompt of ``t2vqa_text`` (tasks/t2vqa_text.yaml, ``doc_to_text``).
-PROMPT = "<image>Question: {question}\nAnswer with a single word or number.\nAnswer:"
-IGNORE = -100
-NO_DIGIT = 10
-DIGIT_HEADS = ("hundreds", "tens", "units")
-HEAD_NAMES = ("word", "colour", *DIGIT_HEADS)
 #: Learning-rate schedule (both stages): linear warm-up over this fraction of the steps, then
 #: cosine decay to ``MIN_LR_FRACTION`` of the peak. A pure function of the step number.
 WARMUP_FRACTION = 0.05
 MIN_LR_FRACTION = 0.1
-WEIGHT_DECAY = 0.01
 GRAD_CLIP = 1.0
 SUMMARY = "summary.json"
 VISION_FILE = "vision.safetensors"
@@ -219,260 +226,6 @@ class PretrainConfig:
         return d
 
 
-# --------------------------------------------------------------------------- model parts
-
-
-def freeze_language_model(model) -> list[torch.nn.Parameter]:
-    """requires_grad False on everything but the vision tower and projector; those are returned."""
-    trainable = []
-    for name, p in model.named_parameters():
-        p.requires_grad_(name.startswith(VISION_PREFIXES))
-        if p.requires_grad:
-            trainable.append(p)
-    if not trainable:
-        raise ConfigError(f"{type(model).__name__} has no parameters under {VISION_PREFIXES}")
-    return trainable
-
-
-def lm_digest(model) -> str:
-    """sha256 (hex) over the names and bytes of every non-vision parameter."""
-    h = hashlib.sha256()
-    for name, p in model.named_parameters():
-        if not name.startswith(VISION_PREFIXES):
-            h.update(name.encode())
-            h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy())
-    return h.hexdigest()
-
-
-def vision_features(model, pixel_values: torch.Tensor) -> torch.Tensor:
-    """The features LLaVA hands to the projector: ``hidden_states[vision_feature_layer]``."""
-    out = model.model.vision_tower(pixel_values, output_hidden_states=True, return_dict=True)
-    return out.hidden_states[model.config.vision_feature_layer]
-
-
-class AuxHeads(nn.Module):
-    """Stage-A heads (discarded after stage A): word, colour and digits on the mean-pooled vision
-    features and, with ``chars``, a per-token character head (:func:`patch_char_labels`)."""
-
-    def __init__(self, hidden_size: int, chars: bool = False):
-        super().__init__()
-        self.norm = nn.LayerNorm(hidden_size)
-        self.word = nn.Linear(hidden_size, len(ti.WORDS))
-        self.colour = nn.Linear(hidden_size, len(ti.PALETTE))
-        self.digits = nn.Linear(hidden_size, len(DIGIT_HEADS) * (NO_DIGIT + 1))
-        self.chars = nn.Linear(hidden_size, 1 + len(CHARSET)) if chars else None
-
-    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``features``: ``(batch, image tokens, hidden)``."""
-        x = self.norm(features.mean(dim=1))
-        digits = self.digits(x).view(len(x), len(DIGIT_HEADS), NO_DIGIT + 1)
-        out = {"word": self.word(x), "colour": self.colour(x)}
-        out.update({name: digits[:, i] for i, name in enumerate(DIGIT_HEADS)})
-        if self.chars is not None:
-            out["chars"] = self.chars(self.norm(features))
-        return out
-
-
-_WORD_ID = {w: i for i, w in enumerate(ti.WORDS)}
-#: Characters of the per-token head (case folded); class 0 is "no character centre here".
-CHARSET = "".join(sorted(set("".join(ti.WORDS)) | set("0123456789")))
-#: Loss weight of the "no character" class: about 6 of 7 patches hold no character centre, and
-#: with weight 1 both the tower and a pixel-level probe settle on predicting "none" everywhere
-#: (loss ~0.4, no letter identity after 1000 steps).
-CHAR_NONE_WEIGHT = 0.05
-_CHAR_ID = {c: i + 1 for i, c in enumerate(CHARSET)}
-_COLOUR_ID = {c: i for i, c in enumerate(ti.PALETTE)}
-
-
-def stage_a_labels(
-    items: list[dict], char_grid: tuple[int, int] | None = None
-) -> dict[str, torch.Tensor]:
-    """Per-head class ids (``IGNORE`` where a head does not apply), from the drawn text; with
-    ``char_grid = (image_size, patch_size)`` also ``chars`` (:func:`patch_char_labels`)."""
-    labels: dict[str, list[int]] = {name: [] for name in HEAD_NAMES}
-    for item in items:
-        text = item["text"]
-        labels["word"].append(_WORD_ID.get(text.lower(), IGNORE))
-        labels["colour"].append(_COLOUR_ID[item["text_colour"]])
-        if text.isdigit() and len(text) <= len(DIGIT_HEADS):
-            padded = text.rjust(len(DIGIT_HEADS))
-            digits = [NO_DIGIT if c == " " else int(c) for c in padded]
-        else:
-            digits = [IGNORE] * len(DIGIT_HEADS)
-        for name, d in zip(DIGIT_HEADS, digits, strict=True):
-            labels[name].append(d)
-    out = {k: torch.tensor(v, dtype=torch.long) for k, v in labels.items()}
-    if char_grid is not None:
-        out["chars"] = patch_char_labels(items, *char_grid)
-    return out
-
-
-def patch_char_labels(items: list[dict], image_size: int, patch_size: int) -> torch.Tensor:
-    """``(batch, patches)`` class ids for the per-token character head: the (case-folded)
-    character whose centre lies in the patch, the one nearest the patch centre if several do;
-    0 where none does. Patches in row-major order, as the vision tower emits its tokens."""
-    grid = image_size // patch_size
-    out = torch.zeros(len(items), grid * grid, dtype=torch.long)
-    for b, item in enumerate(items):
-        best: dict[int, float] = {}
-        for ch, x, y in ti.char_centres(item):
-            col = min(int(x // patch_size), grid - 1)
-            row = min(int(y // patch_size), grid - 1)
-            p = row * grid + col
-            dist = (x - (col + 0.5) * patch_size) ** 2 + (y - (row + 0.5) * patch_size) ** 2
-            if p not in best or dist < best[p]:
-                best[p] = dist
-                out[b, p] = _CHAR_ID[ch.lower()]
-    return out
-
-
-def pixel_values(processor, items: list[dict]) -> torch.Tensor:
-    """The images as the processor prepares them for the model (what lm-eval feeds it)."""
-    return processor.image_processor([it["image"] for it in items], return_tensors="pt")[
-        "pixel_values"
-    ]
-
-
-def stage_a_loss(
-    model, heads: AuxHeads, pixels: torch.Tensor, labels: dict[str, torch.Tensor]
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """Summed cross-entropy of the heads that have labels in this batch, and each part."""
-    logits = heads(vision_features(model, pixels))
-    parts = {}
-    if "chars" in labels:
-        logits_c = logits["chars"].flatten(0, 1).float()
-        weight = torch.ones(logits_c.shape[-1], device=logits_c.device)
-        weight[0] = CHAR_NONE_WEIGHT
-        parts["chars"] = F.cross_entropy(logits_c, labels["chars"].flatten(), weight=weight)
-    for name in HEAD_NAMES:
-        y = labels[name]
-        keep = y != IGNORE
-        if bool(keep.any()):
-            parts[name] = F.cross_entropy(logits[name][keep].float(), y[keep])
-    loss = torch.stack(list(parts.values())).sum()
-    return loss, {k: float(v.detach()) for k, v in parts.items()}
-
-
-@torch.no_grad()
-def stage_a_accuracy(model, heads: AuxHeads, processor, items: list[dict]) -> dict[str, Any]:
-    """Head accuracies (word, colour, whole number) on ``items``: a stage-A diagnostic."""
-    grid = None if heads.chars is None else _char_grid(model)
-    labels = stage_a_labels(items, grid)
-    pixels = pixel_values(processor, items).to(next(heads.parameters()).device)
-    logits = heads(vision_features(model, pixels))
-    pred = {k: v.argmax(-1).cpu() for k, v in logits.items()}
-    out: dict[str, Any] = {"n": len(items)}
-    if "chars" in labels:  # accuracy on the patches that hold a character centre
-        keep = labels["chars"] != 0
-        out["chars"] = _mean((pred["chars"][keep] == labels["chars"][keep]).tolist())
-    for name in ("word", "colour"):
-        keep = labels[name] != IGNORE
-        out[name] = _mean((pred[name][keep] == labels[name][keep]).tolist())
-    keep = labels["units"] != IGNORE
-    hits = torch.ones_like(keep)
-    for name in DIGIT_HEADS:
-        hits &= pred[name] == labels[name]
-    out["number"] = _mean(hits[keep].tolist())
-    return out
-
-
-def _char_grid(model) -> tuple[int, int]:
-    vc = model.config.vision_config
-    return vc.image_size, vc.patch_size
-
-
-def _mean(values: list) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
-@contextmanager
-def _padding_side(tokenizer, side: str):
-    old = tokenizer.padding_side
-    tokenizer.padding_side = side
-    try:
-        yield
-    finally:
-        tokenizer.padding_side = old
-
-
-def prompt_text(item: dict) -> str:
-    return PROMPT.format(question=item["question"])
-
-
-def make_lm_batch(processor, items: list[dict]) -> dict[str, torch.Tensor]:
-    """Stage-B batch: prompt (image tokens expanded) + ``" " + answer + "\\n"``, right-padded.
-
-    ``labels`` equal ``input_ids`` on the answer and newline tokens and are ``IGNORE`` on the
-    prompt, the image tokens and the padding. The prompt is tokenized alone, as at evaluation.
-    """
-    tok = processor.tokenizer
-    with _padding_side(tok, "right"):
-        enc = processor(
-            images=[it["image"] for it in items],
-            text=[prompt_text(it) for it in items],
-            return_tensors="pt",
-            padding=True,
-        )
-    rows, labels = [], []
-    for i, item in enumerate(items):
-        n = int(enc["attention_mask"][i].sum())
-        prompt = enc["input_ids"][i, :n].tolist()
-        target = tok(" " + item["answer"] + "\n", add_special_tokens=False)["input_ids"]
-        rows.append(prompt + target)
-        labels.append([IGNORE] * len(prompt) + list(target))
-    length = max(len(r) for r in rows)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    input_ids = torch.full((len(rows), length), pad, dtype=torch.long)
-    attention = torch.zeros((len(rows), length), dtype=torch.long)
-    label_ids = torch.full((len(rows), length), IGNORE, dtype=torch.long)
-    for i, (r, lab) in enumerate(zip(rows, labels, strict=True)):
-        input_ids[i, : len(r)] = torch.tensor(r)
-        attention[i, : len(r)] = 1
-        label_ids[i, : len(r)] = torch.tensor(lab)
-    return {
-        "input_ids": input_ids,
-        "attention_mask": attention,
-        "pixel_values": enc["pixel_values"],
-        "labels": label_ids,
-    }
-
-
-def stage_b_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean next-token cross-entropy over the labelled (answer) tokens.
-
-    Equal to ``model(**batch).loss``, but the vocabulary projection is only computed at the
-    labelled positions (a large saving with a 49k vocabulary and few answer tokens).
-    """
-    out = model.model(
-        input_ids=batch["input_ids"],
-        pixel_values=batch["pixel_values"],
-        attention_mask=batch["attention_mask"],
-        return_dict=True,
-    )
-    hidden = out.last_hidden_state[:, :-1]
-    target = batch["labels"][:, 1:]
-    keep = target != IGNORE
-    logits = model.lm_head(hidden[keep])
-    return F.cross_entropy(logits.float(), target[keep])
-
-
-def stage_b_optimizer(model, lr_projector: float, lr_vision: float) -> torch.optim.AdamW:
-    """AdamW with two groups: the projector (``lr_projector``) and the vision tower."""
-    projector, tower = [], []
-    for name, p in model.named_parameters():
-        if name.startswith("model.multi_modal_projector."):
-            projector.append(p)
-        elif name.startswith("model.vision_tower."):
-            tower.append(p)
-    return torch.optim.AdamW(
-        [
-            {"params": projector, "lr": lr_projector, "base_lr": lr_projector},
-            {"params": tower, "lr": lr_vision, "base_lr": lr_vision},
-        ],
-        weight_decay=WEIGHT_DECAY,
-    )
-
-
 def lr_factor(step: int, total: int) -> float:
     """Multiplier of the peak learning rate for (1-based) ``step`` of ``total``."""
     warmup = max(1, round(WARMUP_FRACTION * total))
@@ -480,85 +233,6 @@ def lr_factor(step: int, total: int) -> float:
         return step / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-# --------------------------------------------------------------------------- generation
-
-
-def clean_answer(generation: str) -> str:
-    """What lm-eval scores: the text up to the first newline, then the task's cleaning."""
-    text = generation.split("\n", 1)[0]
-    try:
-        from t2bench.tasks.vqa_metric import clean_prediction
-    except ImportError:
-        return text.strip()
-    return clean_prediction(text)
-
-
-class _StopAtNewline:
-    """Stopping criterion: a row is done once its generated text contains a newline."""
-
-    def __init__(self, tokenizer, start: int):
-        self.tokenizer, self.start = tokenizer, start
-
-    def __call__(self, input_ids, scores, **kwargs):
-        texts = self.tokenizer.batch_decode(input_ids[:, self.start :], skip_special_tokens=True)
-        return torch.tensor(["\n" in t for t in texts], dtype=torch.bool, device=input_ids.device)
-
-
-@torch.no_grad()
-def generate_answers(
-    model, processor, items: list[dict], max_new_tokens: int = 8, batch: int = 16
-) -> list[str]:
-    """Greedy answers to the task prompt, left-padded batches, stopped at a newline, cleaned."""
-    from transformers import StoppingCriteriaList
-
-    tok = processor.tokenizer
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    answers: list[str] = []
-    for start in range(0, len(items), batch):
-        chunk = items[start : start + batch]
-        with _padding_side(tok, "left"):
-            enc = processor(
-                images=[it["image"] for it in chunk],
-                text=[prompt_text(it) for it in chunk],
-                return_tensors="pt",
-                padding=True,
-            )
-        enc = enc.to(model.device)
-        width = enc["input_ids"].shape[1]
-        out = model.generate(
-            **enc,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            num_beams=1,
-            pad_token_id=pad,
-            stopping_criteria=StoppingCriteriaList([_StopAtNewline(tok, width)]),
-        )
-        texts = tok.batch_decode(out[:, width:], skip_special_tokens=True)
-        answers.extend(clean_answer(t) for t in texts)
-    return answers
-
-
-def evaluate(model, processor, items: list[dict], max_new_tokens: int = 8, batch: int = 16):
-    """Exact-match accuracy (cleaned, lower-cased prediction == answer), overall and per qtype."""
-    preds = generate_answers(model, processor, items, max_new_tokens=max_new_tokens, batch=batch)
-    hits = [
-        p.strip().lower() == str(it["answer"]).lower() for p, it in zip(preds, items, strict=True)
-    ]
-    per_qtype = {}
-    for q in ti.QUESTIONS:
-        sel = [h for h, it in zip(hits, items, strict=True) if it["qtype"] == q]
-        per_qtype[q] = _mean(sel)
-    return {
-        "overall": _mean(hits),
-        "per_qtype": per_qtype,
-        "n": len(items),
-        "examples": [
-            {"id": it["id"], "answer": it["answer"], "prediction": p}
-            for it, p in list(zip(items, preds, strict=True))[:6]
-        ],
-    }
 
 
 # --------------------------------------------------------------------------- data order
@@ -781,7 +455,7 @@ def _pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             opt.load_state_dict(ckpt["optimizer"])
         bar = _progress(cfg, cfg.stage_a_steps, a_start, "stage A: vision tower + aux heads")
         clip = params + list(heads.parameters())
-        grid = _char_grid(model) if cfg.char_head else None
+        grid = char_grid(model) if cfg.char_head else None
         for step in range(a_start + 1, cfg.stage_a_steps + 1):
             t = time.perf_counter()
             idx = batch_indices(cfg.seed, "a", step, cfg.stage_a_batch, len(train))
