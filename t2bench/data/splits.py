@@ -68,7 +68,10 @@ from t2bench.classify_prompt import CLASSIFY_PROMPT_SHA256, classify_prompt
 from t2bench.classify_prompt import EXPERT_LABELS as CLASSIFIER_LABELS
 from t2bench.data.wordproblems import LEVEL_TEMPLATES, MATH_MIX, TEMPLATES, mix_level
 from t2bench.errors import ConfigError
-from t2bench.tasks.splits import LeakageError, normalize_question
+from t2bench.tasks.arc import load_arc_test
+from t2bench.tasks.gsm8k import load_gsm8k
+from t2bench.tasks.mbpp import load_mbpp
+from t2bench.tasks.splits import LeakageError, arc_train_pool, normalize_question
 
 __all__ = [
     "CLASSIFIER_LABELS",
@@ -260,22 +263,11 @@ def _math_sources(seed: int) -> tuple[dict[str, list[_Source]], dict[str, Any]]:
     sources: dict[str, list[_Source]] = {}
     for split, size in MATH_SIZES.items():  # test first: it never depends on the others
         rng = random.Random(f"{seed}-{split}")
-        out: list[_Source] = []
-        while len(out) < size:
-            question, solution, answer = rng.choice(TEMPLATES)(rng)
-            key = normalize_question(question)
-            if key in seen:
-                continue
-            seen.add(key)
-            item = TrainItem(
-                uid=f"arith-{split}-{len(out):05d}",
-                task="math",
-                prompt=f"{question}\n\n{MATH_INSTRUCTION}",
-                target=str(answer),
-                reference=f"{solution} The answer is {answer}.",
-            )
-            out.append(_Source(item, question))
-        sources[split] = out
+        sources[split] = _unseen_problems(
+            size,
+            seen,
+            lambda i, rng=rng, split=split: (f"arith-{split}-{i:05d}", rng.choice(TEMPLATES)(rng)),
+        )
     _check_against_gsm8k(seen)
     description = {
         "task": "math",
@@ -295,9 +287,30 @@ def _math_sources(seed: int) -> tuple[dict[str, list[_Source]], dict[str, Any]]:
     return sources, description
 
 
+def _unseen_problems(size: int, seen: set[str], draw) -> list[_Source]:
+    """``size`` math items from ``draw(position) -> (uid, (question, solution, answer))``,
+    skipping (and redrawing for) any question whose normalised text is in ``seen``, which
+    grows with every item taken."""
+    out: list[_Source] = []
+    while len(out) < size:
+        uid, (question, solution, answer) = draw(len(out))
+        key = normalize_question(question)
+        if key in seen:
+            continue
+        seen.add(key)
+        item = TrainItem(
+            uid=uid,
+            task="math",
+            prompt=f"{question}\n\n{MATH_INSTRUCTION}",
+            target=str(answer),
+            reference=f"{solution} The answer is {answer}.",
+        )
+        out.append(_Source(item, question))
+    return out
+
+
 def _check_against_gsm8k(questions: set[str]) -> None:
     """Raise ``LeakageError`` if a normalised generated question is a GSM8K test question."""
-    from t2bench.tasks.gsm8k import load_gsm8k
 
     gsm8k = {normalize_question(q) for q in load_gsm8k()["test"]["question"]}
     leaked = questions & gsm8k
@@ -317,23 +330,12 @@ def _math_mix_sources(seed: int) -> tuple[dict[str, list[_Source]], dict[str, An
     sources: dict[str, list[_Source]] = {}
     for split, size in MATH_MIX_SIZES.items():
         rng = random.Random(f"{seed}-mix-{split}")
-        out: list[_Source] = []
-        while len(out) < size:
-            level = mix_level(len(out))
-            question, solution, answer = rng.choice(LEVEL_TEMPLATES[level])(rng)
-            key = normalize_question(question)
-            if key in seen:
-                continue
-            seen.add(key)
-            item = TrainItem(
-                uid=f"arith-mix-{split}-{len(out):05d}-{level}",
-                task="math",
-                prompt=f"{question}\n\n{MATH_INSTRUCTION}",
-                target=str(answer),
-                reference=f"{solution} The answer is {answer}.",
-            )
-            out.append(_Source(item, question))
-        sources[split] = out
+
+        def draw(i: int, rng=rng, split=split) -> tuple[str, tuple[str, str, int]]:
+            level = mix_level(i)
+            return f"arith-mix-{split}-{i:05d}-{level}", rng.choice(LEVEL_TEMPLATES[level])(rng)
+
+        sources[split] = _unseen_problems(size, seen, draw)
     _check_against_gsm8k(seen)
     per_block = sum(count for _, count in MATH_MIX)
     description = {
@@ -388,8 +390,6 @@ def _arc_source(row: dict[str, Any], uid: str) -> _Source:
 
 
 def _reasoning_sources(seed: int) -> tuple[dict[str, list[_Source]], dict[str, Any]]:
-    from t2bench.tasks.arc import load_arc_test
-    from t2bench.tasks.splits import arc_train_pool
 
     pool = [_arc_source(r, f"arc-easy-val-{r['id']}") for r in arc_train_pool("ARC-Easy")]
     test = [_arc_source(r, f"arc-easy-test-{r['id']}") for r in load_arc_test("ARC-Easy")]
@@ -441,7 +441,6 @@ def _mbpp_source(row: dict[str, Any]) -> _Source:
 
 
 def _code_sources(seed: int) -> tuple[dict[str, list[_Source]], dict[str, Any]]:
-    from t2bench.tasks.mbpp import load_mbpp
 
     rows = sorted(load_mbpp()["test"], key=lambda r: r["task_id"])
     test = [_mbpp_source(r) for r in rows[CODE_TRAIN_POOL:]]
