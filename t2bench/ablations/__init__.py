@@ -16,6 +16,7 @@ from pathlib import Path
 from t2bench.ablations.context import AblationContext
 from t2bench.ablations.profile import get_profile
 from t2bench.core.io import results_path, utc_stamp
+from t2bench.core.tables import check_clean_checkout
 from t2bench.errors import ConfigError
 from t2bench.models import model_fingerprint
 
@@ -72,7 +73,6 @@ def run_all(
 
     A checkout with uncommitted changes is refused before anything runs (its tables could not
     be traced to a commit) unless ``allow_dirty``; the tables then record that they were."""
-    from t2bench.core.tables import check_clean_checkout
 
     check_clean_checkout(allow_dirty)
     prof = get_profile(profile)

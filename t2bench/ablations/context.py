@@ -17,6 +17,10 @@ from typing import Any
 
 from t2bench.ablations.profile import AblationProfile
 from t2bench.core.provenance import git_commit, provenance
+from t2bench.data.splits import load_splits
+from t2bench.generation import DEFAULT_NEW_TOKENS
+from t2bench.svf import TargetSpec, decompose, load_experts
+from t2bench.svf.expert import effective_z
 
 
 class AblationContext:
@@ -57,15 +61,12 @@ class AblationContext:
 
     def heldout(self, task: str, variant) -> dict:
         """Greedy per-item correctness of one variant on the held-out test items of ``task``."""
-        from t2bench.generation import DEFAULT_NEW_TOKENS
         from t2bench.train.heldout import heldout_items, score_variant
 
         n = self.profile.heldout_n.get(task)
 
         def compute():
             import torch
-
-            from t2bench.data.splits import load_splits
 
             size = n or len(load_splits(task, seed=0).test)
             items, split = heldout_items(task, size, self.profile.seed)
@@ -156,8 +157,6 @@ class AblationContext:
 def expert_spread(experts: str, model: str | None = None) -> float:
     """max |z − 1| over every vector of the SVF experts in ``experts`` (effective z)."""
     from t2bench.models import load_model
-    from t2bench.svf import TargetSpec, decompose, load_experts
-    from t2bench.svf.expert import effective_z
 
     loaded = load_experts(experts)
     lm = load_model(model)

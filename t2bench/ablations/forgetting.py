@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from t2bench.core.stats import paired_difference, power_record
 from t2bench.core.tables import ADAPTER_KEY, Table, adapter_claim, diff_cell
+from t2bench.seal.experiment import edit_sequences, sequential_edits
+from t2bench.seal.inner import InnerConfig
 
 NAME = "seal-forgetting"
 COLUMNS = [
@@ -28,7 +30,6 @@ def _edits(ctx) -> dict:
     """The own self-edits (base model, greedy) of the first passages, shared by both methods."""
     from t2bench.ablations.seal import eval_passages
     from t2bench.models import load_model
-    from t2bench.seal.experiment import edit_sequences
 
     p = ctx.profile
     key = f"seal-forget-edits|{p.seal_source}|{p.seal_forget_n}|{p.seal_variant}"
@@ -52,8 +53,6 @@ def _edits(ctx) -> dict:
 def sequence(ctx, method: str) -> dict:
     from t2bench.ablations.seal import eval_passages
     from t2bench.models import load_model
-    from t2bench.seal.experiment import sequential_edits
-    from t2bench.seal.inner import InnerConfig
 
     p = ctx.profile
     key = f"seal-forget|{p.seal_source}|{p.seal_forget_n}|{p.seal_variant}|{method}"

@@ -18,6 +18,9 @@ from t2bench.ablations.table1_training import STATS_NOTE
 from t2bench.core.stats import accuracy, paired_difference, power_record, verdict
 from t2bench.core.tables import ADAPTER_KEY, Table, adapter_claim, diff_cell, diff_columns
 from t2bench.errors import ConfigError
+from t2bench.seal.experiment import edit_sequences, evaluate_condition
+from t2bench.seal.inner import InnerConfig
+from t2bench.seal.restem import load_generator
 
 NAME = "seal-knowledge"
 COLUMNS = [
@@ -60,8 +63,6 @@ def run_record(ctx) -> dict:
 
 def _load(ctx, rounds: int):
     if rounds:
-        from t2bench.seal.restem import load_generator
-
         return load_generator(ctx.profile.seal_run, rounds)
     from t2bench.models import load_model
 
@@ -79,8 +80,6 @@ def condition(
     variant: str | None = None,
 ) -> dict:
     """Per-question scores of one condition on the eval passages (memoised)."""
-    from t2bench.seal.experiment import edit_sequences, evaluate_condition
-    from t2bench.seal.inner import InnerConfig
 
     p = ctx.profile
     if source is None:
@@ -290,7 +289,6 @@ def _source_text(source: str, passages: int, questions: int) -> str:
 
 
 def caption(ctx, run_info: dict, *, source: str, passages: int, questions: int) -> str:
-    from t2bench.seal.inner import InnerConfig
 
     p = ctx.profile
     cfg = run_info["config"]

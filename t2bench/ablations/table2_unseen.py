@@ -15,10 +15,13 @@ How each number is made (all through ``lm_eval --model t2`` on the first n docum
 
 from __future__ import annotations
 
-from t2bench.ablations.table1_training import STATS_NOTE
+from t2bench.ablations.table1_training import STATS_NOTE, variant
 from t2bench.core.stats import accuracy, power_record, verdict
 from t2bench.core.tables import ADAPTER_KEY, Table, adapter_claim, diff_cell, diff_columns
+from t2bench.dispatch.base import DispatchRequest
+from t2bench.dispatch.confusion import first_docs
 from t2bench.dispatch.labels import EXPERT_LABELS
+from t2bench.dispatch.standalone import load_bound
 
 NAME = "table2-unseen-tasks"
 STRATEGIES = ("prompt", "classifier", "label", "router")
@@ -50,7 +53,6 @@ def expert_name(label: str) -> str:
 
 def lora_path(experts: str, run: str) -> str:
     """The peft adapter folder of the finished run ``run`` (e.g. math-lora-ntp)."""
-    from t2bench.ablations.table1_training import variant
 
     task, suffix = run.split("-", 1)
     return str(variant(experts, task, suffix).path)
@@ -86,10 +88,6 @@ def first_pass(ctx, task: str, n: int | None, strategy: str) -> dict:
         import time
 
         import torch
-
-        from t2bench.dispatch.base import DispatchRequest
-        from t2bench.dispatch.confusion import first_docs
-        from t2bench.dispatch.standalone import load_bound
 
         items = first_docs(task, n)
         bound = load_bound(

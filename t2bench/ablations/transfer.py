@@ -23,6 +23,8 @@ from t2bench.ablations.table2_unseen import expert_name, judged, make_row, power
 from t2bench.core.stats import paired_difference, power_record
 from t2bench.core.tables import Table, diff_cell, figure
 from t2bench.dispatch.labels import EXPERT_LABELS
+from t2bench.svf import TargetSpec, decompose, load_experts, save_expert
+from t2bench.svf.transfer import shuffled_transfer, transfer_expert
 
 NAME = "transfer"
 COLUMNS = [
@@ -40,7 +42,6 @@ COLUMNS = [
 
 def _decomposition(name: str | None, expert):
     from t2bench.models import load_model
-    from t2bench.svf import TargetSpec, decompose
 
     lm = load_model(name)
     spec = TargetSpec(expert.meta.module_set, "all")
@@ -50,8 +51,6 @@ def _decomposition(name: str | None, expert):
 def transfer_set(ctx, source: str | None, target: str, experts: str, tag: str) -> dict:
     """Transfer every skill expert (ordered) and the profile's expert (shuffled, each seed);
     save them under the run folder. Returns {variant: folder or file}."""
-    from t2bench.svf import load_experts, save_expert
-    from t2bench.svf.transfer import shuffled_transfer, transfer_expert
 
     loaded = {e.meta.name: e for e in load_experts(experts)}
     skills = [loaded[expert_name(lab)] for lab in EXPERT_LABELS if expert_name(lab) in loaded]

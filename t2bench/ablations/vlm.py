@@ -17,6 +17,8 @@ from t2bench.ablations.table1_training import STATS_NOTE
 from t2bench.core.stats import accuracy, power_record, verdict
 from t2bench.core.tables import ADAPTER_KEY, Table, adapter_claim, diff_cell, diff_columns
 from t2bench.errors import ConfigError
+from t2bench.svf import load_expert
+from t2bench.tasks.textimages import TextImageConfig, chance_accuracy, item_content
 
 NAME = "vlm-text-vqa"
 TASK = "t2vqa_text"
@@ -73,7 +75,6 @@ def _artifact(folder: Path) -> tuple[Path, int]:
 
 def _variants(ctx) -> list[tuple[str, str, int | None, str | None]]:
     """(label, model_args, trainable parameters, adapter kind the row claims)."""
-    from t2bench.svf import load_expert
 
     root = Path(ctx.profile.vlm_experts)
     svf, svf_n = _artifact(root / "vqa-svf-pg")
@@ -94,7 +95,6 @@ def _variants(ctx) -> list[tuple[str, str, int | None, str | None]]:
 
 def by_qtype(doc_ids: list[int], scores: list[float]) -> dict[str, str]:
     """Accuracy per question type (word / number / colour) as "0.123 (n)" cells."""
-    from t2bench.tasks.textimages import TextImageConfig, item_content
 
     cfg = TextImageConfig()
     groups: dict[str, list[float]] = {q: [] for q in QTYPES}
@@ -104,7 +104,6 @@ def by_qtype(doc_ids: list[int], scores: list[float]) -> dict[str, str]:
 
 
 def run(ctx) -> Table:
-    from t2bench.tasks.textimages import TextImageConfig, chance_accuracy
 
     p = ctx.profile
     rows, data = [], {}

@@ -29,7 +29,13 @@ from pathlib import Path
 
 import torch
 
-from t2bench.core.io import results_path
+from t2bench.core.io import new_record, results_path
+from t2bench.core.provenance import items_sha256, provenance, state_sha256
+from t2bench.data.splits import load_splits
+from t2bench.generation import encode_items, join_batch
+from t2bench.svf import SVFPatcher, TargetSpec, check_fits, compose, decompose, load_expert
+from t2bench.svf.expert import effective_z
+from t2bench.train.policy import SVFPolicy
 
 DEFAULT_EXPERT = str(results_path("experts/reasoning-svf-pg/reasoning-svf-pg.safetensors"))
 
@@ -80,13 +86,7 @@ def measure(
     prompts: int = 8,
     device: str | None = None,
 ) -> dict:
-    from t2bench.core.provenance import items_sha256, state_sha256
-    from t2bench.data.splits import load_splits
-    from t2bench.generation import encode_items, join_batch
     from t2bench.models import load_model, resolve_device
-    from t2bench.svf import SVFPatcher, TargetSpec, check_fits, compose, decompose, load_expert
-    from t2bench.svf.expert import effective_z
-    from t2bench.train.policy import SVFPolicy
 
     t_start = time.perf_counter()
     dev = resolve_device(device)
@@ -192,8 +192,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-write", action="store_true")
     a = p.parse_args(argv)
     r = measure(a.expert, model=a.model, task=a.task, prompts=a.prompts, device=a.device)
-    from t2bench.core.io import new_record
-    from t2bench.core.provenance import provenance
 
     r["provenance"] = provenance(model=r["model"], **r.pop("_provenance"))
     for dt in ("fp32", "bf16"):

@@ -19,6 +19,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from t2bench.core.io import new_record
+
 #: Layers, lowest first: (name, module prefixes). ``__main__`` modules are entry points and
 #: belong to the top layer wherever they live.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -246,7 +248,6 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in counts.items():
         print(f"{key}: {len(value) if isinstance(value, list) else value}")
     if args.out:
-        from t2bench.core.io import new_record
         from t2bench.core.provenance import git_commit, provenance
 
         record = {

@@ -35,6 +35,8 @@ from pathlib import Path
 from t2bench.core import stats
 from t2bench.core.io import new_record, results_path
 from t2bench.core.provenance import git_commit, items_sha256, provenance
+from t2bench.core.tables import power_line
+from t2bench.dispatch.labels import EXPERT_LABELS
 from t2bench.tasks import tasks_dir
 
 METRICS = {
@@ -287,7 +289,6 @@ def fewshot_rows(task: str, runs: dict[str, dict]) -> tuple[list[dict], dict]:
 
 
 def fewshot(args) -> dict:
-    from t2bench.dispatch.labels import EXPERT_LABELS
 
     rows, power = [], []
     for task, n in parse_tasks(args.tasks):
@@ -311,7 +312,6 @@ def fewshot(args) -> dict:
 
 
 def fewshot_markdown(payload: dict) -> str:
-    from t2bench.core.tables import power_line
 
     lines = [
         "| task | n | variant | score | 95% Wilson CI | Δ vs base (points) | paired 95% CI (Newcombe) | p (McNemar exact) |",

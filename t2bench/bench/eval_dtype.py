@@ -20,7 +20,11 @@ from pathlib import Path
 
 import torch
 
-from t2bench.core.io import results_path
+from t2bench.core.io import new_record, results_path
+from t2bench.core.provenance import provenance
+from t2bench.core.stats import accuracy, paired_difference
+from t2bench.generation import DEFAULT_NEW_TOKENS
+from t2bench.models import model_fingerprint
 
 DTYPES = ("float32", "bfloat16")
 
@@ -38,9 +42,6 @@ def measure(
     max_new_tokens: int | None = None,
 ) -> dict:
     from t2bench.core.provenance import git_commit, items_sha256
-    from t2bench.core.stats import accuracy, paired_difference
-    from t2bench.generation import DEFAULT_NEW_TOKENS
-    from t2bench.models import model_fingerprint
     from t2bench.train.heldout import Variant, heldout_items, score_variant
 
     commit = git_commit()
@@ -96,8 +97,6 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from t2bench.core.io import new_record
-    from t2bench.core.provenance import provenance
 
     p = argparse.ArgumentParser(prog="python -m t2bench.bench.eval_dtype", description=__doc__)
     p.add_argument("--task", default="reasoning")

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from t2bench.core.io import results_path
+from t2bench.core.io import new_record, results_path
+from t2bench.core.provenance import provenance
 
 DTYPES = (torch.float32, torch.bfloat16)
 
@@ -58,8 +59,6 @@ def measure(tokens: int = 2048, d_in: int = 576, d_out: int = 1536, rounds: int 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from t2bench.core.io import new_record
-    from t2bench.core.provenance import provenance
 
     p = argparse.ArgumentParser(prog="python -m t2bench.bench.matmul_dtype", description=__doc__)
     p.add_argument("--tokens", type=int, default=2048)

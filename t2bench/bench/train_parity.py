@@ -19,7 +19,8 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
-from t2bench.core.io import results_path
+from t2bench.core.io import new_record, results_path
+from t2bench.core.provenance import provenance
 
 
 def _run(cmd: list[str], log: Path) -> float:
@@ -46,8 +47,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(results_path("bench")))
     p.add_argument("--no-write", action="store_true")
     a = p.parse_args(argv)
-    from t2bench.core.io import new_record
-    from t2bench.core.provenance import provenance
 
     args = [
         "--task", a.task, "--steps", str(a.steps), "--global-batch", str(a.global_batch),

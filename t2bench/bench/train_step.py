@@ -39,7 +39,14 @@ from pathlib import Path
 
 import torch
 
-from t2bench.core.io import results_path
+from t2bench.core.io import new_record, results_path
+from t2bench.core.provenance import items_sha256, provenance, state_sha256
+from t2bench.data.splits import load_jsonl_items, load_splits
+from t2bench.generation import completion_logprobs, logit_positions
+from t2bench.train import rewards as rw
+from t2bench.train.config import TrainConfig
+from t2bench.train.policy import GroupedBatch, build_policy
+from t2bench.train.trainer import advantages
 
 VARIANTS = ("svf", "lora", "ia3")
 DTYPES = ("float32", "bfloat16")
@@ -102,10 +109,7 @@ def label(variant: str, dtype: str = "float32", logits: str = "selected") -> str
 
 def _build(variant: str, dtype: str, objective: str, model, device, seed: int, **cfg_kw):
     """Model, config and policy as the trainer builds them, and AdamW over the adapter."""
-    from t2bench.core.provenance import state_sha256
     from t2bench.models import load_model, resolve_device
-    from t2bench.train.config import TrainConfig
-    from t2bench.train.policy import build_policy
 
     dev = resolve_device(device)
     torch.manual_seed(seed)
@@ -237,7 +241,6 @@ def worker(
     seed: int = 0,
 ) -> dict:
     """Time ``repeats`` next-token training steps after ``warmup`` untimed ones (in-process)."""
-    from t2bench.generation import completion_logprobs, logit_positions
 
     if repeats < 1 or warmup < 0:
         raise ValueError("repeats must be >= 1 and warmup >= 0")
@@ -286,7 +289,6 @@ def worker(
 
 def rl_items(task: str, prompts: int, data: str | None = None):
     """The first ``prompts`` items of ``task``'s train split (or of a JSONL file)."""
-    from t2bench.data.splits import load_jsonl_items, load_splits
 
     items = load_jsonl_items(data, task) if data else load_splits(task, seed=0).train
     if len(items) < prompts:
@@ -321,7 +323,6 @@ def rl_worker(
     the joined batch as the trainer did before. The adapter is put back after every step, so
     each repeat samples from the same policy.
     """
-    from t2bench.core.provenance import items_sha256
     from t2bench.generation import (
         completion_logprobs,
         encode_items,
@@ -332,9 +333,6 @@ def rl_worker(
         sample_seed,
         token_kl,
     )
-    from t2bench.train import rewards as rw
-    from t2bench.train.policy import GroupedBatch
-    from t2bench.train.trainer import advantages
 
     if repeats < 1 or warmup < 0 or prompts < 1 or new_tokens < 1 or group < 1:
         raise ValueError("repeats, prompts, group and new_tokens must be >= 1 and warmup >= 0")
@@ -601,7 +599,6 @@ def _split(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
 
 
 def run(a: argparse.Namespace) -> dict:
-    from t2bench.core.provenance import provenance
 
     t_start = time.perf_counter()
     env_start = _environment()
@@ -757,7 +754,6 @@ def main(argv: list[str] | None = None) -> None:
             print(_format_table(r[mode]))
     if a.no_write:
         return
-    from t2bench.core.io import new_record
 
     print(f"written {new_record(Path(a.out), 'train-step', r)}")
 

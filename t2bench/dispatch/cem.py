@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from t2bench.errors import ConfigError
+
 Fitness = tuple[float, ...]
 
 
@@ -33,7 +35,6 @@ class CEMConfig:
     seed: int = 0
 
     def check(self) -> None:
-        from t2bench.errors import ConfigError
 
         if self.population < 2 or self.iterations < 1:
             raise ConfigError("CEM needs population >= 2 and iterations >= 1")

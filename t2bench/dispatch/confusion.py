@@ -28,10 +28,15 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from t2bench.core.io import results_path, utc_stamp
-from t2bench.dispatch.base import Choice, Dispatcher, DispatchRequest
+from t2bench.core.provenance import provenance
+from t2bench.core.stats import wilson
+from t2bench.dispatch.base import Choice, Dispatcher, DispatchRequest, strategy_names
 from t2bench.dispatch.labels import LABELS, serves
+from t2bench.dispatch.standalone import load_bound
 from t2bench.errors import ConfigError
 from t2bench.svf.expert import Expert
+from t2bench.tasks import tasks_dir
+from t2bench.tasks.code_exec import ENV_FLAG
 
 __all__ = [
     "COLUMNS",
@@ -104,7 +109,6 @@ def _code_dataset_opt_in() -> Iterator[None]:
     Nothing is executed here, only prompts are built, so the flag is set just while the
     tasks load and restored afterwards.
     """
-    from t2bench.tasks.code_exec import ENV_FLAG
 
     old = os.environ.get(ENV_FLAG)
     os.environ[ENV_FLAG] = "1"
@@ -167,8 +171,6 @@ def task_prompts(
     """
     from lm_eval.tasks import TaskManager
 
-    from t2bench.tasks import tasks_dir
-
     if n_per_task < 1:
         raise ConfigError(f"n_per_task must be at least 1 (got {n_per_task})")
     for name in tasks:
@@ -209,8 +211,6 @@ def first_docs(task_name: str, n: int | None) -> list[PromptItem]:
     """The first ``n`` docs (all when None) of one lm-eval task with their contexts: the docs
     ``lm_eval --limit n`` evaluates, so a first pass here sees exactly the backend's prompts."""
     from lm_eval.tasks import TaskManager
-
-    from t2bench.tasks import tasks_dir
 
     local = tasks_dir()
     manager = TaskManager(
@@ -288,7 +288,6 @@ class ConfusionMatrix:
     @property
     def wilson(self) -> tuple[float, float]:
         """95% Wilson score interval for accuracy (:func:`t2bench.core.stats.wilson`)."""
-        from t2bench.core.stats import wilson
 
         return wilson(self.correct, self.n, z=WILSON_Z)
 
@@ -433,7 +432,6 @@ def to_json(
 
     ``extra`` goes into :func:`~t2bench.core.provenance.provenance` (model, split, seed).
     """
-    from t2bench.core.provenance import provenance
 
     payload = {
         "title": title,
@@ -616,7 +614,6 @@ def write_summary(
     folder: Path, results: Sequence[StrategyResult], info: Mapping[str, Any], **extra: Any
 ) -> list[Path]:
     """``confusion.md``, ``confusion.png`` (all strategies) and ``run.json`` in ``folder``."""
-    from t2bench.core.provenance import provenance
 
     run_json = {
         "arguments": dict(info),
@@ -642,7 +639,6 @@ def write_summary(
 
 
 def _check_strategies(strategies: Sequence[str]) -> None:
-    from t2bench.dispatch.base import strategy_names
 
     known = strategy_names()
     unknown = [s for s in strategies if s.partition(":")[0].strip().lower() not in known]
@@ -671,7 +667,6 @@ def run(
     """
     out_dir = out_dir or results_path("dispatch")
     from t2bench.core.provenance import git_commit, items_sha256, weights_sha256
-    from t2bench.dispatch.standalone import load_bound
 
     commit = git_commit()  # the code that runs, read before anything can change the tree
     t0 = time.perf_counter()

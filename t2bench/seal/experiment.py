@@ -18,7 +18,7 @@ import time
 from t2bench.errors import ConfigError
 from t2bench.seal.data import Passage
 from t2bench.seal.inner import InnerConfig, InnerUpdateDivergedError, InnerUpdater
-from t2bench.seal.qa import closed_book
+from t2bench.seal.qa import accuracy, closed_book
 from t2bench.seal.selfedit import (
     EmptySelfEditError,
     generate_self_edits,
@@ -144,8 +144,6 @@ def sequential_edits(
     any edit. The model's weights are changed: pass a copy you can discard.
     """
     from tqdm.auto import tqdm
-
-    from t2bench.seal.qa import accuracy
 
     updater = InnerUpdater(model, tokenizer, inner, model_id=model_id)
     before = [

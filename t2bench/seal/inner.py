@@ -22,6 +22,8 @@ import torch
 from torch import nn
 
 from t2bench.errors import ConfigError, T2BenchError
+from t2bench.svf import TargetSpec, compose, decompose
+from t2bench.train.policy import SVFPolicy
 
 __all__ = [
     "METHODS",
@@ -158,7 +160,6 @@ class InnerUpdater:
             peft_model, result = self._train_lora(texts)
             peft_model.merge_and_unload()
             return result
-        from t2bench.svf import compose
 
         policy, result = self._train_svf(texts)
         with torch.no_grad():
@@ -225,8 +226,6 @@ class InnerUpdater:
 
     def _decompose(self):
         if self._decomposition is None:
-            from t2bench.svf import TargetSpec, decompose
-
             self._decomposition = decompose(
                 self.model,
                 TargetSpec(self.cfg.svf_modules, self.cfg.svf_layers),
@@ -236,7 +235,6 @@ class InnerUpdater:
         return self._decomposition
 
     def _train_svf(self, texts: list[str]):
-        from t2bench.train.policy import SVFPolicy
 
         policy = SVFPolicy(self.model, self._decompose())
         params = list(policy.vectors.parameters())

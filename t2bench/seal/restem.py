@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from t2bench.core.io import replacing, results_path
+from t2bench.core.provenance import provenance
 from t2bench.core.run import JsonlLog, config_differences, refuse_other_settings
 from t2bench.errors import ConfigError
 from t2bench.seal.data import Passage, load_passages, passages_fingerprint
@@ -189,7 +190,6 @@ def train_seal(cfg: SealConfig) -> dict:
     """Run (or continue) ReST-EM; returns the summary also written to ``summary.json``."""
     from tqdm.auto import tqdm
 
-    from t2bench.core.provenance import provenance
     from t2bench.models import load_model
 
     out = Path(cfg.output_dir)

@@ -15,7 +15,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from t2bench.core.io import results_path
+from t2bench.core.provenance import provenance
+from t2bench.core.stats import accuracy, power_record, verdict
+from t2bench.core.tables import (
+    ADAPTER_KEY,
+    Table,
+    adapter_claim,
+    check_clean_checkout,
+    diff_cell,
+    diff_columns,
+)
 from t2bench.errors import ConfigError
+from t2bench.models import model_fingerprint
+from t2bench.seal.experiment import edit_sequences, evaluate_condition
 from t2bench.seal.inner import ALL_LINEAR, DEFAULT_LR, InnerConfig
 
 __all__ = ["GRID", "TuneConfig", "tune_inner", "tune_table"]
@@ -88,7 +100,6 @@ def tune_inner(cfg: TuneConfig) -> list[dict]:
 
     from t2bench.models import load_model
     from t2bench.seal.data import load_passages
-    from t2bench.seal.experiment import edit_sequences, evaluate_condition
 
     loaded = load_model(cfg.model)
     passages = load_passages(cfg.source, "train", n=cfg.n, seed=cfg.seed)
@@ -144,7 +155,6 @@ def default_records(records: list[dict]) -> dict[str, dict]:
 def tune_power(cfg: TuneConfig, records: list[dict]) -> list[dict]:
     """n = the training passages' questions; p = each method's default setting's accuracy
     (the grid has no base row), or 0.5 assumed where the grid holds no default."""
-    from t2bench.core.stats import accuracy, power_record
 
     n = len(records[0]["scores"])
     where = (
@@ -165,8 +175,6 @@ def tune_power(cfg: TuneConfig, records: list[dict]) -> list[dict]:
 
 
 def tune_table(cfg: TuneConfig, records: list[dict]):
-    from t2bench.core.stats import accuracy
-    from t2bench.core.tables import ADAPTER_KEY, Table, adapter_claim, diff_columns
 
     rows = []
     defaults = default_records(records)
@@ -220,8 +228,6 @@ def tune_table(cfg: TuneConfig, records: list[dict]):
 
 
 def paragraph(rows: list[dict]) -> str:
-    from t2bench.core.stats import verdict
-    from t2bench.core.tables import diff_cell
 
     parts = []
     for method in ("lora", "svf"):
@@ -266,9 +272,6 @@ def paragraph(rows: list[dict]) -> str:
 def write_tune(cfg: TuneConfig, *, allow_dirty: bool = False) -> Path:
     """Run the grid and write ``seal-inner-lr.{md,csv,json}`` under ``cfg.output_dir``
     (a dirty checkout is refused before the grid runs, unless ``allow_dirty``)."""
-    from t2bench.core.provenance import provenance
-    from t2bench.core.tables import check_clean_checkout
-    from t2bench.models import model_fingerprint
 
     check_clean_checkout(allow_dirty)
     out = Path(cfg.output_dir)

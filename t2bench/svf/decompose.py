@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from t2bench.assets import cache_root  # no heavy imports: assets is pure Python
 from t2bench.core.io import replacing
 from t2bench.svf.targets import Target, TargetSpec, find_targets, shape_fingerprint
 
@@ -74,7 +75,6 @@ class Decomposition:
 
 
 def default_cache_dir() -> Path:
-    from t2bench.assets import cache_root  # no heavy imports: assets is pure Python
 
     return cache_root() / "svd"
 

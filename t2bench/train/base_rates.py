@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from t2bench.core.io import new_record
+from t2bench.core.stats import wilson
 from t2bench.data.splits import MATH_DIFFICULTIES, item_level, load_splits
 from t2bench.errors import ConfigError
+from t2bench.generation import DEFAULT_NEW_TOKENS
 
 
 def base_rates(
@@ -32,8 +35,6 @@ def base_rates(
     import time
 
     from t2bench.core.provenance import git_commit, items_sha256, provenance, weights_sha256
-    from t2bench.core.stats import wilson
-    from t2bench.generation import DEFAULT_NEW_TOKENS
     from t2bench.models import load_model
     from t2bench.train.heldout import greedy_correct
 
@@ -100,8 +101,6 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m t2bench.train.base_rates``: measure :func:`base_rates`, print each
     level's accuracy and, with ``--out``, write the record as a new JSON file there."""
     import argparse
-
-    from t2bench.core.io import new_record
 
     p = argparse.ArgumentParser(prog="python -m t2bench.train.base_rates")
     p.add_argument("--model", default=None, help="model name or folder (default: packaged)")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from t2bench.errors import ConfigError
 from t2bench.train.config import TrainConfig
+from t2bench.train.recipes import recipe
 
 
 def _kind(tp) -> type | None:
@@ -45,8 +46,6 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values: dict = {}
     if getattr(args, "recipe", None):
-        from t2bench.train.recipes import recipe
-
         values = recipe(args.recipe, args.profile)
     if args.config:
         path = Path(args.config)

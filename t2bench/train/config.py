@@ -12,6 +12,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
 
+from t2bench.data.splits import check_difficulty
 from t2bench.errors import ConfigError
 from t2bench.svf.expert import PARAMETERISATIONS
 
@@ -144,7 +145,6 @@ class TrainConfig:
             )
         if self.tower != "language" and self.task != "vqa":
             raise ConfigError(f"tower={self.tower!r} needs an image-text task (task=vqa)")
-        from t2bench.data.splits import check_difficulty
 
         check_difficulty(self.task, self.difficulty)
         if self.difficulty != "default" and self.data and self.valid_data:

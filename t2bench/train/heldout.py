@@ -22,10 +22,15 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from t2bench.core.io import results_path
+from t2bench.core.io import new_record, results_path
+from t2bench.core.stats import accuracy, power_record
+from t2bench.core.stats import paired_difference as paired
+from t2bench.core.tables import power_line
 from t2bench.data.splits import TrainItem, load_splits
 from t2bench.errors import ConfigError
 from t2bench.generation import DEFAULT_NEW_TOKENS, encode_items, generate
+from t2bench.models import model_fingerprint
+from t2bench.svf import SVFPatcher, TargetSpec, decompose, load_expert
 from t2bench.train import rewards as rw
 
 #: Variant suffixes in table order (the base model comes first).
@@ -65,7 +70,6 @@ def paired_difference(base: list[bool], other: list[bool], level: float = 0.95) 
     """Mean of other − base over paired items with Newcombe's paired 95% score interval and
     McNemar's exact p (:func:`t2bench.core.stats.paired_difference`); ``mcnemar_p`` repeats
     ``p`` for readers of older records."""
-    from t2bench.core.stats import paired_difference as paired
 
     out = paired([int(x) for x in base], [int(x) for x in other], level=level)
     out["mcnemar_p"] = out["p"]
@@ -125,7 +129,6 @@ def score_variant(
     adapters merged) and the whole model is then cast to bf16 once, as the trainer's bf16
     validation does; the base model is the fp32 weights rounded once."""
     from t2bench.models import load_model, resolve_dtype
-    from t2bench.svf import SVFPatcher, TargetSpec, decompose, load_expert
 
     dtype = resolve_dtype(compute_dtype)
     loaded = load_model(model_name)
@@ -189,14 +192,11 @@ def compare(
 
     Besides each variant's difference to the base model, the record holds each other
     variant's difference to the task's SVF expert (``versus_svf``: SVF − other, paired)."""
-    from t2bench.core.io import new_record
     from t2bench.core.provenance import (
         git_commit,
         items_sha256,
         provenance,
     )
-    from t2bench.core.stats import accuracy, power_record
-    from t2bench.models import model_fingerprint
 
     commit = git_commit()
     rw.check_task(task)
@@ -275,7 +275,6 @@ def compare(
 
 def markdown(task: str, payload: dict) -> str:
     """The comparison as a Markdown table (differences in points, with the paired 95% CI)."""
-    from t2bench.core.tables import power_line
 
     prov = payload["provenance"]
     weights = (prov.get("weights_sha256") or {}).get("model")

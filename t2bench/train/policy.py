@@ -29,6 +29,8 @@ from torch import nn
 from torch.func import functional_call
 
 from t2bench.errors import ConfigError
+from t2bench.generation import cache_argument
+from t2bench.models import resolve_dtype
 from t2bench.svf import (
     Decomposition,
     Expert,
@@ -129,8 +131,6 @@ def grouped_logits(head_model: nn.Module, call, g: GroupedBatch, device) -> torc
     only (:func:`logits_at`).
     """
     from transformers import DynamicCache
-
-    from t2bench.generation import cache_argument
 
     k, pad = g.k, g.pad_id
     width = max(len(p) for p in g.prompts)
@@ -478,7 +478,6 @@ def compute_dtype(cfg, device: torch.device | str = "cpu") -> torch.dtype | None
     so a run that loads ``dtype=bfloat16`` keeps computing as it always did; ``auto`` is
     bfloat16 where :func:`bf16_pays` on ``device``, else float32.
     """
-    from t2bench.models import resolve_dtype
 
     name = getattr(cfg, "compute_dtype", "float32")
     if name == "auto":

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 from t2bench.core.io import results_path
 from t2bench.errors import ConfigError
+from t2bench.svf import load_expert
+from t2bench.train.sweep import SweepConfig, run_sweep
 
 TASKS = ("reasoning", "math", "code", "classifier")
 METHODS = {  # artifact suffix -> (method, objective, lr)
@@ -194,7 +196,6 @@ def recipe(name: str, profile: str = "cpu") -> dict:
 def sweep_config(name: str, profile: str = "cpu", out_root: str = str(results_path("sweeps"))):
     """The lr × KL λ sweep that picks recipe ``name``'s hyperparameters under ``profile``, or
     None where the profile trains with the recipe's fixed values (smoke, gpu)."""
-    from t2bench.train.sweep import SweepConfig
 
     recipe(name, profile)
     suffix = name.split("-", 1)[1]
@@ -244,8 +245,6 @@ def run_recipes(
         cmd = [sys.executable, "-m", "t2bench.train", "--recipe", name, "--profile", profile]
         sweep = sweep_config(name, profile, sweep_root)
         if sweep is not None:
-            from t2bench.train.sweep import run_sweep
-
             record = run_sweep(sweep)
             if on_finished:
                 on_finished(sweep.folder)
@@ -317,8 +316,6 @@ def run_stats(folder, name: str | None = None) -> dict:
     out: dict = {"max_abs_z_minus_1": None, "reward_first10": None, "reward_last10": None}
     expert = folder / f"{name or folder.name}.safetensors"
     if expert.exists():
-        from t2bench.svf import load_expert
-
         e = load_expert(expert)
         if e.meta.parameterisation == "z":
             out["max_abs_z_minus_1"] = max(float((v - 1).abs().max()) for v in e.params.values())

@@ -28,6 +28,7 @@ from decimal import Decimal, InvalidOperation
 from t2bench.data.splits import CLASSIFIER_LABELS, TrainItem
 from t2bench.errors import ConfigError
 from t2bench.tasks import code_exec
+from t2bench.tasks.vqa_metric import clean_prediction, normalize_answer
 
 __all__ = [
     "REWARD_TASKS",
@@ -168,8 +169,6 @@ def is_correct(task: str, completion: str, item: TrainItem) -> bool:
     if task == "classifier":
         return extract_label(completion, CLASSIFIER_LABELS) == item.target
     if task == "vqa":  # the VQA normalisation; synthetic answers are one string, so 0 or 1
-        from t2bench.tasks.vqa_metric import clean_prediction, normalize_answer
-
         got = normalize_answer(clean_prediction(completion))
         return bool(got) and got == normalize_answer(item.target)
     return _code_passes(completion, item)

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from t2bench.core.io import results_path, write_atomic
+from t2bench.core.stats import wilson
 from t2bench.errors import ConfigError
 
 SWEEP_JSON = "sweep.json"
@@ -135,7 +136,6 @@ def launch(cmd: list[str]) -> None:
 
 def read_point(folder: Path) -> dict:
     """One finished grid point as a row: its settings and validation curve, from its files."""
-    from t2bench.core.stats import wilson
 
     s = json.loads((folder / SUMMARY).read_text())
     log = [json.loads(x) for x in (folder / LOG).read_text().splitlines() if x.strip()]

@@ -55,6 +55,8 @@ from t2bench.train import checkpoint as ckpt_io
 from t2bench.train import rewards as rw
 from t2bench.train.config import TrainConfig
 from t2bench.train.heldout import greedy_correct
+from t2bench.train.policy import GroupedBatch, build_policy
+from t2bench.vlm.models import load_vlm
 
 SUMMARY = "summary.json"
 LOG = "log.jsonl"
@@ -248,8 +250,6 @@ class _Loaded:
 def _load(cfg: TrainConfig, device) -> _Loaded:
     """The base model: an image-text model (with its processor) for VQA, else a causal LM."""
     if cfg.task == "vqa":
-        from t2bench.vlm.models import load_vlm
-
         model, processor, model_id = load_vlm(cfg.model, dtype=cfg.dtype, device=device)
         return _Loaded(model, processor.tokenizer, processor, model_id)
     from t2bench.models import load_model
@@ -266,7 +266,6 @@ def train(cfg: TrainConfig) -> TrainResult:
     from accelerate import Accelerator
 
     from t2bench.core.provenance import git_commit, items_sha256, provenance, weights_sha256
-    from t2bench.train.policy import GroupedBatch, build_policy
 
     t_start = time.perf_counter()
     commit = git_commit()  # the code that runs, read before anything can change the tree
