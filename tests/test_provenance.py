@@ -100,3 +100,26 @@ def test_provenance_gaps_names_what_a_record_lacks():
         "machine",
         "wall time",
     ]
+
+
+def test_only_changes_outside_results_make_the_code_dirty(tmp_path):
+    """A run's outputs under results/ (a rewritten sweep record) leave the commit clean; a
+    changed source file marks it ``+dirty``."""
+    import subprocess
+
+    from t2bench.core.provenance import git_commit
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "sweep.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init")
+    assert not git_commit(tmp_path).endswith("+dirty")
+    (tmp_path / "results" / "sweep.json").write_text('{"rows": []}')
+    assert not git_commit(tmp_path).endswith("+dirty")
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path).endswith("+dirty")

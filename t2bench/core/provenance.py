@@ -11,16 +11,25 @@ from pathlib import Path
 import t2bench
 from t2bench.core.io import utc_iso
 
+#: Tracked paths whose changes do not make the code dirty: runs write their outputs there (a
+#: sweep rewrites its record, a resumed run its log), and those outputs carry their own provenance.
+OUTPUT_PATHS = ("results",)
+
 
 def git_commit(repo: Path | None = None) -> str:
-    """HEAD's sha, with '+dirty' when the working tree has uncommitted changes to tracked files."""
+    """HEAD's sha, with '+dirty' when the working tree has uncommitted changes to tracked files
+    outside :data:`OUTPUT_PATHS`."""
     cwd = repo or Path(__file__).resolve().parents[2]
+    outputs = [f":(exclude){p}" for p in OUTPUT_PATHS]
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "-uno"], cwd=cwd, capture_output=True, text=True
+            ["git", "status", "--porcelain", "-uno", "--", ".", *outputs],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
