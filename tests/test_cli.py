@@ -89,3 +89,13 @@ def test_eval_defaults_to_t2_and_the_offline_tasks():
     assert tasks_dir().is_dir()
     kept = lm_eval_argv(["--model", "hf", "--include_path", "mine", "--tasks", "x"])
     assert kept == ["--model", "hf", "--include_path", "mine", "--tasks", "x"]
+
+
+def test_python_dash_m_runs_the_command():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "t2bench.cli", "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "heldout" in done.stdout
