@@ -22,8 +22,9 @@ from safetensors.torch import load_file
 from t2bench.errors import ConfigError
 from t2bench.train import rewards
 from t2bench.train import trainer as trainer_mod
+from t2bench.train.advantages import advantages, group_advantages
 from t2bench.train.config import TrainConfig
-from t2bench.train.trainer import advantages, group_advantages, train
+from t2bench.train.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,14 +18,10 @@ from safetensors.torch import load_file
 from t2bench.errors import ConfigError
 from t2bench.generation import GumbelNoise, per_sequence, token_kl
 from t2bench.train import checkpoint as ckpt_io
+from t2bench.train.advantages import advantages
 from t2bench.train.config import TrainConfig
-from t2bench.train.trainer import (
-    TrainingDiverged,
-    advantages,
-    batch_indices,
-    cosine_lambda,
-    train,
-)
+from t2bench.train.schedule import batch_indices, cosine_lambda
+from t2bench.train.trainer import TrainingDiverged, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -161,7 +157,7 @@ def test_pg_run_exports_a_loadable_expert_with_logs(llama_dir, data, tmp_path):
     assert "valid_accuracy" in log[1]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["provenance"]["commit"] and summary["data"]["train_override"]["items"] == 12
-    with pytest.raises(ConfigError, match="already holds a finished run"):
+    with pytest.raises(ConfigError, match="already holds a finished training run"):
         train(cfg)
     from t2bench.train.recipes import runs_markdown
 
@@ -291,7 +287,7 @@ def test_resume_refuses_a_changed_config(llama_dir, data, tmp_path):
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.ones(2))])
     ckpt_io.save_checkpoint(Path(cfg.output_dir), state, cfg, {"x": torch.ones(2)}, opt, None)
     changed = _cfg(llama_dir, data, tmp_path / "r", steps=2, eval_every=0, lr=0.5)
-    with pytest.raises(ConfigError, match=r"different run \(lr: now 0.5, checkpoint 0.002\)"):
+    with pytest.raises(ConfigError, match=r"other settings \(lr: now 0.5, checkpoint 0.002\)"):
         train(changed)
 
 
@@ -386,7 +382,7 @@ def test_greedy_rollouts_ignore_seeds_and_sampling_uses_them():
 
 
 def test_eval_at_start_logs_the_base_once_and_is_never_selected(llama_dir, data, tmp_path):
-    from t2bench.train import trainer as tr
+    from t2bench.train.run_log import has_start_record
 
     out = tmp_path / "start"
     cfg = _cfg(llama_dir, data, out, steps=2, eval_at_start=True)
@@ -405,5 +401,5 @@ def test_eval_at_start_logs_the_base_once_and_is_never_selected(llama_dir, data,
     train(_cfg(llama_dir, data, fresh, steps=1, eval_every=1, eval_at_start=True))
     first = json.loads((fresh / "log.jsonl").read_text().splitlines()[0])
     assert first["step"] == 0 and first["base"] is True and first["valid_n"] == 4
-    assert tr._has_start_record(fresh / "log.jsonl")
-    assert not tr._has_start_record(tmp_path / "none.jsonl")
+    assert has_start_record(fresh / "log.jsonl")
+    assert not has_start_record(tmp_path / "none.jsonl")

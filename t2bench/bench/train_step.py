@@ -44,9 +44,9 @@ from t2bench.core.provenance import items_sha256, provenance, state_sha256
 from t2bench.data.splits import load_jsonl_items, load_splits
 from t2bench.generation import completion_logprobs, logit_positions
 from t2bench.train import rewards as rw
+from t2bench.train.advantages import advantages
 from t2bench.train.config import TrainConfig
 from t2bench.train.policy import GroupedBatch, build_policy
-from t2bench.train.trainer import advantages
 
 VARIANTS = ("svf", "lora", "ia3")
 DTYPES = ("float32", "bfloat16")

@@ -1,6 +1,7 @@
 """The pieces every resumable run shares (RL and NTP training, vision pre-training, ReST-EM):
-its JSONL log, its checkpoint folders, the check that a resumed run has the settings it was
-started with, the stop on a non-finite value, and the seeded batch order.
+:class:`RunFolder` (its JSONL log, checkpoint folders, the check that a resumed run has the
+settings it was started with, the stop on a non-finite value, the summary written last) and the
+seeded batch order.
 
 A run folder holds ``log.jsonl`` (one record per line, fsynced), ``checkpoints/<name>/``
 (each written whole by :func:`t2bench.core.io.replacing`; complete when its marker file exists)
@@ -15,6 +16,7 @@ import shutil
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from t2bench.core.io import replacing, write_json_atomic
 from t2bench.errors import ConfigError, T2BenchError
 
 
@@ -144,3 +146,114 @@ def epoch_order(
         epoch, offset = divmod(pos, n)
         out.append(int(permutation(epoch)[offset]))
     return out
+
+
+class RunFolder:
+    """The folder of one resumable run, and everything a run does with it.
+
+    ``what`` names the run in messages ("training run", "pre-training run", "SEAL run").
+    Checkpoints are folders under ``checkpoints/`` whose name ``checkpoint_ok`` accepts, ordered
+    by ``checkpoint_order``; each is complete once its ``state.json`` (written last) exists.
+    ``summary.json`` marks a finished run, which is never overwritten."""
+
+    LOG = "log.jsonl"
+    SUMMARY = "summary.json"
+    CONFIG = "config.json"
+    CHECKPOINTS = "checkpoints"
+    STATE = "state.json"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        what: str,
+        *,
+        log: str = LOG,
+        checkpoint_ok: Callable[[str], bool] = lambda name: True,
+        checkpoint_order: Callable[[Path], object] = lambda p: p.name,
+    ):
+        self.path = Path(path)
+        self.what = what
+        self.log = JsonlLog(self.path / log)
+        self._ok, self._order = checkpoint_ok, checkpoint_order
+
+    # ---------------------------------------------------------------- finished or not
+
+    @property
+    def summary_path(self) -> Path:
+        return self.path / self.SUMMARY
+
+    def refuse_finished(self) -> None:
+        """Refuse to run again into a folder whose run has finished."""
+        if self.summary_path.exists():
+            raise ConfigError(
+                f"{self.path} already holds a finished {self.what} ({self.SUMMARY}); results "
+                "are never overwritten: pass a new output_dir, or delete that folder to redo it"
+            )
+
+    def write_summary(self, summary: dict) -> Path:
+        """Write the summary (atomically) that marks the run finished."""
+        return write_json_atomic(self.summary_path, summary)
+
+    # ---------------------------------------------------------------- settings
+
+    def check_settings(self, now: dict, saved: dict, *, free: Iterable[str] = ()) -> None:
+        """Refuse to resume a run started with settings other than ``now`` (keys in ``free``
+        may change on resume)."""
+        refuse_other_settings(self.path, config_differences(now, saved, free=free), self.what)
+
+    def pin_config(self, now: dict, *, free: Iterable[str] = ()) -> None:
+        """Write ``config.json`` on the first session; check ``now`` against it on later ones."""
+        path = self.path / self.CONFIG
+        if path.is_file():
+            self.check_settings(now, json.loads(path.read_text()), free=free)
+        else:
+            write_json_atomic(path, now)
+
+    # ---------------------------------------------------------------- checkpoints
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / self.CHECKPOINTS
+
+    def checkpoints(self) -> list[Path]:
+        """Complete checkpoint folders, oldest first (temporary leftovers are ignored)."""
+        return complete_checkpoints(
+            self.checkpoint_dir, self.STATE, name_ok=self._ok, order=self._order
+        )
+
+    def save_checkpoint(
+        self, name: str, state: dict, write: Callable[[Path], None], *, keep: int
+    ) -> Path:
+        """Write checkpoint ``name`` whole: ``write(folder)`` adds its tensors, then
+        ``state.json`` goes in last and the folder is renamed into place (a kill leaves the
+        complete checkpoint or none); all but the newest ``keep`` are removed."""
+        final = self.checkpoint_dir / name
+        # the same step redone after a crash writes the same content and replaces it
+        with replacing(final, folder=True) as tmp:
+            write(tmp)
+            (tmp / self.STATE).write_text(json.dumps(state, indent=1))
+        prune_checkpoints(self.checkpoints(), keep)
+        return final
+
+    def read_state(self, checkpoint: Path) -> dict:
+        return json.loads((checkpoint / self.STATE).read_text())
+
+    def remove_checkpoints(self) -> None:
+        """Drop the checkpoints once the run's result and summary are written."""
+        shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
+
+    # ---------------------------------------------------------------- non-finite values
+
+    def check_finite(
+        self,
+        value,
+        what: str,
+        *,
+        where: str,
+        fix: str,
+        error: type[NonFiniteError] = NonFiniteError,
+    ) -> None:
+        """Stop the run (``error``) when ``value`` holds NaN or inf, naming the checkpoint kept."""
+        finite_or_raise(
+            value, what, where=where, checkpoints=self.checkpoints(), fix=fix, error=error
+        )

@@ -27,7 +27,7 @@ import torch
 
 from t2bench.core.io import replacing, results_path
 from t2bench.core.provenance import provenance
-from t2bench.core.run import JsonlLog, config_differences, refuse_other_settings
+from t2bench.core.run import RunFolder
 from t2bench.errors import ConfigError
 from t2bench.seal.data import Passage, load_passages, passages_fingerprint
 from t2bench.seal.inner import InnerConfig, InnerUpdateDivergedError, InnerUpdater, token_loss
@@ -42,9 +42,9 @@ from t2bench.seal.selfedit import (
 
 __all__ = ["SealConfig", "load_generator", "round_adapter", "train_seal"]
 
-CONFIG = "config.json"
+CONFIG = RunFolder.CONFIG
 RECORDS = "records.jsonl"
-SUMMARY = "summary.json"
+SUMMARY = RunFolder.SUMMARY
 
 
 @dataclass
@@ -86,15 +86,10 @@ def round_adapter(run: Path, r: int) -> Path:
     return Path(run) / f"round-{r}" / "adapter"
 
 
-def _check_config(out: Path, cfg: SealConfig) -> None:
-    path = out / CONFIG
-    want = cfg.to_dict()
-    if path.is_file():
-        diffs = config_differences(want, json.loads(path.read_text()))
-        refuse_other_settings(out, diffs, "SEAL run")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(want, indent=2) + "\n")
+def _run_folder(out: Path) -> RunFolder:
+    """The ReST-EM run in ``out``: its config pinned in ``config.json``, one JSONL record per
+    scored self-edit; its checkpoints are the round adapters, each saved whole."""
+    return RunFolder(out, "SEAL run", log=RECORDS)
 
 
 def load_generator(run: str | Path, rounds: int, model: str | None = None):
@@ -193,11 +188,11 @@ def train_seal(cfg: SealConfig) -> dict:
     from t2bench.models import load_model
 
     out = Path(cfg.output_dir)
-    if (out / SUMMARY).is_file():
-        raise ConfigError(f"{out} holds a finished SEAL run: pick a new output_dir")
-    _check_config(out, cfg)
+    run = _run_folder(out)
+    run.refuse_finished()
+    run.pin_config(cfg.to_dict())
     passages = load_passages(cfg.source, "train", n=cfg.n_train, seed=cfg.seed)
-    log = JsonlLog(out / RECORDS)
+    log = run.log
     records = log.records()
     done = {(r["round"], r["uid"]) for r in records}
     t0 = time.perf_counter()
@@ -310,7 +305,7 @@ def train_seal(cfg: SealConfig) -> dict:
         },
         "provenance": provenance(model=loaded.model_id, wall_seconds=time.perf_counter() - t0),
     }
-    (out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+    run.write_summary(summary)
     return summary
 
 

@@ -18,11 +18,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from t2bench.core import run
-from t2bench.core.io import replacing
 from t2bench.errors import ConfigError
-from t2bench.train.config import TrainConfig
+from t2bench.train.config import RESUMABLE_FIELDS, TrainConfig
 
-STATE = "state.json"
 _PREFIX = "step-"
 
 
@@ -50,8 +48,14 @@ class Checkpoint:
     best: dict[str, torch.Tensor] | None
 
 
-def checkpoint_dir(out: Path) -> Path:
-    return Path(out) / "checkpoints"
+def run_folder(out: Path) -> run.RunFolder:
+    """The training run in ``out``: checkpoints ``checkpoints/step-000012/``, in step order."""
+    return run.RunFolder(
+        out,
+        "training run",
+        checkpoint_ok=lambda name: name.startswith(_PREFIX),
+        checkpoint_order=lambda p: int(p.name[len(_PREFIX) :]),
+    )
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -91,38 +95,33 @@ def save_checkpoint(
 
     ``provenance`` (commit, machine, seed, split, items, base weights, wall time so far) goes
     into both JSON files: a committed checkpoint of an unfinished run is a record too."""
-    final = checkpoint_dir(out) / f"{_PREFIX}{state.step:06d}"
-    # a rerun of the same step after a crash writes the same content and replaces it
-    with replacing(final, folder=True) as tmp:
-        trainable = {k: v.contiguous() for k, v in trainable.items()}
-        save_file(trainable, str(tmp / "trainable.safetensors"))
+    extra = {"provenance": provenance} if provenance else {}
+
+    def write(folder: Path) -> None:
+        save_file(
+            {k: v.contiguous() for k, v in trainable.items()}, str(folder / "trainable.safetensors")
+        )
         opt_tensors, opt_meta = optimizer_tensors(optimizer)
-        save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
-        extra = {"provenance": provenance} if provenance else {}
-        (tmp / "optimizer.json").write_text(json.dumps(opt_meta | extra))
+        save_file(opt_tensors, str(folder / "optimizer.safetensors"))
+        (folder / "optimizer.json").write_text(json.dumps(opt_meta | extra))
         if best is not None:
-            best = {k: v.contiguous() for k, v in best.items()}
-            save_file(best, str(tmp / "best.safetensors"))
-        payload = {"state": state.__dict__, "config": config.to_dict(), **extra}
-        (tmp / STATE).write_text(json.dumps(payload, indent=1))
-    run.prune_checkpoints(complete_checkpoints(out), keep)
-    return final
+            save_file(
+                {k: v.contiguous() for k, v in best.items()}, str(folder / "best.safetensors")
+            )
+
+    payload = {"state": state.__dict__, "config": config.to_dict(), **extra}
+    return run_folder(out).save_checkpoint(f"{_PREFIX}{state.step:06d}", payload, write, keep=keep)
 
 
 def complete_checkpoints(out: Path) -> list[Path]:
     """Complete checkpoint folders, oldest first (temporary leftovers are ignored)."""
-    return run.complete_checkpoints(
-        checkpoint_dir(out),
-        STATE,
-        name_ok=lambda name: name.startswith(_PREFIX),
-        order=lambda p: int(p.name[len(_PREFIX) :]),
-    )
+    return run_folder(out).checkpoints()
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
     """Read one checkpoint folder; a damaged one raises ConfigError naming the file."""
     try:
-        payload = json.loads((path / STATE).read_text())
+        payload = json.loads((path / run.RunFolder.STATE).read_text())
         trainable = load_file(str(path / "trainable.safetensors"))
         opt_tensors = load_file(str(path / "optimizer.safetensors"))
         opt_meta = json.loads((path / "optimizer.json").read_text())
@@ -150,12 +149,7 @@ def latest_checkpoint(out: Path, config: TrainConfig) -> Checkpoint | None:
     if not done:
         return None
     ckpt = load_checkpoint(done[-1])
-    saved = TrainConfig.from_dict(ckpt.config)
-    diff = config.differences(saved)
-    if diff:
-        shown = ", ".join(f"{k}: now {a!r}, checkpoint {b!r}" for k, (a, b) in sorted(diff.items()))
-        raise ConfigError(
-            f"{out} holds a checkpoint of a different run ({shown}). Resume with the same "
-            "settings, or pick a new output_dir to start a new run."
-        )
+    # both through TrainConfig, so fields added since the checkpoint compare as their defaults
+    saved = TrainConfig.from_dict(ckpt.config).to_dict()
+    run_folder(out).check_settings(config.to_dict(), saved, free=RESUMABLE_FIELDS)
     return ckpt

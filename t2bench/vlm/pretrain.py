@@ -44,7 +44,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -53,16 +52,8 @@ from typing import Any
 
 import torch
 
-from t2bench.assets.store import sha256_file
-from t2bench.core.io import replacing, write_json_atomic
-from t2bench.core.run import (
-    NonFiniteError,
-    complete_checkpoints,
-    config_differences,
-    epoch_order,
-    finite_or_raise,
-    prune_checkpoints,
-)
+from t2bench.core.io import file_sha256
+from t2bench.core.run import NonFiniteError, RunFolder, epoch_order
 from t2bench.errors import ConfigError, T2BenchError
 from t2bench.models import resolve_device
 from t2bench.tasks import textimages as ti
@@ -120,10 +111,8 @@ __all__ = [
 WARMUP_FRACTION = 0.05
 MIN_LR_FRACTION = 0.1
 GRAD_CLIP = 1.0
-SUMMARY = "summary.json"
+SUMMARY = RunFolder.SUMMARY
 VISION_FILE = "vision.safetensors"
-CHECKPOINTS = "checkpoints"
-_STATE = "state.json"
 #: Train splits larger than this are rendered batch by batch instead of held in memory
 #: (~28 KB an image at 96 px).
 MATERIALISE_LIMIT = 20000
@@ -259,41 +248,35 @@ def _checkpoint_name(stage: str, step: int) -> str:
     return f"{stage}-{step:07d}"
 
 
-def _complete_checkpoints(out: Path) -> list[Path]:
-    return complete_checkpoints(
-        out / CHECKPOINTS,
-        _STATE,
-        name_ok=lambda name: name[:2] in ("a-", "b-"),
-        order=lambda p: p.name,
-    )
+def _run_folder(out: Path) -> RunFolder:
+    """The pre-training run in ``out``: checkpoints ``a-0000040``, ``b-0000120`` in that order."""
+    return RunFolder(out, "pre-training run", checkpoint_ok=lambda name: name[:2] in ("a-", "b-"))
 
 
 def _save_checkpoint(out: Path, state: dict, model, heads, optimizer, best) -> Path:
     from safetensors.torch import save_file
 
-    final = out / CHECKPOINTS / _checkpoint_name(state["stage"], state["step"])
-    # the same step redone after a crash writes the same content and replaces it
-    with replacing(final, folder=True) as tmp:
-        save_file(vision_state(model), str(tmp / "vision.safetensors"))
+    def write(folder: Path) -> None:
+        save_file(vision_state(model), str(folder / "vision.safetensors"))
         if heads is not None:
             heads_sd = {k: v.detach().cpu().contiguous() for k, v in heads.state_dict().items()}
-            save_file(heads_sd, str(tmp / "heads.safetensors"))
+            save_file(heads_sd, str(folder / "heads.safetensors"))
         if optimizer is not None:
             tensors, meta = optimizer_tensors(optimizer)
-            save_file(tensors, str(tmp / "optimizer.safetensors"))
-            (tmp / "optimizer.json").write_text(json.dumps(meta))
+            save_file(tensors, str(folder / "optimizer.safetensors"))
+            (folder / "optimizer.json").write_text(json.dumps(meta))
         if best is not None:
-            save_file(best, str(tmp / "best.safetensors"))
-        (tmp / _STATE).write_text(json.dumps(state, indent=1))
-    prune_checkpoints(_complete_checkpoints(out), keep=1)
-    return final
+            save_file(best, str(folder / "best.safetensors"))
+
+    name = _checkpoint_name(state["stage"], state["step"])
+    return _run_folder(out).save_checkpoint(name, state, write, keep=1)
 
 
 def _load_checkpoint(path: Path) -> dict[str, Any]:
     from safetensors.torch import load_file
 
     try:
-        state = json.loads((path / _STATE).read_text())
+        state = json.loads((path / RunFolder.STATE).read_text())
         ckpt = {"path": path, "state": state}
         for name in ("vision", "heads", "optimizer", "best"):
             f = path / f"{name}.safetensors"
@@ -312,11 +295,10 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def _check_finite(value: torch.Tensor, what: str, stage: str, step: int, out: Path) -> None:
-    finite_or_raise(
+    _run_folder(out).check_finite(
         value,
         what,
         where=f"stage {stage.upper()} step {step}",
-        checkpoints=_complete_checkpoints(out),
         fix="Nothing of this step was saved. Lower the learning rate (stage_a_lr / lr_projector / "
         "lr_vision) and start again in a new output_dir; rerunning unchanged resumes from the "
         "checkpoint and will likely hit it again.",
@@ -360,20 +342,12 @@ def _load_init(model, cfg: PretrainConfig) -> dict[str, Any]:
     load_vision_weights(model, tensors)
     return {
         "path": str(path),
-        "sha256": sha256_file(path),
+        "sha256": file_sha256(path),
         "commit": info.get("commit"),
         "created_utc": info.get("created_utc"),
         "stage_a_valid_heads": info.get("stage_a_valid_heads"),
         "valid_accuracy_best": info.get("valid_accuracy_best"),
     }
-
-
-def _refuse_finished(out: Path) -> None:
-    if (out / SUMMARY).exists():
-        raise ConfigError(
-            f"{out} holds a finished pre-training run ({out / SUMMARY} exists); results are "
-            "never overwritten: pass a new output_dir, or delete that folder to redo the run"
-        )
 
 
 def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
@@ -394,16 +368,12 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
 def _pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     t_start = time.perf_counter()
     out = Path(cfg.output_dir)
-    _refuse_finished(out)
-    done = _complete_checkpoints(out)
+    folder = _run_folder(out)
+    folder.refuse_finished()
+    done = folder.checkpoints()
     ckpt = _load_checkpoint(done[-1]) if done else None
     if ckpt is not None:
-        diffs = config_differences(cfg.to_dict(), ckpt["state"]["config"], free=_RESUME_FREE)
-        if diffs:
-            raise ConfigError(
-                f"{out} holds checkpoints of a different run ({'; '.join(diffs)}). Resume with "
-                "the same settings, or pass a new output_dir to start a new run."
-            )
+        folder.check_settings(cfg.to_dict(), ckpt["state"]["config"], free=_RESUME_FREE)
         state = ckpt["state"]
     else:
         state = _fresh_state(cfg)
@@ -542,8 +512,8 @@ def _pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     if vision_path.exists():  # written by an earlier session killed before summary.json
         vision_path.unlink()
     save_vision_weights(model, cfg.vision, vision_path, _header_info(summary))
-    write_json_atomic(out / SUMMARY, summary)
-    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+    folder.write_summary(summary)
+    folder.remove_checkpoints()
     return summary
 
 
