@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from t2bench.ablations import performance as perf
+from t2bench.ablations import performance_rows as prow
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO / "results" / "bench"
@@ -482,10 +483,10 @@ def test_a_train_step_record_with_mode_sections_reads_its_fp32_rl_jobs():
             },
         },
     }
-    view = perf._step_view(rec)
+    view = prow._step_view(rec)
     assert set(view["variants"]) == {"svf", "lora", "ia3"} and view["dtype"] == "float32"
     assert view["svf_over_lora_step_time"] == pytest.approx(1.2)
-    rows, skipped = perf.extract("train-step", rec)
+    rows, skipped = prow.extract("train-step", rec)
     ratio = next(r for r in rows if r["key"] == "train-step.svf_over_lora")
     assert ratio["ratio"] == pytest.approx(1.2) and "RL step: 8 prompts" in ratio["measure"]
     assert {r["key"] for r in rows} >= {"train-step.ia3_over_lora", "train-step.params_over_lora"}
@@ -506,11 +507,11 @@ def test_real_records_are_read_in_full(monkeypatch):
         assert u["rows"] > 0
     newest_step = max(REAL.glob("train-step-*.json"), key=lambda p: p.name, default=None)
     if newest_step is not None:
-        rec = perf._step_view(json.loads(newest_step.read_text()))
+        rec = prow._step_view(json.loads(newest_step.read_text()))
         r = rows["train-step.svf_over_lora"]
         assert r["ratio"] == pytest.approx(rec["svf_over_lora_step_time"])
         assert r["record"] == f"results/bench/{newest_step.name}"
-        assert r["commit"] == perf.short_commit(rec["provenance"]["commit"])
+        assert r["commit"] == prow.short_commit(rec["provenance"]["commit"])
         assert f"| {r['ratio']:.3f} |" in t.markdown()
     newest_svf = max(REAL.glob("svf-*.json"), key=lambda p: p.name, default=None)
     if newest_svf is not None:

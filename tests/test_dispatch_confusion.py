@@ -15,6 +15,9 @@ import pytest
 from conftest import need_data
 
 from t2bench.dispatch import confusion as cf
+from t2bench.dispatch import confusion_plots as cp
+from t2bench.dispatch import confusion_run as cr
+from t2bench.dispatch import routing_items as ri
 from t2bench.dispatch.base import BASE, Choice, Dispatcher, DispatchRequest
 from t2bench.errors import ConfigError
 from t2bench.svf.expert import Expert, ExpertMeta
@@ -63,7 +66,7 @@ class KeywordDispatch(Dispatcher):
         return out
 
 
-def _items() -> list[cf.PromptItem]:
+def _items() -> list[ri.PromptItem]:
     rows = [
         ("mbpp", "write python to add"),
         ("mbpp", "python: reverse a list"),
@@ -75,7 +78,7 @@ def _items() -> list[cf.PromptItem]:
         ("arc_challenge", "Which animal is a mammal?"),
         ("arc_challenge", "blend these ideas"),  # reasoning → mixture
     ]
-    return [cf.PromptItem(t, i, text, cf.true_label(t)) for i, (t, text) in enumerate(rows)]
+    return [ri.PromptItem(t, i, text, ri.true_label(t)) for i, (t, text) in enumerate(rows)]
 
 
 @pytest.fixture
@@ -89,13 +92,13 @@ def cm() -> cf.ConfusionMatrix:
 
 
 def test_true_label_exact_prefix_and_unknown():
-    assert cf.true_label("gsm8k") == "math"
-    assert cf.true_label("minerva_math_counting_and_prob") == "math"
-    assert cf.true_label("mbpp") == cf.true_label("humaneval") == "code"
-    assert cf.true_label("arc_easy") == cf.true_label("arc_challenge_chat") == "reasoning"
+    assert ri.true_label("gsm8k") == "math"
+    assert ri.true_label("minerva_math_counting_and_prob") == "math"
+    assert ri.true_label("mbpp") == ri.true_label("humaneval") == "code"
+    assert ri.true_label("arc_easy") == ri.true_label("arc_challenge_chat") == "reasoning"
     for bad in ("hellaswag", "gsm8kx", "arc"):
         with pytest.raises(ConfigError, match=r"no true label for task .*TRUE_LABEL"):
-            cf.true_label(bad)
+            ri.true_label(bad)
 
 
 def test_chosen_label_base_expert_mixture():
@@ -171,29 +174,30 @@ def test_csv_and_json_round_trip(cm):
 
 def test_plots_write_png(cm, tmp_path):
     pytest.importorskip("matplotlib")
-    one = cf.plot(cm, tmp_path / "kw.png", "dispatch=kw")
-    grid = cf.plot_grid({"kw": cm, "again": cm}, tmp_path / "grid.png")
+    one = cp.plot(cm, tmp_path / "kw.png", "dispatch=kw")
+    grid = cp.plot_grid({"kw": cm, "again": cm}, tmp_path / "grid.png")
     for path in (one, grid):
         data = path.read_bytes()
         assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000
     with pytest.raises(FileExistsError):
-        cf.plot(cm, one, "again")
+        cp.plot(cm, one, "again")
 
 
 def test_run_folder_and_files_are_never_overwritten(cm, tmp_path):
     pytest.importorskip("matplotlib")
-    folder = cf.new_run_folder(tmp_path / "out", stamp="20260101T000000Z")
-    assert folder.name == "confusion-20260101T000000Z" and folder.is_dir()
-    with pytest.raises(FileExistsError, match="never overwritten"):
-        cf.new_run_folder(tmp_path / "out", stamp="20260101T000000Z")
-    result = cf.StrategyResult("cem:shots=2;population=4", cm, 0.9, {"strategy": "cem"})
-    written = cf.write_strategy(folder, result)
+    folder = cr.new_run_folder(tmp_path / "out")
+    assert folder.name.startswith("confusion-") and folder.is_dir()
+    # a second run in the same second gets a folder of its own, never the first one's
+    again = cr.new_run_folder(tmp_path / "out")
+    assert again != folder and again.is_dir()
+    result = cr.StrategyResult("cem:shots=2;population=4", cm, 0.9, {"strategy": "cem"})
+    written = cr.write_strategy(folder, result)
     assert [p.name for p in written] == [
         f"cem_shots_2_population_4.{ext}" for ext in ("md", "csv", "json", "png")
     ]
     before = written[0].read_text()
     with pytest.raises(FileExistsError):
-        cf.write_strategy(folder, result)
+        cr.write_strategy(folder, result)
     assert written[0].read_text() == before
 
 
@@ -214,13 +218,13 @@ def fake_run(monkeypatch, llama):
 
     monkeypatch.setitem(base._REGISTRY, "kw", lambda arg, experts: KeywordDispatch())
     monkeypatch.setattr(standalone, "load_model", load_model)
-    monkeypatch.setattr(cf, "task_prompts", lambda tasks, n, seed: _items())
+    monkeypatch.setattr(cr, "task_prompts", lambda tasks, n, seed: _items())
     return loads
 
 
 def test_run_writes_a_new_folder_and_loads_the_model_once(fake_run, tmp_path):
     pytest.importorskip("matplotlib")
-    folder = cf.run(["kw", "none"], n_per_task=3, out_dir=tmp_path, pretrained="tiny")
+    folder = cr.run(["kw", "none"], n_per_task=3, out_dir=tmp_path, pretrained="tiny")
     assert fake_run == ["tiny"]
     names = sorted(p.name for p in folder.iterdir())
     expected = {f"{s}.{e}" for s in ("kw", "none") for e in ("md", "csv", "json", "png")}
@@ -237,7 +241,7 @@ def test_run_writes_a_new_folder_and_loads_the_model_once(fake_run, tmp_path):
 
 def test_run_rejects_unknown_strategy_before_creating_anything(tmp_path):
     with pytest.raises(ConfigError, match="unknown dispatch strategy 'nope'"):
-        cf.run(["none", "nope"], out_dir=tmp_path / "out")
+        cr.run(["none", "nope"], out_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -270,14 +274,14 @@ def test_task_prompts_are_lm_eval_contexts_of_held_out_docs():
 
     flag = os.environ.get(ENV_FLAG)
     n = 4
-    items = cf.task_prompts(n_per_task=n, seed=1)
+    items = ri.task_prompts(n_per_task=n, seed=1)
     assert os.environ.get(ENV_FLAG) == flag  # the opt-in was only lent for loading
-    for task in cf.DEFAULT_TASKS:
+    for task in ri.DEFAULT_TASKS:
         mine = [it for it in items if it.task == task or it.task.startswith(task + "_")]
         assert len(mine) == n and len({(it.task, it.doc_id) for it in mine}) == n
-        assert all(it.true == cf.true_label(task) for it in mine)
+        assert all(it.true == ri.true_label(task) for it in mine)
     arc = [it for it in items if it.task == "arc_challenge"]
-    assert cf.task_prompts(("arc_challenge",), n, 1) == arc  # seeded per task alone
+    assert ri.task_prompts(("arc_challenge",), n, 1) == arc  # seeded per task alone
 
     mbpp_docs = load_mbpp()["test"]
     ids = [mbpp_docs[it.doc_id]["task_id"] for it in items if it.task == "mbpp"]

@@ -198,19 +198,20 @@ def test_peft_training_summary_has_full_provenance(llama_dir, data, tmp_path, me
 def test_confusion_run_records_weights_items_and_commit(monkeypatch, llama, tmp_path):
     pytest.importorskip("matplotlib")
     from t2bench.core.provenance import weights_sha256
-    from t2bench.dispatch import confusion as cf
+    from t2bench.dispatch import confusion_run as cr
+    from t2bench.dispatch import routing_items as ri
     from t2bench.dispatch import standalone
     from t2bench.models import LoadedModel
 
     items = [
-        cf.PromptItem("gsm8k", 4, "calculate 2 + 2", "math"),
-        cf.PromptItem("arc_challenge", 7, "Which animal?", "reasoning"),
+        ri.PromptItem("gsm8k", 4, "calculate 2 + 2", "math"),
+        ri.PromptItem("arc_challenge", 7, "Which animal?", "reasoning"),
     ]
     monkeypatch.setattr(
         standalone, "load_model", lambda name=None, device=None: LoadedModel(llama, None, "t", "")
     )
-    monkeypatch.setattr(cf, "task_prompts", lambda tasks, n, seed: items)
-    folder = cf.run(["none"], n_per_task=1, out_dir=tmp_path, pretrained="t", seed=5)
+    monkeypatch.setattr(cr, "task_prompts", lambda tasks, n, seed: items)
+    folder = cr.run(["none"], n_per_task=1, out_dir=tmp_path, pretrained="t", seed=5)
     for name in ("run.json", "none.json"):
         prov = json.loads((folder / name).read_text())["provenance"]
         assert COMMIT.fullmatch(prov["commit"]) and prov["seed"] == 5 and prov["machine"]

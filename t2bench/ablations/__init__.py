@@ -15,8 +15,8 @@ from pathlib import Path
 
 from t2bench.ablations.context import AblationContext
 from t2bench.ablations.profile import get_profile
-from t2bench.core.io import results_path, utc_stamp
-from t2bench.core.tables import check_clean_checkout
+from t2bench.core.io import new_folder, results_path
+from t2bench.core.tables import check_clean_checkout, markdown_rows
 from t2bench.errors import ConfigError
 from t2bench.models import model_fingerprint
 
@@ -49,16 +49,6 @@ def select(only: str | None) -> list[str]:
             f"(or the module names {', '.join(MODULES)})"
         )
     return [SHORT.get(n, n) for n in names]
-
-
-def new_folder(out: Path, profile: str) -> Path:
-    stamp = utc_stamp()
-    folder = out / f"{profile}-{stamp}"
-    n = 1
-    while folder.exists():
-        folder = out / f"{profile}-{stamp}-{n}"
-        n += 1
-    return folder
 
 
 def run_all(
@@ -149,12 +139,12 @@ def run_readme(folder: Path, summary: dict, sections: list[str]) -> str:
         f"{prov['machine']['cpu_count']} CPUs, torch {prov['machine']['torch']}; "
         f"**wall time {summary['wall_seconds'] / 60:.1f} min**.",
         "",
-        "| table | seconds | files |",
-        "|---|---|---|",
     ]
+    rows = []
     for name, st in summary["status"].items():
         files = ", ".join(f"[{f}]({f})" for f in st.get("files", [])) or st.get("error", "")
-        lines.append(f"| {name} | {st.get('seconds', 'failed')} | {files} |")
+        rows.append([name, st.get("seconds", "failed"), files])
+    lines += markdown_rows(["table", "seconds", "files"], rows)
     lines += [
         "",
         "Regenerate: `nox -s ablations` (or `t2bench ablations --profile "
@@ -187,19 +177,25 @@ def write_index(out: Path) -> Path:
             if st.get("ok") and table not in newest:
                 newest[table] = name
     if newest:
-        lines += ["Newest result of each table:", "", "| table | run |", "|---|---|"]
-        lines += [f"| {t} | [{r}]({r}/{t}.md) |" for t, r in sorted(newest.items())]
-        lines.append("")
-    lines += [
-        "| run | profile | tables | wall min | commit | status |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, s, ok in runs:
-        lines.append(
-            f"| [{name}]({name}/README.md) | {s['profile']} | {len(s['modules'])} | "
-            f"{s['wall_seconds'] / 60:.1f} | `{s['provenance']['commit'][:12]}` | "
-            f"{'ok' if ok else 'failed: ' + ', '.join(k for k, v in s['status'].items() if not v['ok'])} |"
+        lines += ["Newest result of each table:", ""]
+        lines += markdown_rows(
+            ["table", "run"], ([t, f"[{r}]({r}/{t}.md)"] for t, r in sorted(newest.items()))
         )
+        lines.append("")
+    rows = []
+    for name, s, ok in runs:
+        failed = ", ".join(k for k, v in s["status"].items() if not v["ok"])
+        rows.append(
+            [
+                f"[{name}]({name}/README.md)",
+                s["profile"],
+                len(s["modules"]),
+                f"{s['wall_seconds'] / 60:.1f}",
+                f"`{s['provenance']['commit'][:12]}`",
+                "ok" if ok else "failed: " + failed,
+            ]
+        )
+    lines += markdown_rows(["run", "profile", "tables", "wall min", "commit", "status"], rows)
     path = Path(out) / "README.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -27,7 +27,9 @@ class AblationContext:
     def __init__(self, profile: AblationProfile, folder: Path, *, resume: bool = False):
         self.profile = profile
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=resume)
+        # a new run takes a new folder (or the empty one :func:`t2bench.core.io.new_folder` made)
+        fresh = self.folder.is_dir() and not any(self.folder.iterdir())
+        self.folder.mkdir(parents=True, exist_ok=resume or fresh)
         self.memo_path = self.folder / "evaluations.jsonl"
         self.memo: dict[str, dict] = {}
         if resume and self.memo_path.exists():

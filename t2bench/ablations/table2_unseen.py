@@ -19,8 +19,8 @@ from t2bench.ablations.table1_training import STATS_NOTE, variant
 from t2bench.core.stats import accuracy, power_record, verdict
 from t2bench.core.tables import ADAPTER_KEY, Table, adapter_claim, diff_cell, diff_columns
 from t2bench.dispatch.base import DispatchRequest
-from t2bench.dispatch.confusion import first_docs
 from t2bench.dispatch.labels import EXPERT_LABELS
+from t2bench.dispatch.routing_items import first_docs
 from t2bench.dispatch.standalone import load_bound
 
 NAME = "table2-unseen-tasks"

@@ -25,7 +25,7 @@ def add_eval(sub) -> None:
 
 
 def cmd_confusion(args) -> int:
-    from t2bench.dispatch.confusion import run
+    from t2bench.dispatch.confusion_run import run
 
     folder = run(
         args.strategies,
