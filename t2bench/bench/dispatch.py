@@ -35,7 +35,7 @@ from pathlib import Path
 from t2bench.core import stats
 from t2bench.core.io import new_record, results_path
 from t2bench.core.provenance import git_commit, items_sha256, provenance
-from t2bench.core.tables import power_line
+from t2bench.core.tables import markdown_rows, power_line
 from t2bench.dispatch.labels import EXPERT_LABELS
 from t2bench.tasks import tasks_dir
 
@@ -227,10 +227,7 @@ def cost(args) -> dict:
 
 
 def cost_markdown(payload: dict) -> str:
-    lines = [
-        "| task | n | strategy | score | first pass s | second pass s | first/second | CEM search s | without search | experts chosen |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for r in payload["rows"]:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(r["dispatch_counts"].items()))
         frac = "" if r["fraction"] is None else f"{100 * r['fraction']:.1f}%"
@@ -239,10 +236,22 @@ def cost_markdown(payload: dict) -> str:
             if r["fraction_without_search"] is None
             else f"{100 * r['fraction_without_search']:.1f}%"
         )
-        lines.append(
-            f"| {r['task']} | {r['n']} | {r['strategy']} | {r['score']:.3f} | {r['first_pass_s']:.2f} | "
-            f"{r['second_pass_s']:.2f} | {frac} | {r['cem_search_s'] or ''} | {wo} | {counts} |"
+        rows.append(
+            [
+                r["task"],
+                r["n"],
+                r["strategy"],
+                f"{r['score']:.3f}",
+                f"{r['first_pass_s']:.2f}",
+                f"{r['second_pass_s']:.2f}",
+                frac,
+                r["cem_search_s"] or "",
+                wo,
+                counts,
+            ]
         )
+    head = ["task", "n", "strategy", "score", "first pass s", "second pass s", "first/second"]
+    lines = markdown_rows([*head, "CEM search s", "without search", "experts chosen"], rows)
     return "\n".join(lines)
 
 
@@ -312,38 +321,54 @@ def fewshot(args) -> dict:
 
 
 def fewshot_markdown(payload: dict) -> str:
-
-    lines = [
-        "| task | n | variant | score | 95% Wilson CI | Δ vs base (points) | paired 95% CI (Newcombe) | p (McNemar exact) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for r in payload["rows"]:
         d = r.get("vs_base")
         diff = "" if d is None else f"{100 * d['diff']:+.1f}"
         ci = "" if d is None else f"[{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]"
         p = "" if d is None else f"{d['p']:.2f}"
-        lines.append(
-            f"| {r['task']} | {r['n']} | {r['variant']} | {r['score']:.3f} | "
-            f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] | {diff} | {ci} | {p} |"
+        rows.append(
+            [
+                r["task"],
+                r["n"],
+                r["variant"],
+                f"{r['score']:.3f}",
+                f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]",
+                diff,
+                ci,
+                p,
+            ]
         )
+    head = ["task", "n", "variant", "score", "95% Wilson CI", "Δ vs base (points)"]
+    lines = markdown_rows([*head, "paired 95% CI (Newcombe)", "p (McNemar exact)"], rows)
     if payload.get("power"):
         lines += ["", power_line(payload["power"])]
     cem = [r for r in payload["rows"] if r["variant"] == "cem"]
     if cem:
-        lines += [
-            "",
-            "| task | α (code, math, reasoning) | shots (split) | shot accuracy | candidates | compositions | forward passes | search s |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
+        cem_rows = []
         for r in cem:
             c = r["cem"]
             alpha = c["alpha"] if isinstance(c["alpha"], list) else c["alpha_mean_per_expert"]
             cost_ = c["cost"]
-            lines.append(
-                f"| {r['task']} | {', '.join(f'{a:.2f}' for a in alpha)} | {len(c['shot_doc_ids'])} ({c['shot_split']}) | "
-                f"{c['fitness']['accuracy']:.2f} | {cost_['candidates_scored']} | {cost_['weight_compositions']} | "
-                f"{cost_['forward_passes']} | {cost_['seconds']} |"
+            cem_rows.append(
+                [
+                    r["task"],
+                    ", ".join(f"{a:.2f}" for a in alpha),
+                    f"{len(c['shot_doc_ids'])} ({c['shot_split']})",
+                    f"{c['fitness']['accuracy']:.2f}",
+                    cost_["candidates_scored"],
+                    cost_["weight_compositions"],
+                    cost_["forward_passes"],
+                    cost_["seconds"],
+                ]
             )
+        head = ["task", "α (code, math, reasoning)", "shots (split)", "shot accuracy"]
+        lines += [
+            "",
+            *markdown_rows(
+                [*head, "candidates", "compositions", "forward passes", "search s"], cem_rows
+            ),
+        ]
     return "\n".join(lines)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,22 @@ def undetectable_note(rows: list[dict], power: list[dict]) -> str:
     )
 
 
+def markdown_rows(
+    columns: Sequence[str], rows: Iterable[Sequence[Any]], *, right: Iterable[int] = ()
+) -> list[str]:
+    """A Markdown table as lines: the header, its rule (columns whose index is in ``right``
+    aligned right) and one line per row of already formatted cells. Every table the project
+    writes goes through here."""
+    right = set(right)
+    rule = "".join("---:|" if i in right else "---|" for i in range(len(columns)))
+    lines = ["| " + " | ".join(columns) + " |", "|" + rule]
+    for row in rows:
+        if len(row) != len(columns):
+            raise ValueError(f"a row has {len(row)} cells for {len(columns)} columns: {row!r}")
+        lines.append("| " + " | ".join(str(c) for c in row) + " |")
+    return lines
+
+
 @dataclass
 class Table:
     """Rows of flat cells (``columns`` in order) plus what is needed to read and redo them."""
@@ -175,10 +192,9 @@ class Table:
             lines += [self.caption, ""]
         if self.power:
             lines += [power_line(self.power), ""]
-        lines.append("| " + " | ".join(self.columns) + " |")
-        lines.append("|" + "---|" * len(self.columns))
-        for r in self.rows:
-            lines.append("| " + " | ".join(fmt(r.get(c)) for c in self.columns) + " |")
+        lines += markdown_rows(
+            self.columns, ([fmt(r.get(c)) for c in self.columns] for r in self.rows)
+        )
         for p in self.plots:
             lines += ["", f"![{self.title}]({p})"]
         note = undetectable_note(self.rows, self.power)

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from t2bench.core.io import new_record, results_path
 from t2bench.core.stats import accuracy, power_record
 from t2bench.core.stats import paired_difference as paired
-from t2bench.core.tables import power_line
+from t2bench.core.tables import markdown_rows, power_line
 from t2bench.data.splits import TrainItem, load_splits
 from t2bench.errors import ConfigError
 from t2bench.generation import DEFAULT_NEW_TOKENS, encode_items, generate
@@ -291,31 +291,43 @@ def markdown(task: str, payload: dict) -> str:
             else ""
         ),
         "",
-        "| variant | accuracy | Δ vs base | paired 95% CI (Newcombe) | wins/losses | p (McNemar exact) |",
-        "|---|---|---|---|---|---|",
     ]
+    rows = []
     for r in payload["table"]:
         if r["kind"] == "base":
-            lines.append(f"| base | {r['accuracy']:.3f} | | | | |")
+            rows.append(["base", f"{r['accuracy']:.3f}", "", "", "", ""])
             continue
-        lines.append(
-            f"| {r['variant']} | {r['accuracy']:.3f} | {100 * r['diff']:+.1f} | "
-            f"[{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}] | {r['wins']}/{r['losses']} | "
-            f"{r.get('p', r.get('mcnemar_p')):.3g} |"
+        rows.append(
+            [
+                r["variant"],
+                f"{r['accuracy']:.3f}",
+                f"{100 * r['diff']:+.1f}",
+                f"[{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]",
+                f"{r['wins']}/{r['losses']}",
+                f"{r.get('p', r.get('mcnemar_p')):.3g}",
+            ]
         )
+    head = ["variant", "accuracy", "Δ vs base", "paired 95% CI (Newcombe)", "wins/losses"]
+    lines += markdown_rows([*head, "p (McNemar exact)"], rows)
     if payload.get("versus_svf"):
         lines += [
             "",
             f"SVF − other on the same items ({task}-svf-pg minus the row's variant):",
             "",
-            "| other | SVF − other | paired 95% CI | SVF wins/losses | p |",
-            "|---|---|---|---|---|",
         ]
-        for name, d in payload["versus_svf"].items():
-            lines.append(
-                f"| {name} | {100 * d['diff']:+.1f} | [{100 * d['ci_low']:+.1f}, "
-                f"{100 * d['ci_high']:+.1f}] | {d['wins']}/{d['losses']} | {d['p']:.3g} |"
-            )
+        lines += markdown_rows(
+            ["other", "SVF − other", "paired 95% CI", "SVF wins/losses", "p"],
+            (
+                [
+                    name,
+                    f"{100 * d['diff']:+.1f}",
+                    f"[{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]",
+                    f"{d['wins']}/{d['losses']}",
+                    f"{d['p']:.3g}",
+                ]
+                for name, d in payload["versus_svf"].items()
+            ),
+        )
     if payload.get("power"):
         lines += ["", power_line(payload["power"])]
     return "\n".join(lines) + "\n"

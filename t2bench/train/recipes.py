@@ -28,6 +28,7 @@ values for those methods) and every artifact records the values it trained with.
 from __future__ import annotations
 
 from t2bench.core.io import results_path
+from t2bench.core.tables import markdown_rows
 from t2bench.errors import ConfigError
 from t2bench.svf import load_expert
 from t2bench.train.sweep import SweepConfig, run_sweep
@@ -337,12 +338,24 @@ def runs_markdown(root) -> str:
     import json
     from pathlib import Path
 
-    rows = [
-        "| run | method | objective | trainable params | steps | samples | lr | KL λ | "
-        "best step | best valid acc (n) | max abs(z − 1) | reward first 10 → last 10 steps | "
-        "processes | wall s | commit |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    columns = [
+        "run",
+        "method",
+        "objective",
+        "trainable params",
+        "steps",
+        "samples",
+        "lr",
+        "KL λ",
+        "best step",
+        "best valid acc (n)",
+        "max abs(z − 1)",
+        "reward first 10 → last 10 steps",
+        "processes",
+        "wall s",
+        "commit",
     ]
+    rows = []
     for f in sorted(Path(root).glob("*/summary.json")):
         s = json.loads(f.read_text())
         c, prov = s["config"], s.get("provenance", {})
@@ -355,17 +368,27 @@ def runs_markdown(root) -> str:
             else f"{st['reward_first10']:+.2f} → {st['reward_last10']:+.2f}"
         )
         rows.append(
-            f"| {s['run']} | {c['method']} | {c['objective']} | {s['trainable_parameters']:,} | "
-            f"{s['steps_done']} | {s['steps_done'] * c['global_batch']:,} | {c['lr']:g} | "
-            f"{c['kl_coef']:g} | "
-            f"{s['best_step']} | {'-' if acc is None else f'{acc:.3f}'} ({c['eval_size']}) | "
-            f"{'-' if z is None else f'{z:.4f}'} | {rew} | "
-            f"{s['processes']} | {prov.get('wall_seconds', '-')} | "
-            f"`{str(prov.get('commit', '?'))[:12]}` |"
+            [
+                s["run"],
+                c["method"],
+                c["objective"],
+                f"{s['trainable_parameters']:,}",
+                s["steps_done"],
+                f"{s['steps_done'] * c['global_batch']:,}",
+                f"{c['lr']:g}",
+                f"{c['kl_coef']:g}",
+                s["best_step"],
+                f"{'-' if acc is None else f'{acc:.3f}'} ({c['eval_size']})",
+                "-" if z is None else f"{z:.4f}",
+                rew,
+                s["processes"],
+                prov.get("wall_seconds", "-"),
+                f"`{str(prov.get('commit', '?'))[:12]}`",
+            ]
         )
     return (
         "# Trained runs\n\nGenerated from each run's summary.json, log.jsonl and expert file "
         "(samples = steps × global batch; reward = mean train reward per step).\n\n"
-        + "\n".join(rows)
+        + "\n".join(markdown_rows(columns, rows))
         + "\n"
     )

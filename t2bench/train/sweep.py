@@ -30,6 +30,7 @@ from pathlib import Path
 
 from t2bench.core.io import results_path, write_atomic
 from t2bench.core.stats import wilson
+from t2bench.core.tables import markdown_rows
 from t2bench.errors import ConfigError
 
 SWEEP_JSON = "sweep.json"
@@ -268,11 +269,19 @@ def selected(recipe: str, out_root: str = str(results_path("sweeps"))) -> dict |
 
 
 def _table(rows: list[dict], selected: str) -> list[str]:
-    lines = [
-        "| point | lr | KL λ | base valid acc | best valid acc [95% CI] | at step | "
-        "mean valid acc | train reward first → last 5 | zero-advantage share | wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+    columns = [
+        "point",
+        "lr",
+        "KL λ",
+        "base valid acc",
+        "best valid acc [95% CI]",
+        "at step",
+        "mean valid acc",
+        "train reward first → last 5",
+        "zero-advantage share",
+        "wall s",
     ]
+    cells = []
     for r in rows:
         mark = " **selected**" if r["point"] == selected else ""
         mark += " (collapsed: stopped without signal)" if r.get("collapsed") else ""
@@ -284,13 +293,21 @@ def _table(rows: list[dict], selected: str) -> list[str]:
         )
         zero = "-" if r["zero_advantage_share"] is None else f"{r['zero_advantage_share']:.2f}"
         start = r.get("base_valid_accuracy")
-        lines.append(
-            f"| {r['point']}{mark} | {r['lr']:g} | {r['kl_coef']:g} | "
-            f"{'-' if start is None else f'{start:.3f}'} | "
-            f"{r['best_valid_accuracy']:.3f} [{lo:.3f}, {hi:.3f}] | {r['best_step']} | "
-            f"{r['mean_valid_accuracy']:.3f} | {rew} | {zero} | {r['wall_seconds']} |"
+        cells.append(
+            [
+                f"{r['point']}{mark}",
+                f"{r['lr']:g}",
+                f"{r['kl_coef']:g}",
+                "-" if start is None else f"{start:.3f}",
+                f"{r['best_valid_accuracy']:.3f} [{lo:.3f}, {hi:.3f}]",
+                r["best_step"],
+                f"{r['mean_valid_accuracy']:.3f}",
+                rew,
+                zero,
+                r["wall_seconds"],
+            ]
         )
-    return lines
+    return markdown_rows(columns, cells)
 
 
 def markdown(record: dict) -> str:
