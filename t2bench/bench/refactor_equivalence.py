@@ -35,19 +35,26 @@ from t2bench.core.provenance import git_commit, provenance
 #: log fields that measure time, not behaviour
 TIMING = {"seconds", "tokens_per_s"}
 
-#: prints {task: {part: sha256 of its uids}} at either layout of the split module
+#: prints {task: {part: [n, sha256 of its uids in order]}} at either layout of the split module
+#: (the hash is computed here, the same at both commits)
 _SPLITS_SNIPPET = """
-import json
+import hashlib, json
 try:
     from t2bench.data.splits import load_splits
 except ImportError:
     from t2bench.train.data import load_splits
-from t2bench.core.provenance import items_sha256
 out = {}
-for task in ("reasoning", "math", "code", "classifier"):
-    s = load_splits(task, seed=0)
-    out[task] = {p: items_sha256(i.uid for i in getattr(s, p)) for p in ("train", "valid", "test")
-                 if getattr(s, p, None) is not None}
+for task, extra in [(t, {}) for t in ("reasoning", "math", "code", "classifier")] + [
+    ("math", {"difficulty": "mix"})
+]:
+    s = load_splits(task, seed=0, **extra)
+    task = "-".join([task, *extra.values()])
+    out[task] = {}
+    for part in ("train", "valid", "test"):
+        items = getattr(s, part, None)
+        if items is not None:
+            uids = "\\n".join(i.uid for i in items).encode()
+            out[task][part] = [len(items), hashlib.sha256(uids).hexdigest()[:16]]
 print(json.dumps(out))
 """
 
@@ -195,10 +202,11 @@ def _compare(args, here: Path, old: Path, tmp: Path) -> dict:
             [sys.executable, "-c", _SPLITS_SNIPPET],
             env=_env(root),
             cwd=root,
-            check=True,
             capture_output=True,
             text=True,
         )
+        if out.returncode:
+            raise RuntimeError(f"reading the splits at {name} failed:\n{out.stderr[-2000:]}")
         splits[name] = json.loads(out.stdout.strip().splitlines()[-1])
     runs = {name: tmp / name for name in ("before", "after", "resumed")}
     seconds = {
