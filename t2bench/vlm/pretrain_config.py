@@ -19,9 +19,7 @@ class PretrainConfig:
     """One pre-training run. Stage A trains the vision tower alone on image heads (cheap per
     image, so it does the reading); stage B trains tower and projector through the frozen
     language model's answer loss (a forward and backward through every LM layer per item).
-    The defaults fit about half an hour on 2 CPU cores (wall times of the committed runs:
-    results/vlm/README.md); ``num_threads=1`` because two threads beside another job were
-    slower than one.
+    The committed runs' wall times are in their summaries (results/vlm/README.md).
 
     ``checkpoint_every`` counts steps within each stage; ``eval_every`` counts stage-B steps
     (the last stage-B step is always evaluated); ``eval_n`` is the number of ``valid`` items
