@@ -174,7 +174,7 @@ def tiny_vlm_dir(tmp_path_factory, char_llama_dir):
 @pytest.fixture
 def tiny_passages():
     """A maker of n one-question fictional passages ("Zo<i> ... river is Lo<i>") for SEAL tests."""
-    from t2bench.seal.data import QA, Passage
+    from t2bench.seal.passages import QA, Passage
 
     def make(n: int) -> list[Passage]:
         return [

@@ -8,9 +8,9 @@ import torch
 from conftest import tiny_llama
 
 from t2bench.dispatch import DispatchContext, DispatchRequest, make_dispatcher
-from t2bench.dispatch import fewshot as fs
+from t2bench.dispatch import cem_strategy as fs
 from t2bench.dispatch.base import options_to_config
-from t2bench.dispatch.cem import CEMConfig, cem, normalise_columns
+from t2bench.dispatch.cem_optimizer import CEMConfig, cem, normalise_columns
 from t2bench.errors import ConfigError
 from t2bench.svf import SVFPatcher, TargetSpec, decompose, identity_expert
 

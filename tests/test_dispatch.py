@@ -13,22 +13,19 @@ import torch
 from conftest import tiny_llama
 
 from t2bench.dispatch import BASE, Choice, DispatchContext, DispatchRequest, make_dispatcher
-from t2bench.dispatch import fewshot as fs
+from t2bench.dispatch import cem_strategy as fs
 from t2bench.dispatch.base import options_to_config
-from t2bench.dispatch.cem import CEMConfig, cem
-from t2bench.dispatch.labels import (
+from t2bench.dispatch.categories import (
     choice_for,
     classify_prompt,
     label_experts,
     parse_label,
     question_of,
 )
-from t2bench.dispatch.prompted import (
-    LabelConfig,
-    LabelScoreDispatch,
-    PromptDispatch,
-    UnreadableClassification,
-)
+from t2bench.dispatch.cem_optimizer import CEMConfig, cem
+from t2bench.dispatch.first_pass import UnreadableClassification
+from t2bench.dispatch.label_strategy import LabelConfig, LabelScoreDispatch
+from t2bench.dispatch.prompt_strategy import PromptDispatch
 from t2bench.errors import ConfigError, ExpertMismatchError
 from t2bench.svf import SVFPatcher, TargetSpec, decompose, identity_expert, save_expert
 from t2bench.svf.expert import mix

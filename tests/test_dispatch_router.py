@@ -11,7 +11,7 @@ import torch
 from t2bench.dispatch import BASE, DispatchRequest, make_dispatcher
 from t2bench.dispatch import router as router_mod
 from t2bench.dispatch.base import DispatchContext
-from t2bench.dispatch.labels import EXPERT_LABELS
+from t2bench.dispatch.categories import EXPERT_LABELS
 from t2bench.dispatch.router import (
     EmbeddingRouter,
     RouterConfig,

@@ -17,7 +17,7 @@ COMMIT = re.compile(r"[0-9a-f]{40}(\+dirty)?")
 
 
 def _run(scores: dict[int, float], *, weights: str = "w0", cem: bool = False) -> dict:
-    """What ``bench.dispatch.evaluate`` returns for one lm-eval run, without lm-eval."""
+    """What ``bench.dispatch.run_lm_eval`` returns for one lm-eval run, without lm-eval."""
     t2 = {"model_id": "tiny", "weights_sha256": {"model": weights}}
     if cem:
         t2["dispatch"] = {

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from t2bench.errors import ConfigError
-from t2bench.seal.data import QA, Passage
 from t2bench.seal.inner import (
     InnerConfig,
     InnerUpdateDivergedError,
@@ -17,6 +16,7 @@ from t2bench.seal.inner import (
     encode_sequences,
     token_loss,
 )
+from t2bench.seal.passages import QA, Passage
 from t2bench.seal.selfedit import (
     EmptySelfEditError,
     generate_self_edits,

@@ -10,21 +10,17 @@ from conftest import need_data
 
 from t2bench.errors import ConfigError
 from t2bench.seal import data as seal_data
-from t2bench.seal.data import (
-    ASKABLE_FACTS,
-    FICTIONAL_KINDS,
+from t2bench.seal.data import load_passages, split_passages, squad_passages
+from t2bench.seal.fictional import ASKABLE_FACTS, FICTIONAL_KINDS, fictional_passages
+from t2bench.seal.grade import contains
+from t2bench.seal.passages import (
     QA,
     Passage,
     SealDataError,
     check_passage,
-    fictional_passages,
-    load_passages,
     passages_fingerprint,
     read_passages_jsonl,
-    split_passages,
-    squad_passages,
 )
-from t2bench.seal.grade import contains
 
 
 def _passage(title: str, i: int = 0, questions=None) -> Passage:

@@ -264,7 +264,7 @@ def test_the_written_state_is_the_best_on_valid(tmp_path, lm_dir, monkeypatch):
         }
         return real_save(out, state, model, heads, optimizer, best)
 
-    monkeypatch.setattr(pt, "evaluate", fake_evaluate)
+    monkeypatch.setattr(pt, "valid_exact_match", fake_evaluate)
     monkeypatch.setattr(pt, "_save_checkpoint", spy_save)
     cfg = config(tmp_path, lm_dir)
     summary = pt.pretrain(cfg)

@@ -99,13 +99,13 @@ class AblationContext:
 
     def lmeval(self, task: str, model_args: str, *, n: int | None, label: str) -> dict:
         """Per-document scores of one ``lm_eval --model t2`` run on the first ``n`` docs."""
-        from t2bench.bench.dispatch import evaluate
+        from t2bench.bench.dispatch import run_lm_eval
 
         gen = self.profile.max_gen_toks.get(task)
 
         def compute():
             os.environ.setdefault("HF_ALLOW_CODE_EVAL", "1")
-            r = evaluate(model_args, task, n, gen, self.profile.batch_size)
+            r = run_lm_eval(model_args, task, n, gen, self.profile.batch_size)
             docs = sorted(r["per_doc"])
             return {
                 "kind": "lm-eval",

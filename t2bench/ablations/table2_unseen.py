@@ -5,7 +5,7 @@ embedding router.
 How each number is made (all through ``lm_eval --model t2`` on the first n documents):
 * base, each single SVF expert and the LoRA baseline: one lm-eval run each.
 * few-shot CEM: one lm-eval run with ``dispatch=cem`` (α searched on shots that are never
-  scored, see ``t2bench.dispatch.fewshot``); it composes a new mixture, so it is its own run.
+  scored, see ``t2bench.dispatch.cem_strategy``); it composes a new mixture, so it is its own run.
 * prompt / classifier / label / router choose, per document, the base model or one single
   expert. Their first pass runs on the exact contexts lm-eval sends (``first_docs``) and is
   timed; their second-pass score on a document is that of the chosen single expert's run on
@@ -19,7 +19,7 @@ from t2bench.ablations.table1_training import STATS_NOTE, variant
 from t2bench.core.stats import accuracy, power_record, verdict
 from t2bench.core.tables import ADAPTER_KEY, Table, adapter_claim, diff_cell, diff_columns
 from t2bench.dispatch.base import DispatchRequest
-from t2bench.dispatch.labels import EXPERT_LABELS
+from t2bench.dispatch.categories import EXPERT_LABELS
 from t2bench.dispatch.routing_items import first_docs
 from t2bench.dispatch.standalone import load_bound
 

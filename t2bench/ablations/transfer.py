@@ -22,7 +22,7 @@ from t2bench.ablations.table1_training import STATS_NOTE
 from t2bench.ablations.table2_unseen import expert_name, judged, make_row, power_of, task_label
 from t2bench.core.stats import paired_difference, power_record
 from t2bench.core.tables import Table, diff_cell, figure
-from t2bench.dispatch.labels import EXPERT_LABELS
+from t2bench.dispatch.categories import EXPERT_LABELS
 from t2bench.svf import TargetSpec, decompose, load_experts, save_expert
 from t2bench.svf.transfer import shuffled_transfer, transfer_expert
 

@@ -38,12 +38,12 @@ COLUMNS = [
 
 def lmeval_vlm(ctx, model_args: str, label: str) -> dict:
     """Per-document VQA accuracy of one t2-vlm run on the first n test documents (memoised)."""
-    from t2bench.bench.dispatch import evaluate
+    from t2bench.bench.dispatch import run_lm_eval
 
     n = ctx.profile.vlm_n
 
     def compute():
-        r = evaluate(model_args, TASK, n, None, ctx.profile.batch_size, model="t2-vlm")
+        r = run_lm_eval(model_args, TASK, n, None, ctx.profile.batch_size, model="t2-vlm")
         docs = sorted(r["per_doc"])
         return {
             "kind": "lm-eval",

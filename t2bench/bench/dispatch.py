@@ -36,7 +36,7 @@ from t2bench.core import stats
 from t2bench.core.io import new_record, results_path
 from t2bench.core.provenance import git_commit, items_sha256, provenance
 from t2bench.core.tables import markdown_rows, power_line
-from t2bench.dispatch.labels import EXPERT_LABELS
+from t2bench.dispatch.categories import EXPERT_LABELS
 from t2bench.tasks import tasks_dir
 
 METRICS = {
@@ -85,7 +85,7 @@ def task_manager(task: str):
     )
 
 
-def evaluate(
+def run_lm_eval(
     model_args: str,
     task: str,
     limit: int,
@@ -189,7 +189,7 @@ def cost(args) -> dict:
     for task, n in parse_tasks(args.tasks):
         for strategy in ["none", *args.strategies.split(",")]:
             spec = strategy if strategy != "cem" else f"cem:{cem_spec(args, task)}"
-            r = evaluate(
+            r = run_lm_eval(
                 f"experts={args.experts},dispatch={spec}",
                 task,
                 n,
@@ -307,7 +307,7 @@ def fewshot(args) -> dict:
         variants["cem"] = f"dispatch=cem:{cem_spec(args, task)}"
         runs = {}
         for name, spec in variants.items():
-            runs[name] = evaluate(
+            runs[name] = run_lm_eval(
                 f"experts={args.experts},{spec}", task, n, args.max_gen_toks, args.batch_size
             )
             print(

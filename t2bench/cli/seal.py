@@ -45,8 +45,9 @@ def cmd_seal(args) -> int:
         print(json.dumps(summary["rounds"], indent=2))
         return 0
     from t2bench.models import load_model
-    from t2bench.seal.data import load_passages, read_passages_jsonl
+    from t2bench.seal.data import load_passages
     from t2bench.seal.experiment import edit_sequences, evaluate_condition
+    from t2bench.seal.passages import read_passages_jsonl
 
     passages = (
         read_passages_jsonl(args.data)

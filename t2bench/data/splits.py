@@ -48,24 +48,24 @@ for the final evaluation of an expert only. All splits are deterministic given `
   check compares uids and image pixels (every prompt is one of three questions).
 
 :func:`check_disjoint` (run by :func:`load_splits`) raises ``LeakageError`` when a uid or a
-normalised prompt occurs in two of train / valid / test. :func:`load_jsonl_items` reads
-user-supplied items instead.
+normalised prompt occurs in two of train / valid / test. :func:`load_jsonl_items`
+(:mod:`t2bench.data.user_items`) reads user-supplied items instead; items and splits are
+defined in :mod:`t2bench.data.items`, the ``vqa`` splits built in :mod:`t2bench.data.vqa_items`.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from itertools import combinations
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from t2bench.classify_prompt import CLASSIFY_PROMPT_SHA256, classify_prompt
 from t2bench.classify_prompt import EXPERT_LABELS as CLASSIFIER_LABELS
+from t2bench.data.items import SPLIT_NAMES, TASKS, Splits, TrainItem, check_task
+from t2bench.data.user_items import load_jsonl_items
+from t2bench.data.vqa_items import pixels_digest, vqa_splits
 from t2bench.data.wordproblems import LEVEL_TEMPLATES, MATH_MIX, TEMPLATES, mix_level
 from t2bench.errors import ConfigError
 from t2bench.tasks.arc import load_arc_test
@@ -89,8 +89,6 @@ __all__ = [
     "load_splits",
 ]
 
-TASKS = ("math", "reasoning", "code", "classifier", "vqa")
-SPLIT_NAMES = ("train", "valid", "test")
 
 MATH_SIZES = {"test": 300, "valid": 200, "train": 2000}
 #: The mix's test split is large enough for a held-out comparison of n >= 1000 with a minimum
@@ -105,41 +103,11 @@ CODE_TRAIN_POOL, CODE_TRAIN = 300, 200
 CLASSIFIER_TAKE = {"train": {"math": 200}, "valid": {"*": 100}, "test": {"*": 200}}
 
 
-@dataclass(frozen=True)
-class TrainItem:
-    """One training / evaluation example, in the form the trainer and rewards use."""
-
-    uid: str
-    task: str
-    prompt: str
-    target: str
-    reference: str
-    tests: tuple[str, ...] = ()
-    setup: str = ""
-    image: Any = field(default=None, compare=False, hash=False, repr=False)  # PIL, VLM tasks
-
-
-@dataclass
-class Splits:
-    """The three disjoint splits of one task; ``test`` is only for final evaluation."""
-
-    task: str
-    train: list[TrainItem]
-    valid: list[TrainItem]
-    test: list[TrainItem]
-    description: dict[str, Any]
-
-
 class _Source(NamedTuple):
     """An item with its bare question, which the classifier task reuses."""
 
     item: TrainItem
     question: str
-
-
-def _check_task(task: str) -> None:
-    if task not in TASKS:
-        raise ConfigError(f"unknown training task {task!r}; valid tasks: {', '.join(TASKS)}")
 
 
 def check_difficulty(task: str, difficulty: str) -> None:
@@ -161,7 +129,7 @@ def load_splits(task: str, seed: int = 0, difficulty: str = "default") -> Splits
     ``difficulty`` picks the math generator's setting (:data:`MATH_DIFFICULTIES`); other tasks
     only have ``"default"``.
     """
-    _check_task(task)
+    check_task(task)
     check_difficulty(task, difficulty)
     if difficulty == "mix":
         sources, description = _math_mix_sources(seed)
@@ -170,7 +138,7 @@ def load_splits(task: str, seed: int = 0, difficulty: str = "default") -> Splits
     elif task == "classifier":
         splits = _classifier_splits(seed)
     elif task == "vqa":
-        splits = _vqa_splits()
+        splits = vqa_splits()
     else:
         sources, description = _SOURCES[task](seed)
         parts = {name: [s.item for s in sources[name]] for name in SPLIT_NAMES}
@@ -186,7 +154,7 @@ def check_disjoint(splits: Splits) -> None:
         right: list[TrainItem] = getattr(splits, b)
         uids = {i.uid for i in left} & {i.uid for i in right}
         if splits.task == "vqa":  # same three questions everywhere: compare the images
-            prompts = {_pixels(i) for i in left} & {_pixels(i) for i in right}
+            prompts = {pixels_digest(i) for i in left} & {pixels_digest(i) for i in right}
         else:
             prompts = {normalize_question(i.prompt) for i in left} & {
                 normalize_question(i.prompt) for i in right
@@ -197,51 +165,6 @@ def check_disjoint(splits: Splits) -> None:
                 f"{sorted(uids)[:3]} and {len(prompts)} prompt(s) {sorted(prompts)[:1]}; "
                 "a split must never contain items of another"
             )
-
-
-# --------------------------------------------------------------------------- vqa
-
-#: The prompt of the ``t2vqa_text`` lm-eval task (tasks/t2vqa_text.yaml), kept identical.
-VQA_PROMPT = "<image>Question: {question}\nAnswer with a single word or number.\nAnswer:"
-
-
-def _pixels(item: TrainItem) -> str:
-    import hashlib
-
-    return hashlib.sha256(item.image.tobytes()).hexdigest()
-
-
-def vqa_item(raw: dict) -> TrainItem:
-    return TrainItem(
-        uid=raw["id"],
-        task="vqa",
-        prompt=VQA_PROMPT.format(question=raw["question"]),
-        target=raw["answer"],
-        # the continuation as the model writes it after "Answer:" (the task stops at "\n")
-        reference=f" {raw['answer']}\n",
-        image=raw["image"],
-    )
-
-
-def _vqa_splits() -> Splits:
-    from t2bench.tasks.textimages import TextImageConfig, dataset_metadata, make_split
-
-    cfg = TextImageConfig()
-    parts = {name: [vqa_item(r) for r in make_split(cfg, name)] for name in SPLIT_NAMES}
-    description = {
-        "task": "vqa",
-        "source": "t2bench.tasks.textimages (generated text-in-image VQA)",
-        "generator": dataset_metadata(cfg),
-        "splits": {
-            name: {
-                "source": f"textimages split {name!r} (its own seed stream)",
-                "size": len(parts[name]),
-            }
-            for name in SPLIT_NAMES
-        },
-        "disjointness": "uids and image pixels are checked across splits",
-    }
-    return Splits("vqa", parts["train"], parts["valid"], parts["test"], description)
 
 
 # --------------------------------------------------------------------------- math
@@ -530,112 +453,3 @@ def _classifier_splits(seed: int) -> Splits:
         "normalised question are re-checked across splits",
     }
     return Splits("classifier", parts["train"], parts["valid"], parts["test"], description)
-
-
-# --------------------------------------------------------------------------- user data
-
-
-def _is_number(text: str) -> bool:
-    try:
-        return Decimal(text.replace(",", "")).is_finite()
-    except InvalidOperation:
-        return False
-
-
-def _target_problem(task: str, prompt: str, target: str) -> str | None:
-    """Why ``target`` cannot be scored for ``task``, or ``None`` when it can."""
-    if task == "math" and not _is_number(target):
-        return f"'target' must be a number for the math task, got {target!r}"
-    if task == "reasoning" and not re.fullmatch(r"[A-Z]", target):
-        return f"'target' must be one capital letter for the reasoning task, got {target!r}"
-    if task == "reasoning" and target not in re.findall(r"^([A-Z])\. ", prompt, re.M):
-        return (
-            f"target {target!r} is not among the prompt's choices; the reward reads the "
-            "choices from prompt lines of the form 'A. text'"
-        )
-    if task == "classifier" and target not in CLASSIFIER_LABELS:
-        return f"'target' must be one of {', '.join(CLASSIFIER_LABELS)}, got {target!r}"
-    return None
-
-
-def _default_reference(task: str, target: str) -> str:
-    """A reference in the format the reward extracts (code has no gold program here)."""
-    return {
-        "math": f"The answer is {target}.",
-        "reasoning": f"The answer is ({target}).",
-        "classifier": f"\\boxed{{{target}}}",
-    }.get(task, "")
-
-
-def _string_list(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(v, str) for v in value)
-
-
-def load_jsonl_items(path: str | Path, task: str) -> list[TrainItem]:
-    """Items from a JSON-lines file: ``prompt`` and ``target`` per line (strings), optional
-    ``uid``, ``reference``, ``tests`` (list of assert lines, required for code) and ``setup``.
-
-    Every error is a ``ConfigError`` naming the file, the line and the fix, so a bad file
-    fails before any training starts.
-    """
-    _check_task(task)
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"training data file {path} does not exist; pass a JSON-lines file")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path} is not UTF-8 text ({exc}); save it as UTF-8") from exc
-    items: list[TrainItem] = []
-    first_line: dict[str, int] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path}, line {number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(
-                f"{where}: invalid JSON ({exc.msg}); each line must be one JSON object"
-            ) from exc
-        if not isinstance(row, dict):
-            raise ConfigError(f"{where}: expected a JSON object, got {type(row).__name__}")
-        for key in ("prompt", "target"):
-            if not isinstance(row.get(key), str) or not row[key].strip():
-                raise ConfigError(
-                    f"{where}: missing or non-string {key!r}; add a non-empty {key!r} string"
-                )
-        for key in ("uid", "reference", "setup"):
-            if key in row and not isinstance(row[key], str):
-                raise ConfigError(f"{where}: {key!r} must be a string")
-        if "tests" in row and not _string_list(row["tests"]):
-            raise ConfigError(f"{where}: 'tests' must be a list of strings (assert lines)")
-        if task == "code" and not row.get("tests"):
-            raise ConfigError(f"{where}: code items need 'tests' (assert lines) to be scored")
-        target = row["target"].strip()
-        problem = _target_problem(task, row["prompt"], target)
-        if problem:
-            raise ConfigError(f"{where}: {problem}")
-        uid = row.get("uid") or f"{path.stem}-{number}"
-        if uid in first_line:
-            raise ConfigError(
-                f"{where}: duplicate uid {uid!r} (first on line {first_line[uid]}); "
-                "make every uid unique"
-            )
-        first_line[uid] = number
-        items.append(
-            TrainItem(
-                uid=uid,
-                task=task,
-                prompt=row["prompt"],
-                target=target,
-                reference=row.get("reference") or _default_reference(task, target),
-                tests=tuple(row.get("tests", ())),
-                setup=row.get("setup", ""),
-            )
-        )
-    if not items:
-        raise ConfigError(
-            f"no items in {path}: write one JSON object per line with 'prompt' and 'target'"
-        )
-    return items

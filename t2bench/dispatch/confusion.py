@@ -21,7 +21,7 @@ from t2bench.core.provenance import provenance
 from t2bench.core.stats import wilson
 from t2bench.core.tables import markdown_rows
 from t2bench.dispatch.base import Choice, Dispatcher, DispatchRequest
-from t2bench.dispatch.labels import LABELS, serves
+from t2bench.dispatch.categories import LABELS, serves
 from t2bench.dispatch.routing_items import PromptItem
 from t2bench.errors import ConfigError
 from t2bench.svf.expert import Expert

@@ -16,8 +16,8 @@ from __future__ import annotations
 import time
 
 from t2bench.errors import ConfigError
-from t2bench.seal.data import Passage
 from t2bench.seal.inner import InnerConfig, InnerUpdateDivergedError, InnerUpdater
+from t2bench.seal.passages import Passage
 from t2bench.seal.qa import accuracy, closed_book
 from t2bench.seal.selfedit import (
     EmptySelfEditError,

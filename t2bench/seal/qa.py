@@ -7,8 +7,8 @@ reward, exact match and token F1 are reported beside it.
 
 from __future__ import annotations
 
-from t2bench.seal.data import Passage
 from t2bench.seal.grade import clean_answer, grade
+from t2bench.seal.passages import Passage
 
 __all__ = ["QA_PROMPT", "accuracy", "answer_questions", "closed_book"]
 

@@ -25,12 +25,13 @@ from pathlib import Path
 
 import torch
 
-from t2bench.core.io import replacing, results_path
+from t2bench.core.io import replacing, results_path, write_json_atomic
 from t2bench.core.provenance import provenance
 from t2bench.core.run import RunFolder
 from t2bench.errors import ConfigError
-from t2bench.seal.data import Passage, load_passages, passages_fingerprint
+from t2bench.seal.data import load_passages
 from t2bench.seal.inner import InnerConfig, InnerUpdateDivergedError, InnerUpdater, token_loss
+from t2bench.seal.passages import Passage, passages_fingerprint
 from t2bench.seal.qa import accuracy, closed_book
 from t2bench.seal.selfedit import (
     EmptySelfEditError,
@@ -218,36 +219,7 @@ def train_seal(cfg: SealConfig) -> dict:
             unit="passage",
         )
         for p in todo:
-            t = time.perf_counter()
-            base = accuracy(closed_book(model, tok, [p], max_new_tokens=cfg.qa_max_new_tokens))
-            texts = generate_self_edits(
-                model,
-                tok,
-                [p],
-                variant=cfg.variant,
-                k=cfg.k,
-                seed=cfg.seed * 1000 + r,
-                temperature=cfg.temperature,
-                max_new_tokens=cfg.max_new_tokens,
-            )[0]
-            scores = [
-                score_self_edit(updater, tok, p, text, qa_max_new_tokens=cfg.qa_max_new_tokens)
-                for text in texts
-            ]
-            rewards = [s["reward"] for s in scores]
-            valid = [i for i, v in enumerate(rewards) if v is not None]
-            best = max(valid, key=lambda i: rewards[i]) if valid else None
-            kept = best if best is not None and rewards[best] > base else None
-            rec = {
-                "round": r,
-                "uid": p.uid,
-                "baseline": base,
-                "rewards": rewards,
-                "kept": kept,
-                "texts": texts,
-                "scores": scores,
-                "seconds": round(time.perf_counter() - t, 2),
-            }
+            rec = _sample_and_score(p, r, model, tok, updater, cfg)
             log.append(rec)
             records.append(rec)
             bar.update(1)
@@ -262,21 +234,7 @@ def train_seal(cfg: SealConfig) -> dict:
             for u, x in mine.items()
             if x["kept"] is not None and u in by_uid
         ]
-        info = {
-            "round": r,
-            "passages": len(mine),
-            "kept": len(pairs),
-            "mean_baseline": _mean([x["baseline"] for x in mine.values()]),
-            "mean_reward": _mean([v for x in mine.values() for v in x["rewards"] if v is not None]),
-            "mean_best": _mean(
-                [
-                    max(v for v in x["rewards"] if v is not None)
-                    for x in mine.values()
-                    if any(v is not None for v in x["rewards"])
-                ]
-            ),
-            "invalid_self_edits": sum(v is None for x in mine.values() for v in x["rewards"]),
-        }
+        info = _round_info(r, mine, pairs)
         folder.parent.mkdir(parents=True, exist_ok=True)
         if pairs:
             t = time.perf_counter()
@@ -292,7 +250,7 @@ def train_seal(cfg: SealConfig) -> dict:
             split=f"{cfg.source}/train",
             wall_seconds=info["seconds"],
         )
-        (folder.parent / "round.json").write_text(json.dumps(info, indent=2) + "\n")
+        write_json_atomic(folder.parent / "round.json", info)
         rounds.append(info)
     summary = {
         "config": cfg.to_dict(),
@@ -307,6 +265,62 @@ def train_seal(cfg: SealConfig) -> dict:
     }
     run.write_summary(summary)
     return summary
+
+
+def _sample_and_score(
+    p: Passage, r: int, model, tok, updater: InnerUpdater, cfg: SealConfig
+) -> dict:
+    """Round ``r`` on passage ``p``: the closed-book baseline, ``k`` sampled self-edits, each
+    scored by an inner update; the best is kept only when it beats no update at all."""
+    t = time.perf_counter()
+    base = accuracy(closed_book(model, tok, [p], max_new_tokens=cfg.qa_max_new_tokens))
+    texts = generate_self_edits(
+        model,
+        tok,
+        [p],
+        variant=cfg.variant,
+        k=cfg.k,
+        seed=cfg.seed * 1000 + r,
+        temperature=cfg.temperature,
+        max_new_tokens=cfg.max_new_tokens,
+    )[0]
+    scores = [
+        score_self_edit(updater, tok, p, text, qa_max_new_tokens=cfg.qa_max_new_tokens)
+        for text in texts
+    ]
+    rewards = [s["reward"] for s in scores]
+    valid = [i for i, v in enumerate(rewards) if v is not None]
+    best = max(valid, key=lambda i: rewards[i]) if valid else None
+    kept = best if best is not None and rewards[best] > base else None
+    return {
+        "round": r,
+        "uid": p.uid,
+        "baseline": base,
+        "rewards": rewards,
+        "kept": kept,
+        "texts": texts,
+        "scores": scores,
+        "seconds": round(time.perf_counter() - t, 2),
+    }
+
+
+def _round_info(r: int, mine: dict[str, dict], pairs: list) -> dict:
+    """What round ``r`` found over its passages' records ``mine`` (before the generator's SFT)."""
+    return {
+        "round": r,
+        "passages": len(mine),
+        "kept": len(pairs),
+        "mean_baseline": _mean([x["baseline"] for x in mine.values()]),
+        "mean_reward": _mean([v for x in mine.values() for v in x["rewards"] if v is not None]),
+        "mean_best": _mean(
+            [
+                max(v for v in x["rewards"] if v is not None)
+                for x in mine.values()
+                if any(v is not None for v in x["rewards"])
+            ]
+        ),
+        "invalid_self_edits": sum(v is None for x in mine.values() for v in x["rewards"]),
+    }
 
 
 def _generator_lora(model, cfg: SealConfig):

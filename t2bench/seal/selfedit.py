@@ -12,7 +12,7 @@ import re
 import zlib
 
 from t2bench.errors import ConfigError, T2BenchError
-from t2bench.seal.data import Passage
+from t2bench.seal.passages import Passage
 
 __all__ = [
     "VARIANTS",

@@ -281,7 +281,8 @@ def write_tune(cfg: TuneConfig, *, allow_dirty: bool = False) -> Path:
             "pass another --out"
         )
     t0 = time.perf_counter()
-    from t2bench.seal.data import load_passages, passages_fingerprint
+    from t2bench.seal.data import load_passages
+    from t2bench.seal.passages import passages_fingerprint
 
     split = passages_fingerprint(load_passages(cfg.source, "train", n=cfg.n, seed=cfg.seed))
     records = tune_inner(cfg)

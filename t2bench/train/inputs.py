@@ -40,7 +40,7 @@ def difficulty_note(cfg: TrainConfig) -> str:
     return "" if cfg.difficulty == "default" else f" (difficulty={cfg.difficulty})"
 
 
-def evaluate(
+def policy_correct(
     policy,
     tokenizer,
     items: list[TrainItem],

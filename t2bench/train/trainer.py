@@ -52,7 +52,7 @@ from t2bench.train import checkpoint as ckpt_io
 from t2bench.train import rewards as rw
 from t2bench.train.advantages import advantages
 from t2bench.train.config import TrainConfig
-from t2bench.train.inputs import difficulty_note, evaluate, load_base, training_items
+from t2bench.train.inputs import difficulty_note, load_base, policy_correct, training_items
 from t2bench.train.policy import GroupedBatch, build_policy
 from t2bench.train.run_log import RunLog, has_start_record, no_signal
 from t2bench.train.schedule import batch_indices, cosine_lambda
@@ -217,7 +217,7 @@ class _Run:
 
     def validate(self) -> tuple[float, int]:
         """Greedy accuracy on the validation items, each process scoring its shard."""
-        flags = evaluate(
+        flags = policy_correct(
             self.policy,
             self.tok,
             self.eval_items[self.rank :: self.world],

@@ -64,7 +64,9 @@ def generate_answers(
     return answers
 
 
-def evaluate(model, processor, items: list[dict], max_new_tokens: int = 8, batch: int = 16):
+def valid_exact_match(
+    model, processor, items: list[dict], max_new_tokens: int = 8, batch: int = 16
+):
     """Exact-match accuracy (cleaned, lower-cased prediction == answer), overall and per qtype."""
     preds = generate_answers(model, processor, items, max_new_tokens=max_new_tokens, batch=batch)
     hits = [

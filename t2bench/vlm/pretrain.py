@@ -41,27 +41,21 @@ checkpoints are removed once both are written. A finished ``output_dir`` is neve
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import time
-from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from t2bench.core.io import file_sha256
-from t2bench.core.run import NonFiniteError, RunFolder, epoch_order
+from t2bench.core.run import NonFiniteError, RunFolder
 from t2bench.errors import ConfigError, T2BenchError
 from t2bench.models import resolve_device
 from t2bench.tasks import textimages as ti
-from t2bench.tasks.textimages import TextImageConfig
 from t2bench.train.checkpoint import optimizer_state_dict, optimizer_tensors
-from t2bench.vlm.answers import clean_answer, evaluate, generate_answers
+from t2bench.vlm.answers import clean_answer, generate_answers, valid_exact_match
 from t2bench.vlm.assemble import (
-    VisionConfig,
     build_vlm,
     load_vision_weights,
     read_vision_weights,
@@ -85,6 +79,13 @@ from t2bench.vlm.objectives import (
     stage_b_loss,
     stage_b_optimizer,
 )
+from t2bench.vlm.pretrain_config import PretrainConfig
+from t2bench.vlm.pretrain_schedule import (
+    MIN_LR_FRACTION,
+    WARMUP_FRACTION,
+    batch_indices,
+    lr_factor,
+)
 
 __all__ = [
     "CHARSET",
@@ -93,7 +94,7 @@ __all__ = [
     "NonFiniteLossError",
     "PretrainConfig",
     "clean_answer",
-    "evaluate",
+    "valid_exact_match",
     "freeze_language_model",
     "generate_answers",
     "lm_digest",
@@ -106,10 +107,6 @@ __all__ = [
     "stage_b_optimizer",
 ]
 
-#: Learning-rate schedule (both stages): linear warm-up over this fraction of the steps, then
-#: cosine decay to ``MIN_LR_FRACTION`` of the peak. A pure function of the step number.
-WARMUP_FRACTION = 0.05
-MIN_LR_FRACTION = 0.1
 GRAD_CLIP = 1.0
 SUMMARY = RunFolder.SUMMARY
 VISION_FILE = "vision.safetensors"
@@ -122,123 +119,6 @@ _RESUME_FREE = ("output_dir", "progress", "num_threads", "device")
 
 class NonFiniteLossError(NonFiniteError):
     """The loss (or gradient norm) became NaN/inf; the last good checkpoint is kept."""
-
-
-@dataclass
-class PretrainConfig:
-    """One pre-training run. Stage A trains the vision tower alone on image heads (cheap per
-    image, so it does the reading); stage B trains tower and projector through the frozen
-    language model's answer loss (a forward and backward through every LM layer per item).
-    The defaults fit about half an hour on 2 CPU cores (wall times of the committed runs:
-    results/vlm/README.md); ``num_threads=1`` because two threads beside another job were
-    slower than one.
-
-    ``checkpoint_every`` counts steps within each stage; ``eval_every`` counts stage-B steps
-    (the last stage-B step is always evaluated); ``eval_n`` is the number of ``valid`` items
-    (the first ones) used for the before/per-eval accuracy and for selecting the best state.
-    ``init_from``: a ``vision.safetensors`` of an earlier run whose vision tower and projector
-    start this run instead of the seeded random ones (its VisionConfig must equal ``vision``;
-    its sha256 is recorded). Both stages then continue from it, with fresh optimizers and
-    learning-rate schedules; "before" is that starting point's accuracy.
-    ``char_head``: stage A also trains a per-token character head (:func:`patch_char_labels`):
-    dense, per-patch supervision of where each letter or digit is, which word and digit heads
-    on the mean-pooled features lack.
-    ``device``: where to train (None or "auto": CUDA, then MPS, then CPU); it may change when
-    resuming (checkpoints hold CPU tensors).
-    ``num_threads``: torch threads during the run (restored afterwards); None leaves torch's
-    setting. It and ``progress`` may change when resuming (other thread counts may round
-    differently, so a bit-identical resume needs the same value).
-    """
-
-    output_dir: str | Path
-    language_model: str | None = None
-    vision: VisionConfig = field(default_factory=VisionConfig)
-    data: TextImageConfig = field(default_factory=lambda: TextImageConfig(n_train=10000))
-    seed: int = 0
-    stage_a_steps: int = 1200
-    stage_a_batch: int = 64
-    stage_a_lr: float = 1e-3
-    stage_b_steps: int = 200
-    stage_b_batch: int = 8
-    lr_projector: float = 1e-3
-    lr_vision: float = 1e-4
-    eval_every: int = 40
-    eval_n: int = 64
-    max_new_tokens: int = 8
-    checkpoint_every: int = 50
-    progress: bool = True
-    num_threads: int | None = 1
-    init_from: str | None = None
-    char_head: bool = False
-    device: str | None = None
-
-    def validate(self) -> None:
-        for name in ("stage_a_steps", "stage_b_steps"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in (
-            "stage_a_batch",
-            "stage_b_batch",
-            "eval_every",
-            "eval_n",
-            "max_new_tokens",
-            "checkpoint_every",
-        ):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("stage_a_lr", "lr_projector", "lr_vision"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.data.image_size != self.vision.image_size:
-            raise ConfigError(
-                f"data.image_size {self.data.image_size} != vision.image_size "
-                f"{self.vision.image_size}: the images must have the vision tower's size"
-            )
-        if self.eval_n > self.data.n_valid:
-            raise ConfigError(
-                f"eval_n {self.eval_n} exceeds data.n_valid {self.data.n_valid}: lower eval_n "
-                "or raise n_valid"
-            )
-        if self.num_threads is not None and self.num_threads < 1:
-            raise ConfigError(f"num_threads must be >= 1 or None, got {self.num_threads}")
-        if self.data.n_train < 1:
-            raise ConfigError("data.n_train must be >= 1: there is nothing to train on")
-        if self.init_from is not None and not Path(self.init_from).is_file():
-            raise ConfigError(
-                f"init_from {self.init_from} not found: pass the vision.safetensors of a finished "
-                "`t2bench vlm pretrain` run, or leave init_from unset to start from random weights"
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["output_dir"] = str(self.output_dir)
-        return d
-
-
-def lr_factor(step: int, total: int) -> float:
-    """Multiplier of the peak learning rate for (1-based) ``step`` of ``total``."""
-    warmup = max(1, round(WARMUP_FRACTION * total))
-    if step <= warmup:
-        return step / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-# --------------------------------------------------------------------------- data order
-
-
-@lru_cache(maxsize=8)
-def _permutation(seed: int, stage: str, epoch: int, n: int) -> tuple[int, ...]:
-    key = hashlib.sha256(f"t2bench-vlm-pretrain:{seed}:{stage}:{epoch}".encode()).digest()
-    g = torch.Generator().manual_seed(int.from_bytes(key[:8], "little") & (2**63 - 1))
-    return tuple(torch.randperm(n, generator=g).tolist())
-
-
-def batch_indices(seed: int, stage: str, step: int, batch: int, n: int) -> list[int]:
-    """Train indices of (1-based) ``step``: epoch-wise seeded permutations, a pure function."""
-    return epoch_order(
-        (step - 1) * batch, batch, n, lambda epoch: _permutation(seed, stage, epoch, n)
-    )
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -365,54 +245,75 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         torch.set_num_threads(threads)
 
 
-def _pretrain(cfg: PretrainConfig) -> dict[str, Any]:
-    t_start = time.perf_counter()
-    out = Path(cfg.output_dir)
-    folder = _run_folder(out)
-    folder.refuse_finished()
-    done = folder.checkpoints()
-    ckpt = _load_checkpoint(done[-1]) if done else None
-    if ckpt is not None:
-        folder.check_settings(cfg.to_dict(), ckpt["state"]["config"], free=_RESUME_FREE)
-        state = ckpt["state"]
-    else:
-        state = _fresh_state(cfg)
-    state["sessions"] += 1
-    state["config"] = cfg.to_dict()
+class _Session:
+    """One session of a pre-training run: set up (or resumed) by the constructor, then stage A,
+    stage B and the outputs, each a method; ``state`` is what every checkpoint saves."""
 
-    model, processor, lm_id = build_vlm(cfg.language_model, cfg.vision)
-    model.eval()  # no dropout anywhere; gradients flow all the same
-    device = resolve_device(cfg.device)
-    model.to(device)
-    freeze_language_model(model)
-    lm_before = lm_digest(model)
-    if cfg.init_from is not None:
-        state["init_from"] = _load_init(model, cfg)
-    if ckpt is not None:
-        load_vision_weights(model, ckpt["vision"])
+    def __init__(self, cfg: PretrainConfig):
+        self.t_start = time.perf_counter()
+        self.cfg = cfg
+        self.out = Path(cfg.output_dir)
+        self.folder = _run_folder(self.out)
+        self.folder.refuse_finished()
+        done = self.folder.checkpoints()
+        self.ckpt = _load_checkpoint(done[-1]) if done else None
+        if self.ckpt is not None:
+            self.folder.check_settings(
+                cfg.to_dict(), self.ckpt["state"]["config"], free=_RESUME_FREE
+            )
+            self.state = self.ckpt["state"]
+        else:
+            self.state = _fresh_state(cfg)
+        self.state["sessions"] += 1
+        self.state["config"] = cfg.to_dict()
 
-    if cfg.data.n_train > MATERIALISE_LIMIT:  # rendered per batch: fresh images every step
-        train = ti.RenderedSplit(cfg.data, "train")
-    else:  # rendered once, revisited every epoch
-        train = ti.make_split(cfg.data, "train")
-    valid = ti.make_split(cfg.data, "valid", cfg.eval_n)
-    state["wall"]["setup"] += time.perf_counter() - t_start
+        model, self.processor, self.lm_id = build_vlm(cfg.language_model, cfg.vision)
+        model.eval()  # no dropout anywhere; gradients flow all the same
+        self.device = resolve_device(cfg.device)
+        self.model = model.to(self.device)
+        freeze_language_model(self.model)
+        self.lm_before = lm_digest(self.model)
+        if cfg.init_from is not None:
+            self.state["init_from"] = _load_init(self.model, cfg)
+        if self.ckpt is not None:
+            load_vision_weights(self.model, self.ckpt["vision"])
 
-    def timed_eval() -> dict[str, Any]:
+        if cfg.data.n_train > MATERIALISE_LIMIT:  # rendered per batch: fresh images every step
+            self.train = ti.RenderedSplit(cfg.data, "train")
+        else:  # rendered once, revisited every epoch
+            self.train = ti.make_split(cfg.data, "train")
+        self.valid = ti.make_split(cfg.data, "valid", cfg.eval_n)
+        self.state["wall"]["setup"] += time.perf_counter() - self.t_start
+
+    def timed_eval(self) -> dict[str, Any]:
         t = time.perf_counter()
-        result = evaluate(model, processor, valid, max_new_tokens=cfg.max_new_tokens)
-        state["wall"]["eval"] += time.perf_counter() - t
+        result = valid_exact_match(
+            self.model, self.processor, self.valid, max_new_tokens=self.cfg.max_new_tokens
+        )
+        self.state["wall"]["eval"] += time.perf_counter() - t
         return result
 
-    if state["before"] is None:
-        state["before"] = timed_eval()
+    def _resumes(self, stage: str, start: int) -> bool:
+        """Whether the loaded checkpoint holds this stage's optimizer (and heads) to go on with."""
+        return self.ckpt is not None and self.ckpt["state"]["stage"] == stage and start > 0
 
-    # ------------------------------------------------------------------ stage A
-    a_start = state["step"] if state["stage"] == "a" else cfg.stage_a_steps
-    if a_start < cfg.stage_a_steps:
+    def _step_done(self, stage: str, step: int, loss: torch.Tensor, clip: list, opt) -> None:
+        """Check the loss, back-propagate, clip, check the norm and step the optimizer."""
+        _check_finite(loss.detach(), "loss", stage, step, self.out)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(clip, GRAD_CLIP)
+        _check_finite(norm, "gradient norm", stage, step, self.out)
+        opt.step()
+
+    def stage_a(self) -> None:
+        """The vision tower with auxiliary heads (layout, characters), the LM untouched."""
+        cfg, state, model = self.cfg, self.state, self.model
+        a_start = state["step"] if state["stage"] == "a" else cfg.stage_a_steps
+        if a_start >= cfg.stage_a_steps:
+            return
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            heads = AuxHeads(cfg.vision.hidden_size, chars=cfg.char_head).to(device)
+            heads = AuxHeads(cfg.vision.hidden_size, chars=cfg.char_head).to(self.device)
         params = [p for n, p in model.named_parameters() if n.startswith("model.vision_tower.")]
         opt = torch.optim.AdamW(
             [{"params": params + list(heads.parameters()), "lr": cfg.stage_a_lr}],
@@ -420,27 +321,23 @@ def _pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         )
         for group in opt.param_groups:
             group["base_lr"] = cfg.stage_a_lr
-        if ckpt is not None and ckpt["state"]["stage"] == "a" and a_start > 0:
-            heads.load_state_dict(ckpt["heads"])
-            opt.load_state_dict(ckpt["optimizer"])
+        if self._resumes("a", a_start):
+            heads.load_state_dict(self.ckpt["heads"])
+            opt.load_state_dict(self.ckpt["optimizer"])
         bar = _progress(cfg, cfg.stage_a_steps, a_start, "stage A: vision tower + aux heads")
         clip = params + list(heads.parameters())
         grid = char_grid(model) if cfg.char_head else None
         for step in range(a_start + 1, cfg.stage_a_steps + 1):
             t = time.perf_counter()
-            idx = batch_indices(cfg.seed, "a", step, cfg.stage_a_batch, len(train))
-            batch_items = [train[i] for i in idx]
-            pixels = pixel_values(processor, batch_items).to(device)
-            labels = {k: v.to(device) for k, v in stage_a_labels(batch_items, grid).items()}
+            idx = batch_indices(cfg.seed, "a", step, cfg.stage_a_batch, len(self.train))
+            batch_items = [self.train[i] for i in idx]
+            pixels = pixel_values(self.processor, batch_items).to(self.device)
+            labels = {k: v.to(self.device) for k, v in stage_a_labels(batch_items, grid).items()}
             for group in opt.param_groups:
                 group["lr"] = group["base_lr"] * lr_factor(step, cfg.stage_a_steps)
             opt.zero_grad(set_to_none=True)
             loss, parts = stage_a_loss(model, heads, pixels, labels)
-            _check_finite(loss.detach(), "loss", "a", step, out)
-            loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_(clip, GRAD_CLIP)
-            _check_finite(norm, "gradient norm", "a", step, out)
-            opt.step()
+            self._step_done("a", step, loss, clip, opt)
             state["loss_a"].append(float(loss.detach()))
             state["stage"], state["step"] = "a", step
             state["wall"]["stage_a"] += time.perf_counter() - t
@@ -450,45 +347,46 @@ def _pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             )
             if step == cfg.stage_a_steps:
                 with torch.no_grad():
-                    state["stage_a_valid"] = stage_a_accuracy(model, heads, processor, valid)
+                    state["stage_a_valid"] = stage_a_accuracy(
+                        model, heads, self.processor, self.valid
+                    )
             if step % cfg.checkpoint_every == 0 or step == cfg.stage_a_steps:
-                _save_checkpoint(out, state, model, heads, opt, None)
+                _save_checkpoint(self.out, state, model, heads, opt, None)
         bar.close()
-        del heads, opt
 
-    # ------------------------------------------------------------------ stage B
-    best = None
-    b_start = 0
-    if state["stage"] == "b":
-        b_start = state["step"]
-        best = ckpt["best"] if ckpt is not None else None
-    if b_start < cfg.stage_b_steps:
+    def stage_b(self) -> dict | None:
+        """Projector and tower on captioned answers, the LM frozen; returns the vision weights
+        best on validation (None when no evaluation ran)."""
+        cfg, state, model = self.cfg, self.state, self.model
+        best = None
+        b_start = 0
+        if state["stage"] == "b":
+            b_start = state["step"]
+            best = self.ckpt["best"] if self.ckpt is not None else None
+        if b_start >= cfg.stage_b_steps:
+            return best
         opt = stage_b_optimizer(model, cfg.lr_projector, cfg.lr_vision)
-        if ckpt is not None and ckpt["state"]["stage"] == "b" and b_start > 0:
-            opt.load_state_dict(ckpt["optimizer"])
+        if self._resumes("b", b_start):
+            opt.load_state_dict(self.ckpt["optimizer"])
         clip = [p for p in model.parameters() if p.requires_grad]
         bar = _progress(cfg, cfg.stage_b_steps, b_start, "stage B: projector + tower, LM frozen")
         for step in range(b_start + 1, cfg.stage_b_steps + 1):
             t = time.perf_counter()
-            idx = batch_indices(cfg.seed, "b", step, cfg.stage_b_batch, len(train))
-            batch = make_lm_batch(processor, [train[i] for i in idx])
-            batch = {k: v.to(device) for k, v in batch.items()}
+            idx = batch_indices(cfg.seed, "b", step, cfg.stage_b_batch, len(self.train))
+            batch = make_lm_batch(self.processor, [self.train[i] for i in idx])
+            batch = {k: v.to(self.device) for k, v in batch.items()}
             for group in opt.param_groups:
                 group["lr"] = group["base_lr"] * lr_factor(step, cfg.stage_b_steps)
             opt.zero_grad(set_to_none=True)
             loss = stage_b_loss(model, batch)
-            _check_finite(loss.detach(), "loss", "b", step, out)
-            loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_(clip, GRAD_CLIP)
-            _check_finite(norm, "gradient norm", "b", step, out)
-            opt.step()
+            self._step_done("b", step, loss, clip, opt)
             state["loss_b"].append(float(loss.detach()))
             state["stage"], state["step"] = "b", step
             state["wall"]["stage_b"] += time.perf_counter() - t
             bar.update(1)
             bar.set_postfix(loss=f"{state['loss_b'][-1]:.3f}")
             if step % cfg.eval_every == 0 or step == cfg.stage_b_steps:
-                result = {"step": step, **timed_eval()}
+                result = {"step": step, **self.timed_eval()}
                 state["evals"].append(result)
                 bar.write(
                     f"stage B step {step}: valid exact match {result['overall']:.3f} "
@@ -498,23 +396,35 @@ def _pretrain(cfg: PretrainConfig) -> dict[str, Any]:
                     state["best"] = {"step": step, "overall": result["overall"]}
                     best = {k: v.clone() for k, v in vision_state(model).items()}  # no views
             if step % cfg.checkpoint_every == 0 or step == cfg.stage_b_steps:
-                _save_checkpoint(out, state, model, None, opt, best)
+                _save_checkpoint(self.out, state, model, None, opt, best)
         bar.close()
-        del opt
+        return best
 
-    # ------------------------------------------------------------------ outputs
-    if best is not None:
-        load_vision_weights(model, best)
-    if lm_digest(model) != lm_before:
-        raise T2BenchError("the language model's weights changed during pre-training (a bug)")
-    summary = _summary(cfg, state, lm_id, lm_before, time.perf_counter() - t_start)
-    vision_path = out / VISION_FILE
-    if vision_path.exists():  # written by an earlier session killed before summary.json
-        vision_path.unlink()
-    save_vision_weights(model, cfg.vision, vision_path, _header_info(summary))
-    folder.write_summary(summary)
-    folder.remove_checkpoints()
-    return summary
+    def finish(self, best: dict | None) -> dict[str, Any]:
+        """Write the selected vision weights and the summary; drop the checkpoints."""
+        if best is not None:
+            load_vision_weights(self.model, best)
+        if lm_digest(self.model) != self.lm_before:
+            raise T2BenchError("the language model's weights changed during pre-training (a bug)")
+        summary = _summary(
+            self.cfg, self.state, self.lm_id, self.lm_before, time.perf_counter() - self.t_start
+        )
+        vision_path = self.out / VISION_FILE
+        if vision_path.exists():  # written by an earlier session killed before summary.json
+            vision_path.unlink()
+        save_vision_weights(self.model, self.cfg.vision, vision_path, _header_info(summary))
+        self.folder.write_summary(summary)
+        self.folder.remove_checkpoints()
+        return summary
+
+
+def _pretrain(cfg: PretrainConfig) -> dict[str, Any]:
+    session = _Session(cfg)
+    if session.state["before"] is None:
+        session.state["before"] = session.timed_eval()
+    session.stage_a()
+    best = session.stage_b()
+    return session.finish(best)
 
 
 def _summary(cfg, state, lm_id: str, lm_sha: str, session_s: float) -> dict[str, Any]:

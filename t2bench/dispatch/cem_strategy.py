@@ -1,4 +1,5 @@
-"""Few-shot adaptation: per task, mix the experts as z' = Σ_k α_k z_k with α found by CEM.
+"""Strategy ``cem`` (few-shot adaptation): per task, mix the experts as z' = Σ_k α_k z_k with α
+found by CEM (:mod:`t2bench.dispatch.cem_optimizer`).
 
 For each task the requests name, ``k`` shot documents are drawn from a split the evaluation
 does not score, the task's own lm-eval pipeline (context, requests, filters, metric) scores
@@ -49,9 +50,9 @@ from t2bench.dispatch.base import (
     options_to_config,
     register_dispatcher,
 )
-from t2bench.dispatch.cem import CEMConfig, CEMResult, cem, normalise_columns
-from t2bench.dispatch.labels import label_experts
-from t2bench.dispatch.prompted import count_forwards
+from t2bench.dispatch.categories import label_experts
+from t2bench.dispatch.cem_optimizer import CEMConfig, CEMResult, cem, normalise_columns
+from t2bench.dispatch.first_pass import count_forwards
 from t2bench.errors import ConfigError
 from t2bench.svf.expert import Expert, check_same_layout, mix
 from t2bench.tasks import tasks_dir
