@@ -36,7 +36,7 @@ def test_a_run_is_killed_at_its_marker_then_run_to_the_end(tmp_path):
         "m.parent.mkdir(parents=True); m.write_text('{}'); time.sleep(120)\n"
     )
     info = eq._run_killed([sys.executable, "-c", script], tmp_path, tmp_path / "log", marker)
-    assert info["killed_after"] == "state.json" and info["seconds"] < 120
+    assert info["killed_after"] == "ckpt" and info["seconds"] < 120
     assert done.read_text() == "resumed"
 
 

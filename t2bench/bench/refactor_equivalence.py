@@ -114,7 +114,7 @@ def _run_killed(cmd: list[str], code_root: Path, log: Path, marker: Path) -> dic
         raise RuntimeError(f"the run ended before {marker} appeared: nothing was killed")
     resume_s = _run(cmd, code_root, log)
     return {
-        "killed_after": marker.name,
+        "killed_after": marker.parent.name,  # the checkpoint folder
         "seconds": round(time.perf_counter() - t0, 1),
         "resume_seconds": resume_s,
     }
