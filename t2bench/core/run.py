@@ -235,8 +235,10 @@ class RunFolder:
         prune_checkpoints(self.checkpoints(), keep)
         return final
 
-    def read_state(self, checkpoint: Path) -> dict:
-        return json.loads((checkpoint / self.STATE).read_text())
+    @classmethod
+    def read_state(cls, checkpoint: Path) -> dict:
+        """The ``state.json`` of a checkpoint folder (what its writer passed as ``state``)."""
+        return json.loads((Path(checkpoint) / cls.STATE).read_text())
 
     def remove_checkpoints(self) -> None:
         """Drop the checkpoints once the run's result and summary are written."""

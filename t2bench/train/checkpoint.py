@@ -121,7 +121,7 @@ def complete_checkpoints(out: Path) -> list[Path]:
 def load_checkpoint(path: Path) -> Checkpoint:
     """Read one checkpoint folder; a damaged one raises ConfigError naming the file."""
     try:
-        payload = json.loads((path / run.RunFolder.STATE).read_text())
+        payload = run.RunFolder.read_state(path)
         trainable = load_file(str(path / "trainable.safetensors"))
         opt_tensors = load_file(str(path / "optimizer.safetensors"))
         opt_meta = json.loads((path / "optimizer.json").read_text())

@@ -156,7 +156,7 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
     from safetensors.torch import load_file
 
     try:
-        state = json.loads((path / RunFolder.STATE).read_text())
+        state = RunFolder.read_state(path)
         ckpt = {"path": path, "state": state}
         for name in ("vision", "heads", "optimizer", "best"):
             f = path / f"{name}.safetensors"
