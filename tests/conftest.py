@@ -19,6 +19,30 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def code_runner_for_tests() -> str:
+    """The code runner for tests of code execution that run benign programs: ``bwrap`` where
+    bubblewrap works here, else ``unisolated``, chosen explicitly (the programs are the tests'
+    own). Hostile programs run only under ``bwrap`` (tests/test_sandbox.py skips without it)."""
+    from t2bench.tasks import sandbox
+
+    try:
+        return sandbox.check_runner(sandbox.BWRAP)
+    except sandbox.SandboxUnavailable:
+        return sandbox.UNISOLATED
+
+
+@pytest.fixture
+def code_ok(monkeypatch) -> str:
+    """Code execution opted in (``HF_ALLOW_CODE_EVAL=1``) with :func:`code_runner_for_tests`
+    chosen through ``T2BENCH_CODE_RUNNER``; returns the runner."""
+    from t2bench.tasks.code_exec import ENV_FLAG, RUNNER_ENV
+
+    runner = code_runner_for_tests()
+    monkeypatch.setenv(ENV_FLAG, "1")
+    monkeypatch.setenv(RUNNER_ENV, runner)
+    return runner
+
+
 def tiny_llama(seed: int = 0, layers: int = 4):
     from transformers import LlamaConfig, LlamaForCausalLM
 

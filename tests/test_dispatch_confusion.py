@@ -271,11 +271,13 @@ def test_task_prompts_are_lm_eval_contexts_of_held_out_docs():
     from t2bench.tasks.code_exec import ENV_FLAG
     from t2bench.tasks.gsm8k import load_gsm8k
     from t2bench.tasks.mbpp import load_mbpp
+    from t2bench.tasks.sandbox import RUNNER_ENV
 
-    flag = os.environ.get(ENV_FLAG)
+    flag, runner = os.environ.get(ENV_FLAG), os.environ.get(RUNNER_ENV)
     n = 4
     items = ri.task_prompts(n_per_task=n, seed=1)
     assert os.environ.get(ENV_FLAG) == flag  # the opt-in was only lent for loading
+    assert os.environ.get(RUNNER_ENV) == runner
     for task in ri.DEFAULT_TASKS:
         mine = [it for it in items if it.task == task or it.task.startswith(task + "_")]
         assert len(mine) == n and len({(it.task, it.doc_id) for it in mine}) == n

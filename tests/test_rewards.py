@@ -30,11 +30,6 @@ def splits() -> dict[str, Splits]:
     return {task: load_splits(task) for task in ("math", "reasoning", "code", "classifier")}
 
 
-@pytest.fixture
-def code_ok(monkeypatch):
-    monkeypatch.setenv(ENV_FLAG, "1")
-
-
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -188,7 +183,7 @@ def test_unknown_task_lists_the_valid_ones():
             call()
 
 
-def test_code_rewards_need_the_opt_in(monkeypatch):
+def test_code_rewards_need_the_opt_in(code_ok, monkeypatch):
     monkeypatch.delenv(ENV_FLAG, raising=False)
     item = TrainItem("c", "code", "p", "f", "", tests=("assert f() == 1",))
     with pytest.raises(CodeExecutionNotAllowed):
@@ -198,3 +193,22 @@ def test_code_rewards_need_the_opt_in(monkeypatch):
     assert check_task("math") == "math"
     monkeypatch.setenv(ENV_FLAG, "1")
     assert check_task("code") == "code"
+    assert rewards.code_runner("code") == code_ok and rewards.code_runner("math") is None
+
+
+def test_code_rewards_refuse_without_a_working_sandbox(monkeypatch):
+    """The default runner is bwrap; where it cannot run, code rewards refuse before training
+    starts instead of running the model's programs unisolated."""
+    from t2bench.tasks import sandbox
+
+    monkeypatch.setenv(ENV_FLAG, "1")
+    monkeypatch.delenv(sandbox.RUNNER_ENV, raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    sandbox.clear_probe_cache()
+    try:
+        with pytest.raises(sandbox.SandboxUnavailable, match="apt-get install bubblewrap") as err:
+            check_task("code")
+        assert f"{sandbox.RUNNER_ENV}=unisolated" in str(err.value)
+        assert "not on PATH" in str(err.value)
+    finally:
+        sandbox.clear_probe_cache()

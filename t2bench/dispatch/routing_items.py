@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 from t2bench.errors import ConfigError
 from t2bench.tasks import tasks_dir
 from t2bench.tasks.code_exec import ENV_FLAG
+from t2bench.tasks.sandbox import RUNNER_ENV, UNISOLATED
 
 TRUE_LABEL: dict[str, str] = {
     "gsm8k": "math",
@@ -55,21 +56,25 @@ class PromptItem(NamedTuple):
 
 @contextlib.contextmanager
 def _code_dataset_opt_in() -> Iterator[None]:
-    """Let humaneval/mbpp load their docs: their loaders demand the code-execution opt-in.
+    """Let humaneval/mbpp load their docs: their loaders demand the code-execution opt-in and
+    a working sandbox (so that an evaluation fails before generation, not after).
 
-    Nothing is executed here, only prompts are built, so the flag is set just while the
-    tasks load and restored afterwards.
+    Nothing is executed here, only prompts are built, so the opt-in is set just while the
+    tasks load, with the runner named as ``unisolated`` so that loading does not need
+    bubblewrap, and both are restored afterwards.
     """
 
-    old = os.environ.get(ENV_FLAG)
-    os.environ[ENV_FLAG] = "1"
+    lent = {ENV_FLAG: "1", RUNNER_ENV: UNISOLATED}
+    old = {name: os.environ.get(name) for name in lent}
+    os.environ.update(lent)
     try:
         yield
     finally:
-        if old is None:
-            os.environ.pop(ENV_FLAG, None)
-        else:
-            os.environ[ENV_FLAG] = old
+        for name, value in old.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _eligible(task_name: str, doc: Mapping[str, Any]) -> bool:

@@ -11,8 +11,9 @@ by chance-level output such as a random letter.
 * ``classifier``: the last ``\\boxed{...}`` if it holds a label, else the one label word in
   the text (none or several -> wrong).
 * ``code``: the first fenced block is run with the item's setup code and assert lines in
-  the sandbox of :mod:`t2bench.tasks.code_exec` (opt-in ``HF_ALLOW_CODE_EVAL=1``); it is
-  correct when every assert passes within 10 s. The setup code goes *after* the candidate,
+  the sandbox of :mod:`t2bench.tasks.code_exec` (opt-in ``HF_ALLOW_CODE_EVAL=1``; runner
+  ``bwrap`` unless ``T2BENCH_CODE_RUNNER=unisolated``, recorded as ``code_runner`` in the
+  run's provenance); it is correct when every assert passes within 10 s. The setup code goes *after* the candidate,
   not before it: the one MBPP item with setup code (367) builds trees from the ``Node``
   class that the solution defines.
 """
@@ -34,6 +35,7 @@ __all__ = [
     "REWARD_TASKS",
     "RewardSpec",
     "check_task",
+    "code_runner",
     "extract_code",
     "extract_label",
     "extract_letter",
@@ -73,6 +75,12 @@ def check_task(task: str) -> str:
     if task == "code":
         code_exec.require_opt_in()
     return task
+
+
+def code_runner(task: str) -> str | None:
+    """The runner that code rewards run programs under (``bwrap`` or ``unisolated``, see
+    :mod:`t2bench.tasks.sandbox`), for run records; ``None`` for tasks that run no code."""
+    return code_exec.code_runner() if task == "code" else None
 
 
 def canonical_number(text: str) -> str | None:
