@@ -31,8 +31,11 @@ def run(args: list[str]) -> None:
     out = _option(argv, "--output_path")
     if out:
         from t2bench.core.provenance import write_lm_eval_provenance
+        from t2bench.tasks.code_exec import runners_used
 
-        for path in write_lm_eval_provenance(Path(out)):
+        # humaneval/mbpp: which runner executed the model's programs (bwrap or unisolated)
+        extra = {"code_runners": runners_used()} if runners_used() else None
+        for path in write_lm_eval_provenance(Path(out), extra):
             print(f"provenance: {path}")
 
 

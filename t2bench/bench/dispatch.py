@@ -38,6 +38,7 @@ from t2bench.core.provenance import git_commit, items_sha256, provenance
 from t2bench.core.tables import markdown_rows, power_line
 from t2bench.dispatch.categories import EXPERT_LABELS
 from t2bench.tasks import tasks_dir
+from t2bench.tasks.code_exec import runners_used
 
 METRICS = {
     "arc": "acc",
@@ -129,6 +130,8 @@ def run_lm_eval(
             for k in ("random_seed", "numpy_seed", "torch_seed", "fewshot_seed")
         },
         "wall_seconds": round(wall, 2),
+        # humaneval/mbpp: the runners that executed the model's programs so far in this process
+        **({"code_runners": runners_used()} if runners_used() else {}),
     }
 
 
@@ -142,6 +145,7 @@ def run_provenance(r: dict) -> dict:
         "docs_sha256": items_sha256(docs),
         "seeds": r.get("seeds"),
         "weights_sha256": (r.get("t2") or {}).get("weights_sha256"),
+        **({"code_runners": r["code_runners"]} if r.get("code_runners") else {}),
     }
 
 

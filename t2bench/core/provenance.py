@@ -97,13 +97,16 @@ def lm_eval_provenance(results_file: Path) -> dict:
     }
 
 
-def write_lm_eval_provenance(output_path: Path) -> list[Path]:
-    """A ``provenance_*.json`` beside every lm-eval ``results_*.json`` under ``output_path`` that has none."""
+def write_lm_eval_provenance(output_path: Path, extra: dict | None = None) -> list[Path]:
+    """A ``provenance_*.json`` beside every lm-eval ``results_*.json`` under ``output_path`` that
+    has none, with the fields of ``extra`` added (what lm-eval does not record, such as the
+    runner that executed model-written code)."""
     written = []
     for results in sorted(Path(output_path).rglob("results_*.json")):
         side = results.with_name("provenance_" + results.name[len("results_") :])
         if not side.exists():
-            side.write_text(json.dumps(lm_eval_provenance(results), indent=2, default=str) + "\n")
+            record = lm_eval_provenance(results) | (extra or {})
+            side.write_text(json.dumps(record, indent=2, default=str) + "\n")
             written.append(side)
     return written
 

@@ -263,6 +263,7 @@ def compare(
             items_sha256=items_sha256(uids),
             seed=seed,
             wall_seconds=round(sum(seconds.values()), 1),
+            **({"code_runner": rw.code_runner(task)} if task == "code" else {}),
         ),
     }
     if out is not None:

@@ -208,6 +208,8 @@ class _Run:
             },
             computed_in=self.computed_in,
         )
+        if cfg.task == "code":  # which runner isolated the model's programs (bwrap/unisolated)
+            self.run_facts["code_runner"] = rw.code_runner(cfg.task)
 
     @property
     def policy(self):
