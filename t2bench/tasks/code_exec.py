@@ -90,6 +90,8 @@ __all__ = [
 
 ENV_FLAG = "HF_ALLOW_CODE_EVAL"
 _STDOUT, _STDERR = ".stdout", ".stderr"
+#: How long a killed sandbox may take to tear down before its process group is killed too.
+_TEARDOWN_S = 30.0
 #: The first line of every bootstrap: tests and the escape bench find leftover sandbox
 #: processes by it on command lines.
 BOOTSTRAP_SIGNATURE = "# t2bench code sandbox bootstrap"
@@ -297,20 +299,28 @@ def _sandbox_init_pidfd(info_r: int, timeout_s: float) -> int | None:
 
 
 def _wait(proc: subprocess.Popen, timeout_s: float, pidfd: int | None) -> int | None:
-    """Wait for ``proc``; on timeout kill the sandbox (its PID 1 via ``pidfd``, then the
-    process group) and wait until bubblewrap has reaped it, which the kernel allows only
-    once every process of the namespace is gone. ``None`` when it timed out."""
+    """Wait for ``proc``; ``None`` when it timed out and was killed.
+
+    Under bubblewrap (``pidfd`` of the sandbox's PID 1 given) the kill goes to that PID 1:
+    the kernel then kills every process of its namespace and lets PID 1 finish exiting only
+    once they are all gone, and only then can the outer bubblewrap (``proc``) reap it and
+    exit. Waiting for ``proc`` therefore means that nothing of the sandbox runs any more.
+    (Killing the outer bubblewrap first would return at once while the namespace is still
+    being torn down.) Its process group is killed only if that wait itself times out."""
     try:
         return proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        if pidfd is not None:
-            try:
-                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-            except OSError:
-                pass
-        _kill_group(proc.pid)
-        proc.wait()
-        return None
+        pass
+    if pidfd is not None:
+        try:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            proc.wait(timeout=_TEARDOWN_S)
+            return None
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    _kill_group(proc.pid)
+    proc.wait()
+    return None
 
 
 def run_program(

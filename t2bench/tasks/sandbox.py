@@ -162,6 +162,7 @@ def plan_bwrap(
             argv += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             argv += ["--ro-bind", path, path]
+    argv += ["--perms", "0755", "--dir", "/etc"]  # else a 0700 root folder (see below)
     for path in ETC_PATHS:
         argv += ["--ro-bind-try", path, path]
     made: set[str] = set()
@@ -215,7 +216,8 @@ def _bwrap_problem(bwrap: str | None, root: bool) -> str | None:
         return f"running {bwrap} failed ({exc})"
     if done.returncode != 0 or not done.stdout.startswith("ok"):
         detail = (done.stderr or done.stdout).strip().splitlines()
-        return f"{bwrap} exited with {done.returncode}: {detail[-1] if detail else 'no output'}"
+        last = detail[-1].rstrip(".") if detail else "no output"
+        return f"{bwrap} exited with {done.returncode}: {last}"
     if plan.uid is not None and done.stdout.split()[1:] != [str(plan.uid)]:
         return f"the program inside {bwrap} did not run as uid {plan.uid}: {done.stdout.strip()}"
     return None
