@@ -44,7 +44,33 @@ def install_torch(session: nox.Session) -> None:
         session.install(TORCH, "--index-url", "https://download.pytorch.org/whl/cpu")
 
 
+def install_bwrap(session: nox.Session) -> None:
+    """bubblewrap, which isolates model-written programs (t2bench/tasks/sandbox.py): installed
+    with apt-get when missing and this runs as root on a machine with apt; otherwise a note
+    says how. Never fails the set-up: without it, code execution refuses to run (the sandbox
+    tests skip) unless T2BENCH_CODE_RUNNER=unisolated is set."""
+    if shutil.which("bwrap"):
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        for steps in ([["install"]], [["update"], ["install"]]):  # package lists may be empty
+            try:
+                for step in steps:
+                    extra = ["-y", "-q", "bubblewrap"] if step == ["install"] else ["-q"]
+                    session.run("apt-get", *step, *extra, external=True, env=env, silent=True)
+                return
+            except nox.command.CommandFailed:
+                continue
+    session.warn(
+        "bubblewrap (bwrap) is not installed and could not be installed here: install it "
+        "(Debian/Ubuntu: `sudo apt-get install bubblewrap`; Fedora: `sudo dnf install "
+        "bubblewrap`). Without it, humaneval/mbpp and code rewards refuse to run model-written "
+        "code unless T2BENCH_CODE_RUNNER=unisolated (no OS isolation) is set."
+    )
+
+
 def install(session: nox.Session, extras: str = "eval,dev") -> None:
+    install_bwrap(session)
     install_torch(session)
     session.install("-e", f".[{extras}]")
 
@@ -167,10 +193,12 @@ def seal(session: nox.Session) -> None:
 
 @nox.session(**VENV)
 def bench(session: nox.Session) -> None:
-    """Benchmarks on the embedded model; each writes a new JSON record under results/bench/."""
+    """Benchmarks on the embedded model, and the hostile programs against the code runners;
+    each writes a new JSON record under results/bench/."""
     install(session)
     session.run("python", "-m", "t2bench.bench.svf", env=OFFLINE_ENV)
     session.run("python", "-m", "t2bench.bench.backend", *session.posargs, env=OFFLINE_ENV)
+    session.run("python", "-m", "t2bench.bench.sandbox_escapes", env=OFFLINE_ENV)
 
 
 #: held-out test items per task (n >= 1000 where the test split has them: ARC-Easy test, the
