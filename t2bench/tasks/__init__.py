@@ -12,7 +12,8 @@ the modules here:
 ``math_answer``   Minerva answer extraction, normalisation and equivalence
 ``humaneval``     HumanEval (164 problems)
 ``mbpp``          MBPP test (500) and the three upstream prompt examples
-``code_exec``     subprocess sandbox and pass@k for the two code tasks (explicit opt-in)
+``code_exec``     run model-written programs and pass@k for the two code tasks (explicit opt-in)
+``sandbox``       the runners for those programs: bubblewrap (default) or unisolated
 ``splits``        training pools disjoint from the evaluation test sets
 ``textimages``    the generated text-in-image VQA data (``t2vqa_text``)
 ``vqa_metric``    the VQA accuracy metric and answer normalisation
