@@ -45,6 +45,11 @@ def test_lm_eval_sidecar(tmp_path):
     )
     assert got["data_split"]["gsm8k"]["test_split"] == "test" and got["t2"] == {"groups": 1}
     assert write_lm_eval_provenance(tmp_path / "run") == []  # an existing sidecar is kept
+    assert "code_runners" not in got
+    # what lm-eval does not record (t2bench eval adds the runners that executed code)
+    (run / "results_2027.json").write_text(json.dumps(results))
+    [side] = write_lm_eval_provenance(tmp_path / "run", {"code_runners": ["bwrap"]})
+    assert json.loads(side.read_text())["code_runners"] == ["bwrap"]
 
 
 def test_items_sha256_names_the_items_and_their_order():

@@ -403,3 +403,16 @@ def test_eval_at_start_logs_the_base_once_and_is_never_selected(llama_dir, data,
     assert first["step"] == 0 and first["base"] is True and first["valid_n"] == 4
     assert has_start_record(fresh / "log.jsonl")
     assert not has_start_record(tmp_path / "none.jsonl")
+
+
+def test_code_run_records_the_code_runner(llama_dir, tmp_path, code_ok):
+    """A code-reward run names the runner that executed the model's programs."""
+    path = tmp_path / "code.jsonl"
+    with open(path, "w") as fh:
+        for i in range(4):
+            item = {"prompt": f"w{i} w{i + 1}", "target": "f", "tests": ["assert f() == 1"]}
+            fh.write(json.dumps(item | {"reference": "def f():\n    return 1"}) + "\n")
+    cfg = _cfg(llama_dir, path, tmp_path / "run", task="code", steps=1, global_batch=2, eval_size=2)
+    train(cfg)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["provenance"]["code_runner"] == code_ok
