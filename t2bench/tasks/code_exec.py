@@ -332,26 +332,53 @@ def _wait(proc: subprocess.Popen, timeout_s: float, pidfd: int | None) -> int | 
 def run_program(
     program: str, limits: Limits | None = None, runner: str | None = None
 ) -> ExecResult:
-    """Run ``program`` in a fresh ``python -I`` process under ``runner`` (see the module
+    """Run ``program`` in a fresh ``python -I -S`` process under ``runner`` (see the module
     docstring)."""
     runner = require_opt_in(runner)
     limits = limits or Limits()
     token = secrets.token_hex(16)
-    isolated = runner == sandbox.BWRAP
-    plan = None
-    if isolated:
-        info_r, info_w = os.pipe()
-        plan = sandbox.plan_bwrap(
-            sandbox.bwrap_path(), scratch_bytes=limits.scratch_bytes, info_fd=info_w
-        )
-    with tempfile.TemporaryDirectory(prefix="t2bench-exec-", ignore_cleanup_errors=True) as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="t2bench-exec-", ignore_cleanup_errors=True) as tmp,
+        # the token's file has no name (the program cannot plant a link or file there); the
+        # program only gets the descriptor, and only the token proves it ran to its end
+        tempfile.TemporaryFile() as marker,
+    ):
         work = Path(tmp)
         (work / "candidate.py").write_text(program, encoding="utf-8")
         os.chmod(work / "candidate.py", 0o644)  # readable by the sandbox's own uid
-        # the token's file has no name (the program cannot plant a link or file there); the
-        # program only gets the descriptor, and only the token proves it ran to its end
-        marker = tempfile.TemporaryFile()
-        marker_fd = marker.fileno()
+        with open(work / _STDOUT, "w+b") as out, open(work / _STDERR, "w+b") as err:
+            returncode, seconds = _execute(runner, work, limits, token, marker.fileno(), out, err)
+            stdout = _read_head(out, limits.output_chars)
+            stderr = _read_head(err, limits.output_chars)
+        os.lseek(marker.fileno(), 0, os.SEEK_SET)
+        ok = os.read(marker.fileno(), 64).decode("ascii", errors="replace") == token
+    with _used_lock:
+        _used.add(runner)
+    timed_out = returncode is None
+    status = "timeout" if timed_out else ("passed" if returncode == 0 and ok else "failed")
+    return ExecResult(status, returncode, stdout, stderr, seconds, runner)
+
+
+def _execute(
+    runner: str,
+    work: Path,
+    limits: Limits,
+    token: str,
+    marker_fd: int,
+    out: BinaryIO,
+    err: BinaryIO,
+) -> tuple[int | None, float]:
+    """Start the bootstrap on ``work/candidate.py`` under ``runner`` and wait for it (see
+    :func:`_wait`); the exit status (``None``: timed out) and the seconds it took."""
+    isolated = runner == sandbox.BWRAP
+    # bubblewrap reports the sandbox's PID 1 on this pipe (--info-fd)
+    info_r, info_w = os.pipe() if isolated else (None, None)
+    try:
+        plan = None
+        if isolated:
+            plan = sandbox.plan_bwrap(
+                sandbox.bwrap_path(), scratch_bytes=limits.scratch_bytes, info_fd=info_w
+            )
         bootstrap = _BOOTSTRAP.format(
             memory=int(limits.memory_bytes),
             cpu=max(1, math.ceil(limits.timeout_s)) + 1,
@@ -366,49 +393,39 @@ def run_program(
         if plan is not None:
             # the candidate file, read-only, in the sandbox's private working directory
             bind = ["--ro-bind", str(work / "candidate.py"), f"{sandbox.SANDBOX_CWD}/candidate.py"]
-            argv, cwd, pass_fds = [*plan.argv, *bind, *python], tmp, (marker_fd, info_w)
+            argv, pass_fds = [*plan.argv, *bind, *python], (marker_fd, info_w)
             env = _child_env(sandbox.SANDBOX_CWD)
         else:
-            argv, cwd, pass_fds, env = python, tmp, (marker_fd,), _child_env(tmp)
+            argv, pass_fds, env = python, (marker_fd,), _child_env(str(work))
         start = time.monotonic()
+        proc = subprocess.Popen(
+            argv,
+            cwd=work,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            env=env,
+            start_new_session=True,
+            close_fds=True,
+            pass_fds=pass_fds,
+        )
+        pidfd = None
+        if info_r is not None:
+            os.close(info_w)
+            info_w = None
+            pidfd = _sandbox_init_pidfd(info_r, limits.timeout_s)
         try:
-            with open(work / _STDOUT, "w+b") as out, open(work / _STDERR, "w+b") as err:
-                proc = subprocess.Popen(
-                    argv,
-                    cwd=cwd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
-                    env=env,
-                    start_new_session=True,
-                    close_fds=True,
-                    pass_fds=pass_fds,
-                )
-                pidfd = None
-                if isolated:
-                    os.close(info_w)
-                    pidfd = _sandbox_init_pidfd(info_r, limits.timeout_s)
-                try:
-                    left = limits.timeout_s - (time.monotonic() - start)
-                    returncode = _wait(proc, max(left, 0.0), pidfd)
-                finally:
-                    if pidfd is not None:
-                        os.close(pidfd)
-                _kill_group(proc.pid)  # anything the program left running in its group
-                seconds = time.monotonic() - start
-                stdout = _read_head(out, limits.output_chars)
-                stderr = _read_head(err, limits.output_chars)
-            os.lseek(marker_fd, 0, os.SEEK_SET)
-            ok = os.read(marker_fd, 64).decode("ascii", errors="replace") == token
+            left = limits.timeout_s - (time.monotonic() - start)
+            returncode = _wait(proc, max(left, 0.0), pidfd)
         finally:
-            marker.close()
-            if isolated:
-                os.close(info_r)
-    with _used_lock:
-        _used.add(runner)
-    timed_out = returncode is None
-    status = "timeout" if timed_out else ("passed" if returncode == 0 and ok else "failed")
-    return ExecResult(status, returncode, stdout, stderr, seconds, runner)
+            if pidfd is not None:
+                os.close(pidfd)
+        _kill_group(proc.pid)  # anything the program left running in its group
+        return returncode, time.monotonic() - start
+    finally:
+        for fd in (info_r, info_w):
+            if fd is not None:
+                os.close(fd)
 
 
 def estimate_pass_at_k(n: int, correct: int, k: int) -> float:
