@@ -22,7 +22,8 @@ directory on ``sys.path``; ``-S``: the bootstrap puts this interpreter's package
   :class:`~t2bench.tasks.sandbox.SandboxUnavailable` (install it, or opt into ``unisolated``).
   Not guaranteed: the program can read every world-readable file it is shown (``/usr``, the
   Python installation); memory is limited per process (``max_processes`` × ``memory_bytes``
-  in all); all system calls are allowed (no seccomp), so a kernel bug can break out.
+  in all); all system calls are allowed (no seccomp) and, started by root, the program may
+  make user namespaces of its own, so a kernel bug can break out.
 * ``unisolated`` (explicit opt-in only): a plain child process as the same user with the
   same file-system view and network, in a temporary working directory that is deleted
   afterwards and its own process group; the Python-level guards below are all it has. Not a

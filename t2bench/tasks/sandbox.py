@@ -14,6 +14,10 @@ Two runners (:data:`RUNNERS`), chosen by the ``runner`` argument of
   program), so ``RLIMIT_NPROC`` binds (it never binds a process whose real uid is root, even
   one mapped to another uid inside a user namespace); started by another user, bubblewrap
   makes a user namespace and ``RLIMIT_NPROC`` counts the processes of that namespace only.
+  (Only in that second case can bubblewrap forbid further user namespaces: ``--disable-userns``
+  needs a user namespace of the sandbox's own, and as root that would map the program's uid
+  back to root. A program started by root may therefore make user namespaces, as any
+  unprivileged user may; they show it nothing more of the host.)
 * ``unisolated``: the program runs as a plain child process with the Python-level guards of
   the bootstrap only; it must be chosen explicitly. It is no security boundary: it exists for
   machines without bubblewrap and for comparison (``python -m t2bench.bench.sandbox_escapes``).
@@ -41,11 +45,15 @@ __all__ = [
     "BWRAP",
     "RUNNERS",
     "RUNNER_ENV",
+    "SANDBOX_CWD",
     "UNISOLATED",
-    "SandboxUnavailable",
     "BwrapPlan",
+    "SandboxUnavailable",
     "bwrap_path",
     "check_runner",
+    "clear_probe_cache",
+    "drop_privileges_code",
+    "host_paths_visible",
     "plan_bwrap",
     "runner_name",
 ]
@@ -107,7 +115,8 @@ def check_runner(runner: str | None = None) -> str:
             raise SandboxUnavailable(
                 f"model-written code would run, but the bubblewrap sandbox cannot: {problem}. "
                 "Fix: install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`; the nox "
-                "sessions install it when run as root) on a kernel that allows namespaces, or "
+                "sessions install it when run as root) where the kernel, or the container, "
+                "allows namespaces (Docker's default seccomp profile does not), or "
                 f"opt into the runner without OS isolation explicitly with {RUNNER_ENV}="
                 f"{UNISOLATED} (Python-level guards only, not a security boundary)."
             )
@@ -206,7 +215,7 @@ def _bwrap_problem(bwrap: str | None, root: bool) -> str | None:
     code = "import os\n" + drop_privileges_code(plan.uid) + "print('ok', os.getuid())\n"
     try:
         done = subprocess.run(
-            [*plan.argv, sys.executable, "-I", "-c", code],
+            [*plan.argv, sys.executable, "-I", "-S", "-c", code],
             capture_output=True,
             text=True,
             timeout=60,
