@@ -25,7 +25,14 @@ from t2bench.dispatch import (
     make_dispatcher,
 )
 from t2bench.errors import ConfigError, ExpertMismatchError
-from t2bench.svf import SVFPatcher, TargetSpec, check_fits, decompose, load_experts
+from t2bench.svf import (
+    SNAPSHOTS,
+    SVFPatcher,
+    TargetSpec,
+    check_fits,
+    decompose,
+    load_experts,
+)
 from t2bench.svf.expert import check_same_layout
 from t2bench.svf.targets import tower_of_keys
 
@@ -41,6 +48,7 @@ T2_ARGS = {
     "dtype",
     "device",
     "peft",
+    "snapshot",
 }
 
 
@@ -96,6 +104,33 @@ def available_device(device: str | None) -> str | None:
     return device
 
 
+def check_snapshot(snapshot) -> str:
+    """The ``snapshot=`` model_arg, checked before the model is loaded."""
+    value = "device" if snapshot is None or snapshot == "" else str(snapshot).lower()
+    if value not in SNAPSHOTS:
+        raise ConfigError(
+            f"model_arg snapshot={snapshot!r}: use device (a copy of the adapted base weights "
+            "next to them, the default), cpu (the copy in host memory) or disk (no copy: read "
+            "back from the model's safetensors files)"
+        )
+    return value
+
+
+def weights_folder(source: str | None) -> str | None:
+    """The local folder a model's safetensors files are in: ``source`` itself when it is a
+    folder, else a hub id's cached snapshot; None when neither is on this machine."""
+    if source is None:
+        return None
+    if Path(source).is_dir():
+        return str(source)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(source, local_files_only=True, allow_patterns=["*.safetensors"])
+    except Exception:  # not a hub id, or not cached: snapshot=disk then names the problem
+        return None
+
+
 def default_dispatch(dispatch, experts) -> str:
     """The dispatch a user means when ``dispatch=`` is left out.
 
@@ -125,10 +160,25 @@ class ExpertDispatchMixin:
     _lm_base: type
 
     def _setup_experts(
-        self, experts, dispatch, modules, layers, transfer, tower="language", dispatchers=None
+        self,
+        experts,
+        dispatch,
+        modules,
+        layers,
+        transfer,
+        tower="language",
+        dispatchers=None,
+        snapshot="device",
+        source=None,
     ) -> None:
-        """Load and check the experts, decompose the adapted matrices, build the dispatcher."""
+        """Load and check the experts, decompose the adapted matrices, build the dispatcher.
+
+        ``snapshot`` says where the base weights are kept while an expert is applied
+        (:mod:`t2bench.svf.snapshot`); ``source`` is the model folder or hub id the weights
+        were loaded from, read back by ``snapshot=disk``.
+        """
         self.transfer = _as_bool(transfer, "transfer")
+        snapshot = check_snapshot(snapshot)
         # the weights every result of this backend starts from (after merging peft=, before
         # any expert is composed); VLMs also record their vision side on its own
         self.weights_sha256 = {"model": state_sha256(self.model)}
@@ -166,7 +216,12 @@ class ExpertDispatchMixin:
                     f"layers {meta.layers[0]}..{meta.layers[-1]}) does not fit model "
                     f"{self.model_id!r}: {exc} Use an expert trained for this model."
                 ) from None
-            self.patcher = SVFPatcher(self.model, decomposition)
+            self.patcher = SVFPatcher(
+                self.model,
+                decomposition,
+                snapshot=snapshot,
+                weights_folder=weights_folder(source) if snapshot == "disk" else None,
+            )
             for e in loaded:  # fail now, not halfway through an evaluation
                 check_fits(e, decomposition, allow_transfer=self.transfer)
         elif modules or layers:
@@ -277,6 +332,7 @@ class ExpertDispatchMixin:
             "module_set": p.decomposition.spec.modules if p else None,
             "layers": p.decomposition.layers if p else None,
             "weight_fingerprint": p.decomposition.fingerprint if p else None,
+            "snapshot": p.snapshot if p else None,
             "dispatch_counts": dict(self.dispatch_counts),
             "groups": self.groups_run,
             "weight_compositions": p.applies if p else 0,

@@ -13,6 +13,7 @@ from t2bench.backends.adapt import (
     T2_ARGS,
     ExpertDispatchMixin,
     available_device,
+    check_snapshot,
     merge_adapter,
     refuse_peft_with_experts,
     split_expert_paths,
@@ -78,6 +79,7 @@ class T2LM(ExpertDispatchMixin, HFLM):
         peft: str | None = None,
         dtype: str = "auto",
         device: str | None = None,
+        snapshot: str = "device",
         **kwargs,
     ) -> None:
         unknown = sorted(set(kwargs) - hflm_args())
@@ -92,6 +94,7 @@ class T2LM(ExpertDispatchMixin, HFLM):
                 f"{pretrained} is an image-text model: evaluate it with --model t2-vlm "
                 "(same model_args), not --model t2"
             )
+        snapshot = check_snapshot(snapshot)
         lm = load_model(pretrained, dtype=dtype, device=available_device(device))
         refuse_peft_with_experts(peft, experts)
         if peft:
@@ -100,7 +103,15 @@ class T2LM(ExpertDispatchMixin, HFLM):
         super().__init__(pretrained=lm.model, tokenizer=lm.tokenizer, **kwargs)
         self.peft = peft or None
         self.model_id = lm.model_id
-        self._setup_experts(split_expert_paths(experts), dispatch, modules, layers, transfer)
+        self._setup_experts(
+            split_expert_paths(experts),
+            dispatch,
+            modules,
+            layers,
+            transfer,
+            snapshot=snapshot,
+            source=lm.path,
+        )
 
     def loglikelihood(self, requests, disable_tqdm: bool = False):
         return self._dispatched(requests, super().loglikelihood, disable_tqdm=disable_tqdm)

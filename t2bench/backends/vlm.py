@@ -16,6 +16,7 @@ from t2bench.backends.adapt import (
     T2_ARGS,
     ExpertDispatchMixin,
     available_device,
+    check_snapshot,
     merge_adapter,
     refuse_peft_with_experts,
 )
@@ -76,9 +77,10 @@ class T2VLM(ExpertDispatchMixin, HFMultimodalLM):
         peft: str | None = None,
         dtype: str = "auto",
         device: str | None = None,
+        snapshot: str = "device",
         **kwargs,
     ) -> None:
-        from t2bench.vlm.models import load_vlm
+        from t2bench.vlm.models import load_vlm, resolve_vlm
 
         unknown = sorted(set(kwargs) - hflm_args(HFMultimodalLM))
         if unknown:
@@ -86,6 +88,7 @@ class T2VLM(ExpertDispatchMixin, HFMultimodalLM):
                 f"unknown model_args for t2-vlm: {', '.join(unknown)}. Valid: {', '.join(valid_vlm_args())}"
             )
         refuse_peft_with_experts(peft, experts)
+        snapshot = check_snapshot(snapshot)
         model, _, model_id = load_vlm(
             pretrained,
             dtype="float32" if dtype == "auto" else dtype,
@@ -97,7 +100,16 @@ class T2VLM(ExpertDispatchMixin, HFMultimodalLM):
         self.peft = peft or None
         self.model_id = model_id
         self._setup_experts(
-            experts, dispatch, modules, layers, transfer, tower=tower, dispatchers=VLM_DISPATCH
+            experts,
+            dispatch,
+            modules,
+            layers,
+            transfer,
+            tower=tower,
+            dispatchers=VLM_DISPATCH,
+            snapshot=snapshot,
+            # the folder load_vlm read (resolved again only when snapshot=disk reads it back)
+            source=resolve_vlm(pretrained)[1] if snapshot == "disk" else None,
         )
 
     def generate_until(self, requests, disable_tqdm: bool = False):

@@ -17,6 +17,7 @@ from t2bench.svf.expert import (
 )
 from t2bench.svf.files import load_expert, load_experts, save_expert
 from t2bench.svf.patch import SVFPatcher, check_fits, compose
+from t2bench.svf.snapshot import SNAPSHOTS
 from t2bench.svf.targets import (
     MODULE_SETS,
     Target,
@@ -30,6 +31,7 @@ from t2bench.svf.transfer import resample_vector, shuffled_transfer, transfer_ex
 __all__ = [
     "MODULE_SETS",
     "PARAMETERISATIONS",
+    "SNAPSHOTS",
     "Decomposition",
     "Expert",
     "ExpertMeta",

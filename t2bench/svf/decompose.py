@@ -73,6 +73,15 @@ class Decomposition:
     def num_parameters(self) -> int:
         return sum(t.rank for t in self.targets)
 
+    def nbytes(self) -> dict[str, int]:
+        """Bytes of the held U, σ, Vᵀ by device type: with r = min(m, n) and fp32, more than
+        the adapted matrices themselves (m·r + r + r·n against m·n elements)."""
+        out: dict[str, int] = {}
+        for s in self.svd.values():
+            for t in (s.U, s.S, s.Vh):
+                out[t.device.type] = out.get(t.device.type, 0) + t.numel() * t.element_size()
+        return out
+
 
 def default_cache_dir() -> Path:
 

@@ -8,6 +8,7 @@ parameter objects, hooks and optimisers that hold them stay valid.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from torch import nn
 from t2bench.errors import ExpertMismatchError
 from t2bench.svf.decompose import Decomposition, MatrixSVD
 from t2bench.svf.expert import Expert, effective_z
+from t2bench.svf.snapshot import BaseStore, make_store
 
 
 def compose(base: torch.Tensor, svd: MatrixSVD, z: torch.Tensor) -> torch.Tensor:
@@ -75,11 +77,14 @@ def _short(layers: list[int]) -> str:
 class SVFPatcher:
     """Applies experts to one model's decomposed matrices and restores the base weights.
 
-    The base weights are copied once, on the first apply; restore copies them back, so the
-    model is bit-identical afterwards. ``compositions`` counts matrices composed so far.
-    ``sources`` (by key) are the matrices W' is composed from when they are not the live
-    weights themselves, e.g. fp32 copies of a model that computes in bf16: W' is then formed
-    in fp32 and rounded to the weight's dtype once, as it is written.
+    The base weights are kept by a :mod:`~t2bench.svf.snapshot` store: ``snapshot="device"``
+    (the default) copies them next to the weights on the first apply, ``"cpu"`` into host
+    memory, ``"disk"`` keeps no copy and reads them from the safetensors files in
+    ``weights_folder``. Restore writes them back, so the model is bit-identical afterwards
+    with each. ``compositions`` counts matrices composed so far. ``sources`` (by key) are the
+    matrices W' is composed from when they are not the live weights themselves, e.g. fp32
+    copies of a model that computes in bf16: W' is then formed in fp32 and rounded to the
+    weight's dtype once, as it is written.
     """
 
     def __init__(
@@ -87,6 +92,9 @@ class SVFPatcher:
         model: nn.Module,
         decomposition: Decomposition,
         sources: Mapping[str, torch.Tensor] | None = None,
+        *,
+        snapshot: str | BaseStore = "device",
+        weights_folder: str | os.PathLike[str] | None = None,
     ):
         self.model = model
         self.decomposition = decomposition
@@ -95,15 +103,35 @@ class SVFPatcher:
         self._weights: dict[str, nn.Parameter] = {
             t.key: modules[t.module_name].weight for t in decomposition.targets
         }
-        self._base: dict[str, torch.Tensor] = {}
+        self.store = (
+            snapshot
+            if isinstance(snapshot, BaseStore)
+            else make_store(
+                snapshot,
+                folder=weights_folder,
+                names={t.key: t.module_name for t in decomposition.targets},
+                weights=self._weights,
+            )
+        )
+        self._taken = False
         self.active: str | None = None
         self.compositions = 0
         self.applies = 0
         self.compose_seconds = 0.0
 
+    @property
+    def snapshot(self) -> str:
+        """Where the base weights are kept: device, cpu or disk."""
+        return self.store.kind
+
+    def snapshot_bytes(self) -> dict[str, int]:
+        """Bytes the base-weight store holds, by device type (empty before the first apply)."""
+        return self.store.nbytes()
+
     def _snapshot(self) -> None:
-        if not self._base:
-            self._base = {k: w.detach().clone() for k, w in self._weights.items()}
+        if not self._taken:
+            self.store.take(self._weights)
+            self._taken = True
 
     @torch.no_grad()
     def apply(self, expert: Expert, *, allow_transfer: bool = False) -> None:
@@ -117,7 +145,7 @@ class SVFPatcher:
         self._snapshot()
         t0 = time.perf_counter()
         for key, weight in self._weights.items():
-            base = self._base[key]
+            base = self.store.get(key, weight)
             z = zs.get(key)
             if z is None or bool(torch.all(z == 1)):
                 weight.copy_(base)
@@ -137,7 +165,7 @@ class SVFPatcher:
         for key, weight in self._weights.items():
             w = weights.get(key)
             if w is None:
-                weight.copy_(self._base[key])
+                weight.copy_(self.store.get(key, weight))
                 continue
             weight.copy_(w)
             self.compositions += 1
@@ -147,16 +175,16 @@ class SVFPatcher:
     @torch.no_grad()
     def restore(self) -> None:
         """Put the base weights back, bit-exactly."""
-        for key, weight in self._weights.items():
-            if key in self._base:
-                weight.copy_(self._base[key])
+        if self._taken:
+            for key, weight in self._weights.items():
+                weight.copy_(self.store.get(key, weight))
         self.active = None
 
     def is_base(self) -> bool:
         """True when every adapted weight equals the base bit for bit (or nothing was applied)."""
         return (
-            all(torch.equal(w, self._base[k]) for k, w in self._weights.items())
-            if self._base
+            all(torch.equal(w, self.store.get(k, w)) for k, w in self._weights.items())
+            if self._taken
             else True
         )
 
