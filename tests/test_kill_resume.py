@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve()
+#: the checkout under test; the drivers run in it (the performance table reads its results/bench)
 REPO = HERE.parents[1]
 TABLES = ("performance", "seal-forgetting")
 #: keys that hold wall-clock times or where/when a result was written (see the docstring)
@@ -86,7 +87,7 @@ def _drive_ablations(model: str, out: str, resume: str | None) -> None:
     run_all("kill", only="performance,forgetting", out=out, resume=resume, allow_dirty=True)
 
 
-def seal_config(model: str, out: str):
+def _seal_config(model: str, out: str):
     from t2bench.seal.inner import InnerConfig
     from t2bench.seal.restem import SealConfig
 
@@ -119,7 +120,7 @@ def _drive_restem(model: str, out: str) -> None:
         return s if s["reward"] is None else s | {"reward": min(1.0, len(text) / 100)}
 
     restem.score_self_edit = score
-    restem.train_seal(seal_config(model, out))
+    restem.train_seal(_seal_config(model, out))
 
 
 def _die() -> None:
@@ -209,7 +210,11 @@ def _run(args: list[str], log: Path) -> None:
     """One whole run of the driver; its output goes to ``log`` (shown if it fails)."""
     with open(log, "ab") as fh:
         rc = subprocess.run(
-            [sys.executable, str(HERE), *args], env=_env(), stdout=fh, stderr=subprocess.STDOUT
+            [sys.executable, str(HERE), *args],
+            env=_env(),
+            cwd=REPO,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
         ).returncode
     assert rc == 0, f"driver {args[0]} failed (rc {rc}):\n{log.read_text()[-4000:]}"
 
@@ -222,7 +227,11 @@ def _run_and_kill(args: list[str], events, seed: int, most: int, log: Path) -> i
     after, delay = rng.randint(1, most), rng.uniform(0.0, 0.3)
     with open(log, "ab") as fh:
         proc = subprocess.Popen(
-            [sys.executable, str(HERE), *args], env=_env(), stdout=fh, stderr=subprocess.STDOUT
+            [sys.executable, str(HERE), *args],
+            env=_env(),
+            cwd=REPO,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
         )
         # a safety net against a hung run, not a claim about speed
         deadline = time.monotonic() + 600
@@ -253,6 +262,7 @@ def _run_killed_at(point: str, args: list[str], log: Path) -> None:
         rc = subprocess.run(
             [sys.executable, str(HERE), "--kill-at", point, *args],
             env=_env(),
+            cwd=REPO,
             stdout=fh,
             stderr=subprocess.STDOUT,
         ).returncode
