@@ -100,6 +100,34 @@ def test_memo_is_written_as_it_goes_and_read_back_on_resume(tmp_path):
         AblationContext(CPU, tmp_path / "run")  # a new run never reuses a folder
 
 
+def test_memo_drops_a_record_cut_by_a_kill_and_computes_it_again(tmp_path):
+    ctx = AblationContext(CPU, tmp_path / "run")
+    ctx.remember("a", lambda: {"scores": [1]})
+    ctx.remember("b", lambda: {"scores": [0]})
+    data = ctx.memo_path.read_bytes()
+    ctx.memo_path.write_bytes(data[:-10])  # killed while "b" was being written
+    again = AblationContext(CPU, tmp_path / "run", resume=True)
+    assert list(again.memo) == ["a"]
+    assert again.remember("b", lambda: {"scores": [0, 1]})["scores"] == [0, 1]
+    keys = [json.loads(x)["key"] for x in again.memo_path.read_text().splitlines()]
+    assert keys == ["a", "b"]
+
+
+def test_resume_keeps_a_whole_table_and_drops_one_without_its_json(tmp_path):
+    from t2bench.ablations import published
+    from t2bench.core.stats import power_record
+
+    t = Table("t", "Title", ["a"], [{"a": 1}], power=[power_record("task", 50, 0.5)])
+    t.write(tmp_path, {"commit": "x", "wall_seconds": 1.5})
+    status, section = published(tmp_path, "t")
+    assert status["ok"] and status["seconds"] == 1.5 and section == t.markdown()
+    assert status["files"] == ["t.md", "t.csv", "t.json"]
+    (tmp_path / "t.json").unlink()  # killed before the JSON, which is written last
+    assert published(tmp_path, "t") is None
+    assert not any(tmp_path.iterdir())  # its Markdown and CSV are gone: it is written again
+    t.write(tmp_path, {"commit": "x"})
+
+
 def _fake_run(root, name, ok=True, modules=7):
     folder = root / name
     folder.mkdir(parents=True)

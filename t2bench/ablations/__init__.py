@@ -62,7 +62,10 @@ def run_all(
     """Run the selected ablations; return the run folder. Raises at the end if any failed.
 
     A checkout with uncommitted changes is refused before anything runs (its tables could not
-    be traced to a commit) unless ``allow_dirty``; the tables then record that they were."""
+    be traced to a commit) unless ``allow_dirty``; the tables then record that they were.
+
+    ``resume``: an interrupted run's folder. Its memo is reused, tables it holds whole are
+    kept as written, and the rest are computed and written as in an uninterrupted run."""
 
     check_clean_checkout(allow_dirty)
     prof = get_profile(profile)
@@ -82,6 +85,12 @@ def run_all(
     sections: list[str] = []
     for name in modules:
         mod = importlib.import_module(f"t2bench.ablations.{name}")
+        if resume and (kept := published(folder, mod.NAME)):
+            # written whole before the interruption: a table is never rewritten
+            status[mod.NAME], section = kept
+            sections.append(section)
+            print(f"[{mod.NAME}] kept: written before the interruption", flush=True)
+            continue
         t0 = time.perf_counter()
         print(f"[{mod.NAME}] start ({ctx.elapsed():.0f} s into the run)", flush=True)
         try:
@@ -127,6 +136,25 @@ def run_all(
     if failed:
         raise RuntimeError(f"ablations failed: {', '.join(failed)} (see {folder / 'run.json'})")
     return folder
+
+
+def published(folder: Path, name: str) -> tuple[dict, str] | None:
+    """The status and Markdown of table ``name`` if ``folder`` holds it whole (its JSON, which
+    :meth:`Table.write` writes last, exists); None otherwise, after removing the Markdown and
+    CSV a kill left without their JSON, so that the resumed run writes the table again."""
+    payload = folder / f"{name}.json"
+    if not payload.is_file():
+        for suffix in (".md", ".csv"):
+            (folder / f"{name}{suffix}").unlink(missing_ok=True)
+        return None
+    table = json.loads(payload.read_text())
+    status = {
+        "ok": True,
+        "seconds": table["provenance"].get("wall_seconds"),
+        "files": [f"{name}.{x}" for x in ("md", "csv", "json")] + table["plots"],
+        "kept_from_interrupted_run": True,
+    }
+    return status, (folder / f"{name}.md").read_text()
 
 
 def run_readme(folder: Path, summary: dict, sections: list[str]) -> str:

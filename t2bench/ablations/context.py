@@ -8,7 +8,6 @@ on an interrupted run reads it back instead of recomputing.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict
@@ -17,6 +16,7 @@ from typing import Any
 
 from t2bench.ablations.profile import AblationProfile
 from t2bench.core.provenance import git_commit, provenance
+from t2bench.core.run import JsonlLog
 from t2bench.data.splits import load_splits
 from t2bench.generation import DEFAULT_NEW_TOKENS
 from t2bench.svf import TargetSpec, decompose, load_experts
@@ -31,12 +31,12 @@ class AblationContext:
         fresh = self.folder.is_dir() and not any(self.folder.iterdir())
         self.folder.mkdir(parents=True, exist_ok=resume or fresh)
         self.memo_path = self.folder / "evaluations.jsonl"
+        # each record is flushed to disk as it is appended; a last line cut by a kill is
+        # dropped (and its evaluation redone) when a resumed run reads the memo back
+        self._memo_log = JsonlLog(self.memo_path)
         self.memo: dict[str, dict] = {}
-        if resume and self.memo_path.exists():
-            for line in self.memo_path.read_text().splitlines():
-                if line.strip():
-                    rec = json.loads(line)
-                    self.memo[rec["key"]] = rec
+        if resume:
+            self.memo = {rec["key"]: rec for rec in self._memo_log.records()}
         self.started = time.perf_counter()
         # the code that runs is the code at the start: later commits or edits in the checkout
         # (made while a long run goes on) must not be credited with its numbers
@@ -55,8 +55,7 @@ class AblationContext:
         rec["key"] = key
         rec.setdefault("seconds", round(time.perf_counter() - t0, 2))
         self.memo[key] = rec
-        with open(self.memo_path, "a") as fh:
-            fh.write(json.dumps(rec, default=str) + "\n")
+        self._memo_log.append(rec, default=str)
         return rec
 
     # ------------------------------------------------------------------ evaluations

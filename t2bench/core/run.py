@@ -82,10 +82,11 @@ class JsonlLog:
         self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         return kept
 
-    def append(self, record: dict) -> None:
+    def append(self, record: dict, *, default: Callable | None = None) -> None:
+        """Append ``record`` (``default`` as for :func:`json.dumps`) and flush it to disk."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as fh:
-            fh.write(json.dumps(record) + "\n")
+            fh.write(json.dumps(record, default=default) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
 

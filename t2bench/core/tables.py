@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from t2bench.core.io import write_atomic
 from t2bench.errors import T2BenchError
 
 
@@ -249,12 +250,14 @@ class Table:
             ".csv": self.csv(),
             ".json": json.dumps(payload, indent=2, default=str) + "\n",
         }
-        paths = []
-        for suffix, text in texts.items():
-            path = folder / f"{self.name}{suffix}"
-            with open(path, "x") as fh:  # "x": never overwrite a published table
-                fh.write(text)
-            paths.append(path)
+        paths = [folder / f"{self.name}{suffix}" for suffix in texts]
+        taken = [p.name for p in paths if p.exists()]
+        if taken:  # never overwrite a published table
+            raise FileExistsError(f"{folder} already holds {', '.join(taken)}")
+        # each file whole (written aside, then renamed), the JSON last: a kill leaves no cut
+        # file, and a table whose JSON exists is complete (a resumed ablation run keeps it)
+        for path, text in zip(paths, texts.values(), strict=True):
+            write_atomic(path, text)
         return paths
 
 

@@ -202,7 +202,9 @@ def train_seal(cfg: SealConfig) -> dict:
     rounds = []
     for r in range(1, cfg.rounds + 1):
         folder = round_adapter(out, r)
-        if (folder / "adapter_config.json").is_file():
+        # round.json, written after the adapter, marks a finished round; an adapter without it
+        # (a kill between the two writes) is trained again: same pairs, same seed, same adapter
+        if (folder.parent / "round.json").is_file():
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload().eval()
