@@ -17,6 +17,7 @@ from typing import Any
 
 from t2bench.ablations.profile import AblationProfile
 from t2bench.core.provenance import git_commit, provenance
+from t2bench.core.run import JsonlLog
 from t2bench.data.splits import load_splits
 from t2bench.generation import DEFAULT_NEW_TOKENS
 from t2bench.svf import TargetSpec, decompose, load_experts
@@ -32,11 +33,9 @@ class AblationContext:
         self.folder.mkdir(parents=True, exist_ok=resume or fresh)
         self.memo_path = self.folder / "evaluations.jsonl"
         self.memo: dict[str, dict] = {}
-        if resume and self.memo_path.exists():
-            for line in self.memo_path.read_text().splitlines():
-                if line.strip():
-                    rec = json.loads(line)
-                    self.memo[rec["key"]] = rec
+        if resume:  # complete lines only: a line cut by a kill or a full disk is dropped
+            for rec in JsonlLog(self.memo_path).records():
+                self.memo[rec["key"]] = rec
         self.started = time.perf_counter()
         # the code that runs is the code at the start: later commits or edits in the checkout
         # (made while a long run goes on) must not be credited with its numbers
@@ -55,8 +54,8 @@ class AblationContext:
         rec["key"] = key
         rec.setdefault("seconds", round(time.perf_counter() - t0, 2))
         self.memo[key] = rec
-        with open(self.memo_path, "a") as fh:
-            fh.write(json.dumps(rec, default=str) + "\n")
+        # whole lines only: a full disk is an error naming it, the memo keeps what it had
+        JsonlLog(self.memo_path).append(json.loads(json.dumps(rec, default=str)))
         return rec
 
     # ------------------------------------------------------------------ evaluations

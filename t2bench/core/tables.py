@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from t2bench.core.io import write_new
 from t2bench.errors import T2BenchError
 
 
@@ -251,10 +252,8 @@ class Table:
         }
         paths = []
         for suffix, text in texts.items():
-            path = folder / f"{self.name}{suffix}"
-            with open(path, "x") as fh:  # "x": never overwrite a published table
-                fh.write(text)
-            paths.append(path)
+            # never overwrites a published table, never leaves a partial one (full disk)
+            paths.append(write_new(folder / f"{self.name}{suffix}", text))
         return paths
 
 
