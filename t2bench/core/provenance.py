@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import t2bench
-from t2bench.core.io import utc_iso
+from t2bench.core.io import utc_iso, write_new
 
 #: Tracked paths whose changes do not make the code dirty: runs write their outputs there (a
 #: sweep rewrites its record, a resumed run its log), and those outputs carry their own provenance.
@@ -97,14 +97,19 @@ def lm_eval_provenance(results_file: Path) -> dict:
     }
 
 
-def write_lm_eval_provenance(output_path: Path) -> list[Path]:
-    """A ``provenance_*.json`` beside every lm-eval ``results_*.json`` under ``output_path`` that has none."""
+def write_lm_eval_provenance(output_path: Path, results_files=None) -> list[Path]:
+    """A ``provenance_*.json`` beside every lm-eval ``results_*.json`` under ``output_path``
+    that has none, or only beside ``results_files`` (the files one run wrote: an unreadable
+    results file of an earlier run is then not read). Written atomically."""
     written = []
-    for results in sorted(Path(output_path).rglob("results_*.json")):
+    files = (
+        results_files if results_files is not None else Path(output_path).rglob("results_*.json")
+    )
+    for results in sorted(map(Path, files)):
         side = results.with_name("provenance_" + results.name[len("results_") :])
         if not side.exists():
-            side.write_text(json.dumps(lm_eval_provenance(results), indent=2, default=str) + "\n")
-            written.append(side)
+            text = json.dumps(lm_eval_provenance(results), indent=2, default=str) + "\n"
+            written.append(write_new(side, text))
     return written
 
 
