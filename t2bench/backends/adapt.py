@@ -27,6 +27,7 @@ from t2bench.dispatch import (
 from t2bench.errors import ConfigError, ExpertMismatchError
 from t2bench.svf import SVFPatcher, TargetSpec, check_fits, decompose, load_experts
 from t2bench.svf.expert import check_same_layout
+from t2bench.svf.patch import TRANSFER_HINT_LM_EVAL
 from t2bench.svf.targets import tower_of_keys
 
 eval_logger = logging.getLogger(__name__)
@@ -168,7 +169,12 @@ class ExpertDispatchMixin:
                 ) from None
             self.patcher = SVFPatcher(self.model, decomposition)
             for e in loaded:  # fail now, not halfway through an evaluation
-                check_fits(e, decomposition, allow_transfer=self.transfer)
+                check_fits(
+                    e,
+                    decomposition,
+                    allow_transfer=self.transfer,
+                    transfer_hint=TRANSFER_HINT_LM_EVAL,
+                )
         elif modules or layers:
             raise ConfigError(
                 "modules/layers only apply with experts=...: pass the experts to evaluate"
