@@ -49,9 +49,12 @@ def run(args: list[str]) -> None:
     out = _option(argv, "--output_path")
     if out:  # before the model loads: a read-only or full location costs a second, not a run
         check_writable(output_folder(out), "--output_path folder")
-    sys.argv = ["lm_eval", "run", *argv]
-    with strict_tracker() as trackers:
-        cli_evaluate()
+    saved_argv, sys.argv = sys.argv, ["lm_eval", "run", *argv]  # lm-eval's CLI reads sys.argv
+    try:
+        with strict_tracker() as trackers:
+            cli_evaluate()
+    finally:
+        sys.argv = saved_argv
     failures = [f for t in trackers for f in t.failures]
     if failures:
         rescued = [p for t in trackers for p in t.rescued]

@@ -471,6 +471,7 @@ def test_eval_run_turns_tracker_failures_into_a_non_zero_exit(monkeypatch, capsy
         "the table above is the only copy of the numbers"
     )
     assert loggers.EvaluationTracker.__name__ == "EvaluationTracker"  # restored afterwards
+    assert sys.argv[0] != "lm_eval"  # and so is sys.argv
 
 
 def _expert_files(llama_dir, tmp_path) -> dict[str, Path]:
