@@ -23,3 +23,14 @@ class ExpertFileError(T2BenchError):
 
 class ExpertMismatchError(T2BenchError):
     """An expert does not fit the model (other shapes, other base model, other module set)."""
+
+
+class OutputError(T2BenchError, OSError):
+    """An output file or folder cannot be written (read-only, full, no permission).
+
+    ``errno``, ``strerror`` and ``filename`` are those of the OS error behind it; the message
+    is the sentence naming cause, place and fix (OSError's own ``[Errno 28] ...`` is not used).
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else super().__str__()

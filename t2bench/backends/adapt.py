@@ -34,6 +34,7 @@ from t2bench.svf import (
     load_experts,
 )
 from t2bench.svf.expert import check_same_layout
+from t2bench.svf.patch import TRANSFER_HINT_LM_EVAL
 from t2bench.svf.targets import tower_of_keys
 
 eval_logger = logging.getLogger(__name__)
@@ -223,7 +224,12 @@ class ExpertDispatchMixin:
                 weights_folder=weights_folder(source) if snapshot == "disk" else None,
             )
             for e in loaded:  # fail now, not halfway through an evaluation
-                check_fits(e, decomposition, allow_transfer=self.transfer)
+                check_fits(
+                    e,
+                    decomposition,
+                    allow_transfer=self.transfer,
+                    transfer_hint=TRANSFER_HINT_LM_EVAL,
+                )
         elif modules or layers:
             raise ConfigError(
                 "modules/layers only apply with experts=...: pass the experts to evaluate"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 from t2bench.errors import T2BenchError
@@ -38,11 +39,31 @@ def cmd_assets(args) -> int:
             ensure = assets.ensure_model if spec.kind == "model" else assets.ensure_data
             print(ensure(spec.name, download=False))
     elif args.action == "verify":
-        problems = [p for n in (args.names or list(assets.ASSETS)) for p in assets.verify(n)]
+        names = [assets.resolve_name(n) for n in args.names] or list(assets.ASSETS)
+        present = [n for n in names if assets.has_cached_files(n)]
+        absent = [n for n in names if n not in present]
+        if not present:  # an empty cache verifies nothing: not a pass
+            what, it = (
+                (f"{', '.join(absent)} is not", " ".join(absent))
+                if args.names
+                else ("no asset is", "<name>` (names: `t2bench assets list`)")
+            )
+            print(
+                f"error: nothing to verify: {what} cached under {assets.cache_root()}; fetch with "
+                f"`t2bench assets fetch {it}{'`' if args.names else ''}, or point "
+                f"{assets.ENV_HOME} at your cache",
+                file=sys.stderr,
+            )
+            return 1
+        problems = [p for n in present for p in assets.verify(n)]
         for p in problems:
             print(p)
-        print("all cached assets verified" if not problems else f"{len(problems)} problem(s)")
-        return 1 if problems else 0
+        skipped = f"; not cached, not checked: {', '.join(absent)}" if absent else ""
+        if problems:
+            print(f"{len(problems)} problem(s){skipped}")
+            return 1
+        print(f"verified {len(present)} cached asset(s): {', '.join(present)}{skipped}")
+        return 0
     return 0
 
 

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import t2bench
-from t2bench.core.io import utc_iso
+from t2bench.core.io import utc_iso, write_new
 
 #: Tracked paths whose changes do not make the code dirty: runs write their outputs there (a
 #: sweep rewrites its record, a resumed run its log), and those outputs carry their own provenance.
@@ -97,17 +97,24 @@ def lm_eval_provenance(results_file: Path) -> dict:
     }
 
 
-def write_lm_eval_provenance(output_path: Path, extra: dict | None = None) -> list[Path]:
-    """A ``provenance_*.json`` beside every lm-eval ``results_*.json`` under ``output_path`` that
-    has none, with the fields of ``extra`` added (what lm-eval does not record, such as the
-    runner that executed model-written code)."""
+def write_lm_eval_provenance(
+    output_path: Path, results_files=None, extra: dict | None = None
+) -> list[Path]:
+    """A ``provenance_*.json`` beside every lm-eval ``results_*.json`` under ``output_path``
+    that has none, or only beside ``results_files`` (the files one run wrote: an unreadable
+    results file of an earlier run is then not read), with the fields of ``extra`` added (what
+    lm-eval does not record, such as the runner that executed model-written code). Written
+    atomically."""
     written = []
-    for results in sorted(Path(output_path).rglob("results_*.json")):
+    files = (
+        results_files if results_files is not None else Path(output_path).rglob("results_*.json")
+    )
+    for results in sorted(map(Path, files)):
         side = results.with_name("provenance_" + results.name[len("results_") :])
         if not side.exists():
             record = lm_eval_provenance(results) | (extra or {})
-            side.write_text(json.dumps(record, indent=2, default=str) + "\n")
-            written.append(side)
+            text = json.dumps(record, indent=2, default=str) + "\n"
+            written.append(write_new(side, text))
     return written
 
 

@@ -13,11 +13,31 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
-from t2bench.core.io import replacing, write_json_atomic
+from t2bench.core.io import (
+    output_errors,
+    replacing,
+    utc_stamp,
+    write_atomic,
+    write_json_atomic,
+)
 from t2bench.errors import ConfigError, T2BenchError
+
+T = TypeVar("T")
+
+
+class DamagedCheckpointError(ConfigError):
+    """A checkpoint folder is complete (its marker exists) but a file in it cannot be read."""
+
+    def __init__(self, checkpoint: Path, cause: BaseException | str, fix: str = ""):
+        self.checkpoint, self.cause = Path(checkpoint), cause
+        self.reason = f"checkpoint {checkpoint} is damaged ({cause})"
+        fix = fix or "delete that folder (or move it away) to resume from the one before it"
+        super().__init__(f"{self.reason}; {fix}")
 
 
 class NonFiniteError(T2BenchError, FloatingPointError):
@@ -78,17 +98,25 @@ class JsonlLog:
         """Rewrite the log with the complete records ``predicate`` accepts (the records up to
         the checkpoint a run resumes from); returns them."""
         kept = [r for r in self.records() if predicate(r)]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         return kept
 
     def append(self, record: dict, *, default: Callable | None = None) -> None:
-        """Append ``record`` (``default`` as for :func:`json.dumps`) and flush it to disk."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as fh:
-            fh.write(json.dumps(record, default=default) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        """Add one record; a full or read-only disk raises OutputError and leaves the log as it
+        was (``default`` as for :func:`json.dumps`) (a partly written line is cut off again)."""
+        line = (json.dumps(record, default=default) + "\n").encode()
+        with output_errors(self.path, "the log holds every record before this one"):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("ab", buffering=0) as fh:  # unbuffered: nothing left to flush
+                size = fh.seek(0, os.SEEK_END)
+                try:
+                    view = memoryview(line)
+                    while view:  # a short write is followed by the write that fails
+                        view = view[fh.write(view) :]
+                    os.fsync(fh.fileno())
+                except OSError:
+                    fh.truncate(size)
+                    raise
 
 
 def complete_checkpoints(
@@ -229,12 +257,62 @@ class RunFolder:
         ``state.json`` goes in last and the folder is renamed into place (a kill leaves the
         complete checkpoint or none); all but the newest ``keep`` are removed."""
         final = self.checkpoint_dir / name
-        # the same step redone after a crash writes the same content and replaces it
-        with replacing(final, folder=True) as tmp:
-            write(tmp)
-            (tmp / self.STATE).write_text(json.dumps(state, indent=1))
+        done = self.checkpoints()
+        kept = (
+            f"the last complete checkpoint {done[-1].name} is kept: rerun the same command to "
+            "resume from it"
+            if done
+            else "no checkpoint was written yet"
+        )
+        # a full or read-only disk: the temporary folder is removed, the error names the cause
+        with output_errors(final, f"nothing partial was left; {kept}", "checkpoint"):
+            # the same step redone after a crash writes the same content and replaces it
+            with replacing(final, folder=True) as tmp:
+                write(tmp)
+                (tmp / self.STATE).write_text(json.dumps(state, indent=1))
         prune_checkpoints(self.checkpoints(), keep)
         return final
+
+    DAMAGED = "damaged-checkpoints"
+
+    def latest_checkpoint(
+        self, load: Callable[[Path], T], *, set_aside: bool = True, say=None
+    ) -> T | None:
+        """``load`` of the newest checkpoint that loads; None when there is none.
+
+        A checkpoint ``load`` reports as damaged (:class:`DamagedCheckpointError`: a truncated
+        or unreadable file) is skipped for the complete one before it and (``set_aside``; one
+        process of a data-parallel run does it) moved to ``damaged-checkpoints/`` beside
+        ``checkpoints/``: kept for inspection, out of the rotation. ``say`` (default: print to
+        stderr) tells which checkpoint was skipped and which one the run resumes from. A
+        damaged checkpoint with none before it is an error (the run is not silently restarted).
+        """
+        say = say or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        done = self.checkpoints()
+        for i in range(len(done) - 1, -1, -1):
+            path = done[i]
+            try:
+                return load(path)
+            except DamagedCheckpointError as exc:
+                if i == 0:
+                    raise DamagedCheckpointError(
+                        path,
+                        exc.cause,
+                        f"there is no complete checkpoint before it: move that folder away to "
+                        f"start the {self.what} over",
+                    ) from None
+                where = path
+                if set_aside:
+                    where = self.path / self.DAMAGED / path.name
+                    if where.exists():
+                        where = where.with_name(f"{path.name}-{utc_stamp()}")
+                    where.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(path, where)
+                say(
+                    f"warning: {exc.reason}; resuming from the previous complete checkpoint "
+                    f"{done[i - 1].name} (the damaged one is kept at {where})"
+                )
+        return None
 
     @classmethod
     def read_state(cls, checkpoint: Path) -> dict:

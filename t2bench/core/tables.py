@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from t2bench.core.io import write_atomic
+from t2bench.core.io import write_new
 from t2bench.errors import T2BenchError
 
 
@@ -254,10 +254,11 @@ class Table:
         taken = [p.name for p in paths if p.exists()]
         if taken:  # never overwrite a published table
             raise FileExistsError(f"{folder} already holds {', '.join(taken)}")
-        # each file whole (written aside, then renamed), the JSON last: a kill leaves no cut
-        # file, and a table whose JSON exists is complete (a resumed ablation run keeps it)
+        # each file whole (written aside, then linked into place), the JSON last: a kill or a
+        # full disk leaves no cut file, and a table whose JSON exists is complete (a resumed
+        # ablation run keeps it)
         for path, text in zip(paths, texts.values(), strict=True):
-            write_atomic(path, text)
+            write_new(path, text)
         return paths
 
 

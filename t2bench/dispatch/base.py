@@ -202,11 +202,23 @@ def _fixed(arg: str | None, experts: Mapping[str, Expert]) -> Dispatcher:
         raise ConfigError(
             f"dispatch=fixed needs an expert name: fixed:<name> with <name> in {sorted(experts)}"
         )
-    if arg not in experts:
+    if arg in experts:
+        return FixedDispatch(experts[arg])
+    # a task label (math, code, reasoning) names the one loaded expert that serves it
+    from t2bench.dispatch.categories import serves
+
+    serving = sorted(name for name, e in experts.items() if serves(e, arg.lower()))
+    if len(serving) == 1:
+        return FixedDispatch(experts[serving[0]])
+    if serving:
         raise ConfigError(
-            f"dispatch=fixed:{arg}: no expert named {arg!r}; loaded experts are {sorted(experts)}"
+            f"dispatch=fixed:{arg}: several loaded experts serve task {arg!r}: {serving}; "
+            "name one of them, e.g. fixed:" + serving[0]
         )
-    return FixedDispatch(experts[arg])
+    raise ConfigError(
+        f"dispatch=fixed:{arg}: no expert named {arg!r} and none serves a task {arg!r}; "
+        f"loaded experts are {sorted(experts)}"
+    )
 
 
 register_dispatcher("none", _none)

@@ -25,7 +25,13 @@ from pathlib import Path
 
 import torch
 
-from t2bench.core.io import replacing, results_path, write_json_atomic
+from t2bench.core.io import (
+    check_writable,
+    output_errors,
+    replacing,
+    results_path,
+    write_json_atomic,
+)
 from t2bench.core.provenance import provenance
 from t2bench.core.run import RunFolder
 from t2bench.errors import ConfigError
@@ -191,6 +197,7 @@ def train_seal(cfg: SealConfig) -> dict:
     out = Path(cfg.output_dir)
     run = _run_folder(out)
     run.refuse_finished()
+    check_writable(out, "SEAL output folder")  # read-only or full: refused before any work
     run.pin_config(cfg.to_dict())
     passages = load_passages(cfg.source, "train", n=cfg.n_train, seed=cfg.seed)
     log = run.log
@@ -344,8 +351,11 @@ def _generator_lora(model, cfg: SealConfig):
 
 def _save_adapter(peft_model, folder: Path) -> None:
     """Save under a temporary name and rename: a kill leaves a complete adapter or none."""
-    with replacing(folder, folder=True) as tmp:
-        peft_model.save_pretrained(str(tmp), safe_serialization=True)
+    # a full or read-only disk: no partial adapter, one error naming the cause (peft's writer
+    # raises safetensors' bare SafetensorError)
+    with output_errors(folder, "nothing partial was left", "round adapter"):
+        with replacing(folder, folder=True) as tmp:
+            peft_model.save_pretrained(str(tmp), safe_serialization=True)
 
 
 def _empty_adapter(model, cfg: SealConfig, folder: Path) -> None:

@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from t2bench.core.io import results_path
+from t2bench.core.io import check_writable, results_path
 from t2bench.core.provenance import provenance
 from t2bench.core.stats import accuracy, power_record, verdict
 from t2bench.core.tables import (
@@ -280,6 +280,7 @@ def write_tune(cfg: TuneConfig, *, allow_dirty: bool = False) -> Path:
             f"{out} already holds an inner-lr grid: published numbers are never overwritten; "
             "pass another --out"
         )
+    check_writable(out, "SEAL output folder")  # read-only or full: refused before the grid runs
     t0 = time.perf_counter()
     from t2bench.seal.data import load_passages
     from t2bench.seal.passages import passages_fingerprint

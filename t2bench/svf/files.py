@@ -62,12 +62,29 @@ def _fail(path: Path, problem: str, fix: str) -> ExpertFileError:
 _REFETCH = "Re-copy or re-train the expert; the file may be truncated or damaged."
 
 
+_NOT_SAFETENSORS = (
+    "Pass an expert file written by t2bench (`t2bench train`, `t2bench expert`, "
+    "t2bench.svf.save_expert)."
+)
+
+
 def _read_header(path: Path, data: bytes) -> dict:
     if len(data) < 8:
-        raise _fail(path, f"only {len(data)} bytes, too short for a safetensors file", _REFETCH)
+        raise _fail(
+            path, f"only {len(data)} bytes: a truncated file or not a safetensors file", _REFETCH
+        )
+    # a safetensors file is an 8-byte header length, then a JSON object: '{' comes ninth
+    if data[8:9] != b"{":
+        raise _fail(
+            path,
+            f"not a safetensors file (it starts with {data[:12]!r}, not a safetensors header)",
+            _NOT_SAFETENSORS,
+        )
     (n,) = struct.unpack("<Q", data[:8])
-    if n > _MAX_HEADER or 8 + n > len(data):
-        raise _fail(path, f"header length {n} does not fit a file of {len(data)} bytes", _REFETCH)
+    if n > _MAX_HEADER:
+        raise _fail(path, f"header length {n} is not plausible (damaged header)", _REFETCH)
+    if 8 + n > len(data):
+        raise _fail(path, f"truncated: {len(data)} bytes, its header alone needs {8 + n}", _REFETCH)
     try:
         header = json.loads(data[8 : 8 + n].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -132,6 +149,18 @@ def load_expert(path: str | Path, device: torch.device | str = "cpu") -> Expert:
     data = path.read_bytes()
     header = _read_header(path, data)
     meta = _parse_meta(path, header)
+    ends = [
+        t["data_offsets"][1]
+        for k, t in header.items()
+        if k != "__metadata__"
+        and isinstance(t, dict)
+        and isinstance(t.get("data_offsets"), list)
+        and len(t["data_offsets"]) == 2
+        and isinstance(t["data_offsets"][1], int)
+    ]
+    need = 8 + int.from_bytes(data[:8], "little") + max(ends, default=0)
+    if len(data) < need:
+        raise _fail(path, f"truncated: {len(data)} of the {need} bytes its header lists", _REFETCH)
     try:
         tensors = st_load(data)
     except Exception as exc:

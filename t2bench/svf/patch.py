@@ -28,12 +28,23 @@ def compose(base: torch.Tensor, svd: MatrixSVD, z: torch.Tensor) -> torch.Tensor
     return (base.float() + delta).to(base.dtype)
 
 
+#: How to ask for a cross-model transfer, by caller: Python and the t2bench CLI, or lm-eval's
+#: model_args (the backends pass the latter).
+TRANSFER_HINT = "pass allow_transfer=True (CLI: --transfer)"
+TRANSFER_HINT_LM_EVAL = "add transfer=true to --model_args"
+
+
 def check_fits(
-    expert: Expert, decomposition: Decomposition, *, allow_transfer: bool = False
+    expert: Expert,
+    decomposition: Decomposition,
+    *,
+    allow_transfer: bool = False,
+    transfer_hint: str = TRANSFER_HINT,
 ) -> None:
     """Raise a named error unless ``expert`` adapts exactly the decomposed matrices.
 
-    Same shapes under another base-model id is a transfer: allowed only when asked for.
+    Same shapes under another base-model id is a transfer: allowed only when asked for (the
+    error says how: ``transfer_hint``).
     """
     meta = expert.meta
     want = decomposition.shapes
@@ -66,7 +77,7 @@ def check_fits(
         raise ExpertMismatchError(
             f"expert {meta.name!r} was made for {meta.base_model!r}, the model is "
             f"{decomposition.model_id!r}. Their adapted matrices have the same shapes, so it can be "
-            "applied as a cross-model transfer: pass allow_transfer=True (CLI: --transfer)."
+            f"applied as a cross-model transfer: {transfer_hint}."
         )
 
 

@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from t2bench.core import run
-from t2bench.errors import ConfigError
+from t2bench.core.io import load_tensors, save_tensors
 from t2bench.train.config import RESUMABLE_FIELDS, TrainConfig
 
 _PREFIX = "step-"
@@ -98,16 +97,15 @@ def save_checkpoint(
     extra = {"provenance": provenance} if provenance else {}
 
     def write(folder: Path) -> None:
-        save_file(
-            {k: v.contiguous() for k, v in trainable.items()}, str(folder / "trainable.safetensors")
+        # save_tensors, not safetensors' save_file: a full disk is an OSError naming the cause
+        save_tensors(
+            folder / "trainable.safetensors", {k: v.contiguous() for k, v in trainable.items()}
         )
         opt_tensors, opt_meta = optimizer_tensors(optimizer)
-        save_file(opt_tensors, str(folder / "optimizer.safetensors"))
+        save_tensors(folder / "optimizer.safetensors", opt_tensors)
         (folder / "optimizer.json").write_text(json.dumps(opt_meta | extra))
         if best is not None:
-            save_file(
-                {k: v.contiguous() for k, v in best.items()}, str(folder / "best.safetensors")
-            )
+            save_tensors(folder / "best.safetensors", {k: v.contiguous() for k, v in best.items()})
 
     payload = {"state": state.__dict__, "config": config.to_dict(), **extra}
     return run_folder(out).save_checkpoint(f"{_PREFIX}{state.step:06d}", payload, write, keep=keep)
@@ -119,36 +117,36 @@ def complete_checkpoints(out: Path) -> list[Path]:
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
-    """Read one checkpoint folder; a damaged one raises ConfigError naming the file."""
+    """Read one checkpoint folder; a damaged one raises DamagedCheckpointError naming the file."""
     try:
         payload = run.RunFolder.read_state(path)
-        trainable = load_file(str(path / "trainable.safetensors"))
-        opt_tensors = load_file(str(path / "optimizer.safetensors"))
+        trainable = load_tensors(path / "trainable.safetensors")
+        opt_tensors = load_tensors(path / "optimizer.safetensors")
         opt_meta = json.loads((path / "optimizer.json").read_text())
         best_file = path / "best.safetensors"
-        best = load_file(str(best_file)) if best_file.exists() else None
-    except (OSError, ValueError, json.JSONDecodeError) as exc:
-        raise ConfigError(
-            f"checkpoint {path} is damaged ({exc}); delete that folder to resume from the one "
-            "before it"
-        ) from None
-    state_dict = optimizer_state_dict(opt_tensors, opt_meta)
-    return Checkpoint(
-        path=path,
-        state=RunState(**payload["state"]),
-        config=payload["config"],
-        trainable=trainable,
-        optimizer=state_dict,
-        best=best,
-    )
+        best = load_tensors(best_file) if best_file.exists() else None
+        state_dict = optimizer_state_dict(opt_tensors, opt_meta)
+        return Checkpoint(
+            path=path,
+            state=RunState(**payload["state"]),
+            config=payload["config"],
+            trainable=trainable,
+            optimizer=state_dict,
+            best=best,
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise run.DamagedCheckpointError(path, exc) from None
 
 
-def latest_checkpoint(out: Path, config: TrainConfig) -> Checkpoint | None:
-    """The newest complete checkpoint of ``out``, checked against ``config``; None for a new run."""
-    done = complete_checkpoints(out)
-    if not done:
+def latest_checkpoint(
+    out: Path, config: TrainConfig, *, set_aside: bool = True
+) -> Checkpoint | None:
+    """The newest checkpoint of ``out`` that loads, checked against ``config``; None for a new
+    run. A damaged newest checkpoint is set aside for the one before it (see
+    :meth:`t2bench.core.run.RunFolder.latest_checkpoint`)."""
+    ckpt = run_folder(out).latest_checkpoint(load_checkpoint, set_aside=set_aside)
+    if ckpt is None:
         return None
-    ckpt = load_checkpoint(done[-1])
     # both through TrainConfig, so fields added since the checkpoint compare as their defaults
     saved = TrainConfig.from_dict(ckpt.config).to_dict()
     run_folder(out).check_settings(config.to_dict(), saved, free=RESUMABLE_FIELDS)

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from t2bench.core.io import output_errors, replacing
 from t2bench.errors import ConfigError
 from t2bench.generation import cache_argument
 from t2bench.models import resolve_dtype
@@ -395,9 +396,17 @@ class PeftPolicy(_Adapter):
             raise FileExistsError(f"{folder} exists; pick another output_dir or name")
         current = self.trainable_state()
         self.load_trainable_state(state)
-        self.peft.save_pretrained(str(folder), safe_serialization=True)
-        self.load_trainable_state(current)
-        (folder / "t2bench_provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
+        # whole or not at all: a full disk leaves no partial adapter folder, and one error
+        # naming the cause (peft's writer raises safetensors' bare SafetensorError)
+        try:
+            with output_errors(folder, "nothing partial was left", "adapter"):
+                with replacing(folder, folder=True) as tmp:
+                    self.peft.save_pretrained(str(tmp), safe_serialization=True)
+                    (tmp / "t2bench_provenance.json").write_text(
+                        json.dumps(provenance, indent=2) + "\n"
+                    )
+        finally:
+            self.load_trainable_state(current)
         return folder
 
 

@@ -33,6 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from t2bench.core import provenance as pv
+from t2bench.core.io import check_writable
 from t2bench.core.run import NonFiniteError, RunFolder
 from t2bench.data.splits import TrainItem
 from t2bench.errors import ConfigError
@@ -132,6 +133,8 @@ class _Run:
         self.out = Path(cfg.output_dir)
         self.folder = ckpt_io.run_folder(self.out)
         self.folder.refuse_finished()
+        # a read-only or full output folder fails here, not after the model has loaded
+        check_writable(self.out, "training output folder")
         rw.check_task(cfg.task)
         self.train_items, valid_items, self.split_desc = training_items(cfg)
         self.spec = rw.RewardSpec(cfg.reward_correct, cfg.reward_wrong)
@@ -151,7 +154,7 @@ class _Run:
             )
         self.local = cfg.global_batch // self.world
         self.main = acc.is_main_process
-        resume = ckpt_io.latest_checkpoint(self.out, cfg)
+        resume = ckpt_io.latest_checkpoint(self.out, cfg, set_aside=self.main)
         self.state = resume.state if resume else ckpt_io.RunState()
 
         self.loaded = load_base(cfg, acc.device)

@@ -48,8 +48,8 @@ from typing import Any
 
 import torch
 
-from t2bench.core.io import file_sha256
-from t2bench.core.run import NonFiniteError, RunFolder
+from t2bench.core.io import check_writable, file_sha256, load_tensors, save_tensors
+from t2bench.core.run import DamagedCheckpointError, NonFiniteError, RunFolder
 from t2bench.errors import ConfigError, T2BenchError
 from t2bench.models import resolve_device
 from t2bench.tasks import textimages as ti
@@ -134,40 +134,35 @@ def _run_folder(out: Path) -> RunFolder:
 
 
 def _save_checkpoint(out: Path, state: dict, model, heads, optimizer, best) -> Path:
-    from safetensors.torch import save_file
-
+    # save_tensors, not safetensors' save_file: a full disk is an error naming the cause
     def write(folder: Path) -> None:
-        save_file(vision_state(model), str(folder / "vision.safetensors"))
+        save_tensors(folder / "vision.safetensors", vision_state(model))
         if heads is not None:
             heads_sd = {k: v.detach().cpu().contiguous() for k, v in heads.state_dict().items()}
-            save_file(heads_sd, str(folder / "heads.safetensors"))
+            save_tensors(folder / "heads.safetensors", heads_sd)
         if optimizer is not None:
             tensors, meta = optimizer_tensors(optimizer)
-            save_file(tensors, str(folder / "optimizer.safetensors"))
+            save_tensors(folder / "optimizer.safetensors", tensors)
             (folder / "optimizer.json").write_text(json.dumps(meta))
         if best is not None:
-            save_file(best, str(folder / "best.safetensors"))
+            save_tensors(folder / "best.safetensors", best)
 
     name = _checkpoint_name(state["stage"], state["step"])
     return _run_folder(out).save_checkpoint(name, state, write, keep=1)
 
 
 def _load_checkpoint(path: Path) -> dict[str, Any]:
-    from safetensors.torch import load_file
-
     try:
         state = RunFolder.read_state(path)
         ckpt = {"path": path, "state": state}
         for name in ("vision", "heads", "optimizer", "best"):
             f = path / f"{name}.safetensors"
-            ckpt[name] = load_file(str(f)) if f.is_file() else None
+            ckpt[name] = load_tensors(f) if f.is_file() else None
         if ckpt["optimizer"] is not None:
             meta = json.loads((path / "optimizer.json").read_text())
             ckpt["optimizer"] = optimizer_state_dict(ckpt["optimizer"], meta)
     except (OSError, ValueError, KeyError) as exc:
-        raise ConfigError(
-            f"checkpoint {path} is damaged ({exc}); delete that folder to start the run over"
-        ) from None
+        raise DamagedCheckpointError(path, exc) from None
     return ckpt
 
 
@@ -255,8 +250,9 @@ class _Session:
         self.out = Path(cfg.output_dir)
         self.folder = _run_folder(self.out)
         self.folder.refuse_finished()
-        done = self.folder.checkpoints()
-        self.ckpt = _load_checkpoint(done[-1]) if done else None
+        # a read-only or full output folder fails here, before any model is loaded
+        check_writable(self.out, "pre-training output folder")
+        self.ckpt = self.folder.latest_checkpoint(_load_checkpoint)
         if self.ckpt is not None:
             self.folder.check_settings(
                 cfg.to_dict(), self.ckpt["state"]["config"], free=_RESUME_FREE
