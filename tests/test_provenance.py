@@ -48,7 +48,7 @@ def test_lm_eval_sidecar(tmp_path):
     assert "code_runners" not in got
     # what lm-eval does not record (t2bench eval adds the runners that executed code)
     (run / "results_2027.json").write_text(json.dumps(results))
-    [side] = write_lm_eval_provenance(tmp_path / "run", {"code_runners": ["bwrap"]})
+    [side] = write_lm_eval_provenance(tmp_path / "run", extra={"code_runners": ["bwrap"]})
     assert json.loads(side.read_text())["code_runners"] == ["bwrap"]
 
 

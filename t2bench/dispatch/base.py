@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from t2bench.errors import ConfigError
-from t2bench.svf.expert import Expert
+from t2bench.svf.expert import Expert, serves
 
 
 @dataclass(frozen=True)
@@ -205,8 +205,6 @@ def _fixed(arg: str | None, experts: Mapping[str, Expert]) -> Dispatcher:
     if arg in experts:
         return FixedDispatch(experts[arg])
     # a task label (math, code, reasoning) names the one loaded expert that serves it
-    from t2bench.dispatch.categories import serves
-
     serving = sorted(name for name, e in experts.items() if serves(e, arg.lower()))
     if len(serving) == 1:
         return FixedDispatch(experts[serving[0]])

@@ -22,7 +22,7 @@ from t2bench.classify_prompt import (
 )
 from t2bench.dispatch.base import BASE, Choice
 from t2bench.errors import ConfigError
-from t2bench.svf.expert import Expert
+from t2bench.svf.expert import Expert, expert_task, serves
 
 __all__ = [
     "CLASSIFY_INSTRUCTION",
@@ -38,19 +38,6 @@ __all__ = [
     "question_of",
     "serves",
 ]
-
-
-def expert_task(expert: Expert) -> str | None:
-    cfg = (expert.meta.provenance or {}).get("train_config") or {}
-    return cfg.get("task") if isinstance(cfg, dict) else None
-
-
-def serves(expert: Expert, label: str) -> bool:
-    name = expert.meta.name.lower()
-    task = expert_task(expert)
-    if task is not None:
-        return task == label
-    return name == label or name.startswith((f"{label}-", f"{label}_"))
 
 
 def label_experts(

@@ -56,6 +56,22 @@ class Expert:
         return Expert({k: v.to(device) for k, v in self.params.items()}, self.meta)
 
 
+def expert_task(expert: Expert) -> str | None:
+    """The task an expert was trained on, from its training config (None when not recorded)."""
+    cfg = (expert.meta.provenance or {}).get("train_config") or {}
+    return cfg.get("task") if isinstance(cfg, dict) else None
+
+
+def serves(expert: Expert, label: str) -> bool:
+    """Whether ``expert`` serves task ``label``: its recorded training task, else its name
+    (``math``, ``math-…`` or ``math_…``)."""
+    name = expert.meta.name.lower()
+    task = expert_task(expert)
+    if task is not None:
+        return task == label
+    return name == label or name.startswith((f"{label}-", f"{label}_"))
+
+
 def _check_parameterisation(p: str) -> str:
     if p not in PARAMETERISATIONS:
         raise ConfigError(
