@@ -127,11 +127,18 @@ def launch_accelerator():
                 "--nproc_per_node N -m lm_eval ...`"
             )
         return None
+    import torch
     from accelerate import Accelerator, InitProcessGroupKwargs
 
-    # HFLM's own timeout: a process may wait long while another one loads a task or runs a
-    # first pass (CEM, a router fit) before the next gather
-    acc = Accelerator(kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(weeks=52))])
+    # Without cpu=True accelerate treats a launch on a machine without GPUs as no launch at all
+    # (HFLM's own set-up has the same gap): CPU processes then talk over gloo.
+    has_gpu = torch.accelerator.is_available() if hasattr(torch, "accelerator") else False
+    acc = Accelerator(
+        cpu=not (has_gpu or torch.cuda.is_available()),
+        # HFLM's own timeout: a process may wait long while another one loads a task or runs
+        # a first pass (CEM, a router fit) before the next gather
+        kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(weeks=52))],
+    )
     return acc if acc.num_processes > 1 else None
 
 
