@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -29,7 +30,9 @@ def run(args: list[str]) -> None:
     sys.argv = ["lm_eval", "run", *argv]
     cli_evaluate()
     out = _option(argv, "--output_path")
-    if out:
+    # data-parallel launches: rank 0 writes lm-eval's results, the others may end before it
+    # has (and would read a half-written file)
+    if out and int(os.environ.get("RANK", "0")) == 0:
         from t2bench.core.provenance import write_lm_eval_provenance
 
         for path in write_lm_eval_provenance(Path(out)):

@@ -320,6 +320,15 @@ def test_data_parallel_launch_sets_rank_world_size_and_device(model_dir, tmp_pat
     assert (t2.rank, t2.world_size, str(t2.device)) == (1, 2, "cpu")
 
 
+def test_t2_vlm_joins_a_data_parallel_launch_too(tiny_vlm_dir, monkeypatch):
+    from t2bench.backends.vlm import T2VLM
+
+    monkeypatch.setattr("t2bench.backends.vlm.launch_accelerator", lambda: FakeLaunch())
+    lm = T2VLM(pretrained=tiny_vlm_dir, device="cuda:0", batch_size=2)
+    assert (lm.rank, lm.world_size, str(lm.device)) == (1, 2, "cpu")
+    assert lm.t2_summary()["data_parallel"]["processes"] == 2
+
+
 def test_a_strategy_that_is_not_shard_safe_is_refused_data_parallel(
     model_dir, tmp_path, monkeypatch
 ):
