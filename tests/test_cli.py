@@ -91,6 +91,26 @@ def test_eval_defaults_to_t2_and_the_offline_tasks():
     assert kept == ["--model", "hf", "--include_path", "mine", "--tasks", "x"]
 
 
+@pytest.mark.parametrize("rank,written", [(None, True), ("0", True), ("1", False)])
+def test_eval_writes_provenance_on_rank_0_only(tmp_path, monkeypatch, rank, written):
+    import lm_eval.__main__
+
+    from t2bench import evaluate
+
+    def fake_cli():  # what lm-eval's rank 0 leaves under --output_path
+        (tmp_path / "out").mkdir()
+        (tmp_path / "out" / "results_1.json").write_text(json.dumps({"config": {}}))
+
+    monkeypatch.setattr(lm_eval.__main__, "cli_evaluate", fake_cli)
+    monkeypatch.setattr(evaluate, "tasks_dir", lambda: tmp_path)
+    if rank is None:
+        monkeypatch.delenv("RANK", raising=False)
+    else:
+        monkeypatch.setenv("RANK", rank)
+    evaluate.run(["--tasks", "x", "--output_path", str(tmp_path / "out")])
+    assert (tmp_path / "out" / "provenance_1.json").exists() is written
+
+
 def test_python_dash_m_runs_the_command():
     import subprocess
     import sys

@@ -1,17 +1,29 @@
 """What ``t2`` and ``t2-vlm`` share: experts loaded and checked up front, a dispatcher, and
-request groups run under one expert each.
+request groups run under one expert each, in one process or in several data-parallel ones.
 
 Each public request method asks the dispatcher for a choice per request, groups the requests
 by choice, composes each group's weights once (not at all when the active weights already
 match), runs the parent backend's own batched method on the group, and returns results in the
 original order. Tokenisation, length-sorted batching and stop handling stay the parent's.
+
+Data-parallel runs (``accelerate launch --multi_gpu --num_processes N`` or ``torchrun
+--nproc_per_node N``): HFLM sets up its ranks only when it loads the model from a name, and t2
+hands it a loaded model, so the backend joins the launch itself (:func:`launch_accelerator`,
+``_join_data_parallel``). lm-eval's evaluator then gives each process every N-th document and
+gathers the per-sample metrics on rank 0. Within a call each process runs its own share alone
+(``_one_rank``): HFLM's only collectives inside a call (the cross-rank minimum of an ``auto``
+batch size, the padding of rolling windows) keep DDP/FSDP forwards in step, which a plain
+model does not need, and a rank with more expert groups than another would wait on them forever.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import Counter
+from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from t2bench.core.provenance import provenance, state_sha256
@@ -20,8 +32,6 @@ from t2bench.dispatch import (
     Choice,
     DispatchContext,
     DispatchRequest,
-    FixedDispatch,
-    NoDispatch,
     make_dispatcher,
 )
 from t2bench.errors import ConfigError, ExpertMismatchError
@@ -130,6 +140,55 @@ def weights_folder(source: str | None) -> str | None:
         return snapshot_download(source, local_files_only=True, allow_patterns=["*.safetensors"])
     except Exception:  # not a hub id, or not cached: snapshot=disk then names the problem
         return None
+
+
+def launch_accelerator():
+    """The Accelerator of a data-parallel launch with more than one process, else None.
+
+    ``WORLD_SIZE`` is what torchrun (and ``accelerate launch --multi_gpu``, which runs it) sets
+    for every process; a plain ``python -m lm_eval`` builds no process group at all.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        if os.environ.get("MASTER_ADDR") and os.environ.get("ACCELERATE_USE_CPU", "").lower() in (
+            "1",
+            "true",
+            "yes",
+        ):
+            # accelerate's --cpu launcher starts one process whatever --num_processes says
+            # (CPU multi-process needs an MPI hostfile there); it only sets MASTER_ADDR.
+            eval_logger.warning(
+                "t2: `accelerate launch --cpu --num_processes N` starts a single process, so this "
+                "evaluation runs in 1 process. For N CPU processes run `accelerate launch "
+                "--multi_gpu --num_processes N` on a machine without GPUs, or `torchrun "
+                "--nproc_per_node N -m lm_eval ...`"
+            )
+        return None
+    import torch
+    from accelerate import Accelerator, InitProcessGroupKwargs
+
+    # Without cpu=True accelerate treats a launch on a machine without GPUs as no launch at all
+    # (HFLM's own set-up has the same gap): CPU processes then talk over gloo.
+    has_gpu = torch.accelerator.is_available() if hasattr(torch, "accelerator") else False
+    acc = Accelerator(
+        cpu=not (has_gpu or torch.cuda.is_available()),
+        # HFLM's own timeout: a process may wait long while another one loads a task or runs
+        # a first pass (CEM, a router fit) before the next gather
+        kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(weeks=52))],
+    )
+    return acc if acc.num_processes > 1 else None
+
+
+def process_device(accelerator, device: str | None) -> str | None:
+    """Where this process loads the model: the launch's device for it (``cuda:<local rank>``
+    or ``cpu``) when data-parallel, like HFLM, else the requested or best available one."""
+    if accelerator is None:
+        return available_device(device)
+    if device and str(device) not in ("cuda", "cuda:0", str(accelerator.device)):
+        eval_logger.info(
+            f"t2: data-parallel launch: device {device!r} is replaced by this process's "
+            f"device {accelerator.device}"
+        )
+    return str(accelerator.device)
 
 
 def default_dispatch(dispatch, experts) -> str:
@@ -241,17 +300,14 @@ class ExpertDispatchMixin:
                 f"{', '.join(dispatchers)} (first-pass strategies read text-only prompts)"
             )
         self.dispatcher = make_dispatcher(dispatch, self.experts)
-        if self.world_size > 1 and not isinstance(self.dispatcher, (NoDispatch, FixedDispatch)):
-            # HFLM gathers across ranks inside each call: ranks with different numbers of
-            # expert groups would wait on each other forever.
-            raise ConfigError(
-                f"dispatch={self.dispatcher.name} with {self.world_size} data-parallel processes is not "
-                "supported yet: run a single process, or use dispatch=none / fixed:<expert>"
-            )
+        self._check_shardable()
         self.dispatch_counts: Counter[str] = Counter()
         self.dispatch_seconds = 0.0
         self.second_pass_seconds = 0.0
         self.groups_run = 0
+        self.requests_run = 0  # what this process ran: lm-eval's repeats and padding included
+        self.instances_run = 0  # distinct lm-eval Instances among them
+        self.rank_stats: list[dict] | None = None  # every process's counters, after a call
         batch = getattr(self, "batch_size_per_gpu", 16)
         self.dispatcher.bind(
             DispatchContext(
@@ -264,6 +320,73 @@ class ExpertDispatchMixin:
                 run=self._run_choice,
             )
         )
+
+    # --- data parallelism ----------------------------------------------------------------------
+
+    def _join_data_parallel(self, accelerator) -> None:
+        """Take this process's place in a data-parallel launch (None: stay a single process).
+
+        HFLM does this only for a model it loads from a name. The rank is the global process
+        index, as the evaluator shards documents over all ``num_processes``.
+        """
+        if accelerator is None:
+            return
+        self.accelerator = accelerator
+        self._rank = accelerator.process_index
+        self._world_size = accelerator.num_processes
+        self._device = accelerator.device
+        eval_logger.info(
+            f"t2: data-parallel process {self._rank} of {self._world_size} on {self._device}"
+        )
+
+    def _check_shardable(self) -> None:
+        """Refuse a dispatcher that could answer a process's share differently than one process.
+
+        Each process dispatches only its own requests, so a strategy may run data-parallel only
+        if its choice for a request depends on that request (text, task, document) and not on
+        which other requests share the call; strategies declare it with ``shardable``.
+        """
+        if self.world_size > 1 and not getattr(self.dispatcher, "shardable", False):
+            raise ConfigError(
+                f"dispatch={self.dispatcher.name} with {self.world_size} data-parallel processes: "
+                "this strategy does not declare that its choice for a request is independent of "
+                "the other requests in a call (Dispatcher.shardable), so a process's share could "
+                "be answered differently than in one process. Run a single process, or use a "
+                "strategy that declares it (none, fixed, prompt, classifier, label, router, cem)"
+            )
+
+    @contextmanager
+    def _one_rank(self):
+        """Run the parent's request methods as a lone process (see the module docstring)."""
+        world, self._world_size = self._world_size, 1
+        try:
+            yield
+        finally:
+            self._world_size = world
+
+    def _own_stats(self) -> dict:
+        p = self.patcher
+        return {
+            "rank": self.rank,
+            "requests": self.requests_run,
+            "instances": self.instances_run,
+            "dispatch_counts": dict(self.dispatch_counts),
+            "groups": self.groups_run,
+            "weight_compositions": p.applies if p else 0,
+            "dispatch_seconds": round(self.dispatch_seconds, 4),
+            "second_pass_seconds": round(self.second_pass_seconds, 4),
+        }
+
+    def _gather_stats(self) -> None:
+        """Every process's counters, for rank 0's summary (the evaluator calls each request
+        method once per request type on every process, so every process reaches this)."""
+        if self.world_size <= 1:
+            return
+        import torch.distributed as dist
+
+        out: list = [None] * self.world_size
+        dist.all_gather_object(out, self._own_stats())
+        self.rank_stats = out
 
     # --- per-request adaptation ---------------------------------------------------------------
 
@@ -283,11 +406,21 @@ class ExpertDispatchMixin:
     def _run_choice(self, choice: Choice, method: str, requests: list) -> list:
         """Run requests under a choice without dispatching them (first passes use this)."""
         self._activate(choice)
-        return getattr(self._lm_base, method)(self, requests, disable_tqdm=True)
+        with self._one_rank():
+            return getattr(self._lm_base, method)(self, requests, disable_tqdm=True)
 
     def _dispatched(self, requests, method, **kwargs):
+        self._check_shardable()  # the dispatcher may have been replaced since set-up
+        with self._one_rank():
+            results = self._dispatch_locally(requests, method, **kwargs)
+        self._gather_stats()
+        return results
+
+    def _dispatch_locally(self, requests, method, **kwargs):
         if not requests:
             return []
+        self.requests_run += len(requests)
+        self.instances_run += len({id(r) for r in requests})
         t0 = time.perf_counter()
         choices = self.dispatcher.choose(
             [
@@ -327,7 +460,16 @@ class ExpertDispatchMixin:
     # --- reporting ----------------------------------------------------------------------------
 
     def t2_summary(self) -> dict:
+        """What ran, for the results JSON. Data-parallel: ``dispatch_counts`` sums every process;
+        the other counters and seconds are this process's (rank 0 writes the results), and
+        ``data_parallel.per_rank`` has each process's own."""
         p = self.patcher
+        per_rank = (
+            self.rank_stats if self.world_size > 1 and self.rank_stats else [self._own_stats()]
+        )
+        counts: Counter[str] = Counter()
+        for r in per_rank:
+            counts.update(r["dispatch_counts"])
         return {
             "model_id": self.model_id,
             "peft": self.peft,
@@ -339,7 +481,8 @@ class ExpertDispatchMixin:
             "layers": p.decomposition.layers if p else None,
             "weight_fingerprint": p.decomposition.fingerprint if p else None,
             "snapshot": p.snapshot if p else None,
-            "dispatch_counts": dict(self.dispatch_counts),
+            "dispatch_counts": dict(counts),
+            "data_parallel": {"processes": self.world_size, "per_rank": per_rank},
             "groups": self.groups_run,
             "weight_compositions": p.applies if p else 0,
             "matrices_composed": p.compositions if p else 0,

@@ -12,9 +12,10 @@ from lm_eval.models.huggingface import HFLM
 from t2bench.backends.adapt import (
     T2_ARGS,
     ExpertDispatchMixin,
-    available_device,
     check_snapshot,
+    launch_accelerator,
     merge_adapter,
+    process_device,
     refuse_peft_with_experts,
     split_expert_paths,
 )
@@ -95,7 +96,8 @@ class T2LM(ExpertDispatchMixin, HFLM):
                 "(same model_args), not --model t2"
             )
         snapshot = check_snapshot(snapshot)
-        lm = load_model(pretrained, dtype=dtype, device=available_device(device))
+        accelerator = launch_accelerator()  # None unless launched with several processes
+        lm = load_model(pretrained, dtype=dtype, device=process_device(accelerator, device))
         refuse_peft_with_experts(peft, experts)
         if peft:
             # HFLM ignores peft= when handed a model object; merge the adapter here instead.
@@ -103,6 +105,7 @@ class T2LM(ExpertDispatchMixin, HFLM):
         super().__init__(pretrained=lm.model, tokenizer=lm.tokenizer, **kwargs)
         self.peft = peft or None
         self.model_id = lm.model_id
+        self._join_data_parallel(accelerator)  # before the set-up: its guard reads world_size
         self._setup_experts(
             split_expert_paths(experts),
             dispatch,

@@ -15,9 +15,10 @@ from lm_eval.models.hf_vlms import HFMultimodalLM
 from t2bench.backends.adapt import (
     T2_ARGS,
     ExpertDispatchMixin,
-    available_device,
     check_snapshot,
+    launch_accelerator,
     merge_adapter,
+    process_device,
     refuse_peft_with_experts,
 )
 from t2bench.backends.text import hflm_args
@@ -89,16 +90,18 @@ class T2VLM(ExpertDispatchMixin, HFMultimodalLM):
             )
         refuse_peft_with_experts(peft, experts)
         snapshot = check_snapshot(snapshot)
+        accelerator = launch_accelerator()  # None unless launched with several processes
         model, _, model_id = load_vlm(
             pretrained,
             dtype="float32" if dtype == "auto" else dtype,
-            device=available_device(device),
+            device=process_device(accelerator, device),
         )
         if peft:
             model = merge_adapter(model, peft)
         super().__init__(pretrained=model, **kwargs)
         self.peft = peft or None
         self.model_id = model_id
+        self._join_data_parallel(accelerator)  # before the set-up: its guard reads world_size
         self._setup_experts(
             experts,
             dispatch,

@@ -31,6 +31,7 @@ class AlternatingDispatch(Dispatcher):
     """Request for document i gets expert i mod K: the worst case for grouping."""
 
     name = "alternating"
+    shardable = True  # the choice is a function of the document id alone
 
     def __init__(self, experts):
         self.choices = [Choice(e.meta.name, e) for e in experts.values()]

@@ -61,9 +61,16 @@ class DispatchContext:
 
 
 class Dispatcher(ABC):
-    """Picks a Choice per request. Subclasses set ``name`` and implement ``choose``."""
+    """Picks a Choice per request. Subclasses set ``name`` and implement ``choose``.
+
+    ``shardable``: the choice for a request depends only on that request (its text, task and
+    document), never on which other requests arrive in the same ``choose`` call, so processes
+    that each dispatch their own share of the requests answer as one process would. The
+    backends run data-parallel only with such strategies; the default is the safe False.
+    """
 
     name: str = "dispatcher"
+    shardable: bool = False
     ctx: DispatchContext | None = None
 
     def bind(self, ctx: DispatchContext) -> None:
@@ -89,6 +96,7 @@ class NoDispatch(Dispatcher):
     """Always the base weights."""
 
     name = "none"
+    shardable = True
 
     def choose(self, requests: Sequence[DispatchRequest]) -> list[Choice]:
         return [BASE] * len(requests)
@@ -98,6 +106,7 @@ class FixedDispatch(Dispatcher):
     """Always the same expert."""
 
     name = "fixed"
+    shardable = True
 
     def __init__(self, expert: Expert):
         self.choice = Choice(expert.meta.name, expert)

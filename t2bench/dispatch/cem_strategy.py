@@ -331,7 +331,9 @@ def plot_alpha(record: AlphaRecord, path: Path) -> Path:
     bx.set_ylim(-0.05, 1.05)
     bx.set_title(f"{record.info.get('shots', '?')} shots ({record.info.get('shot_split', '')})")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    # through a temporary sibling: data-parallel processes write the same record at once
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path
 
@@ -353,6 +355,9 @@ class FewShotDispatch(Dispatcher):
     """Per task: α by CEM on the task's shots, then every request of the task uses the mix."""
 
     name = "cem"
+    # α depends on the task alone (its shots come from a fixed seed, not from the requests):
+    # data-parallel processes each run the same search, or read it from the cache, and agree
+    shardable = True
 
     def __init__(self, config: FewShotConfig, experts: Mapping[str, Expert]):
         config.cem().check()

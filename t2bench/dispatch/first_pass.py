@@ -53,6 +53,8 @@ class FirstPass(Dispatcher):
     """Shared machinery: memo per text, batching, counters, label → Choice."""
 
     labels: Sequence[str] = LABELS
+    # each distinct prompt text is classified on its own (batched only for speed)
+    shardable = True
 
     def __init__(self, config, experts: Mapping[str, Expert]):
         self.config = config

@@ -199,6 +199,7 @@ class RouterDispatch(Dispatcher):
     """Embedding router → expert per request; ``other`` → base weights."""
 
     name = "router"
+    shardable = True  # one embedding and prediction per question
 
     def __init__(self, config: RouterConfig, experts: Mapping[str, Expert]):
         self.config = config
