@@ -91,24 +91,31 @@ def test_eval_defaults_to_t2_and_the_offline_tasks():
     assert kept == ["--model", "hf", "--include_path", "mine", "--tasks", "x"]
 
 
-@pytest.mark.parametrize("rank,written", [(None, True), ("0", True), ("1", False)])
-def test_eval_writes_provenance_on_rank_0_only(tmp_path, monkeypatch, rank, written):
+@pytest.mark.parametrize("saved_here", [True, False])
+def test_eval_writes_provenance_only_beside_results_this_process_saved(
+    tmp_path, monkeypatch, saved_here
+):
+    """A data-parallel launch: lm-eval's rank 0 saves the results, the other ranks save none and
+    must not read rank 0's file (it may be half written), so they write no sidecar."""
     import lm_eval.__main__
+    import lm_eval.loggers as loggers
 
     from t2bench import evaluate
 
-    def fake_cli():  # what lm-eval's rank 0 leaves under --output_path
-        (tmp_path / "out").mkdir()
-        (tmp_path / "out" / "results_1.json").write_text(json.dumps({"config": {}}))
+    out = tmp_path / "out"
+
+    def fake_cli():
+        if saved_here:  # rank 0: lm-eval's CLI saves through its tracker
+            tracker = loggers.EvaluationTracker(output_path=str(out))
+            tracker._save(out / "model" / "results_1.json", json.dumps({"config": {}}))
+        else:  # another rank: rank 0's file appears under --output_path meanwhile
+            (out / "model").mkdir(parents=True)
+            (out / "model" / "results_1.json").write_text(json.dumps({"config": {}}))
 
     monkeypatch.setattr(lm_eval.__main__, "cli_evaluate", fake_cli)
     monkeypatch.setattr(evaluate, "tasks_dir", lambda: tmp_path)
-    if rank is None:
-        monkeypatch.delenv("RANK", raising=False)
-    else:
-        monkeypatch.setenv("RANK", rank)
-    evaluate.run(["--tasks", "x", "--output_path", str(tmp_path / "out")])
-    assert (tmp_path / "out" / "provenance_1.json").exists() is written
+    evaluate.run(["--tasks", "x", "--output_path", str(out)])
+    assert (out / "model" / "provenance_1.json").exists() is saved_here
 
 
 def test_python_dash_m_runs_the_command():
