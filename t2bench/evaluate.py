@@ -49,6 +49,11 @@ def run(args: list[str]) -> None:
     out = _option(argv, "--output_path")
     if out:  # before the model loads: a read-only or full location costs a second, not a run
         check_writable(output_folder(out), "--output_path folder")
+    # a bad model_arg, expert file or dispatch fails here in a second, before lm-eval indexes
+    # its tasks and logs its set-up
+    from t2bench.backends.precheck import check_model_args
+
+    check_model_args(_option(argv, "--model"), _option(argv, "--model_args"))
     saved_argv, sys.argv = sys.argv, ["lm_eval", "run", *argv]  # lm-eval's CLI reads sys.argv
     try:
         with strict_tracker() as trackers:

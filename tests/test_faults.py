@@ -518,6 +518,36 @@ def test_bad_backend_inputs_name_the_problem(llama_dir, tmp_path, monkeypatch, a
     assert says in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize(("args", "says"), [b for b in BAD_INPUTS if "{other}" not in str(b)])
+def test_t2bench_eval_checks_model_args_before_lm_eval_starts(
+    llama_dir, tmp_path, monkeypatch, capsys, args, says
+):
+    """Each bad input that needs no model is refused before lm-eval's CLI runs (it indexes
+    every task first): the same message, one line, exit 2, and lm-eval never called."""
+    pytest.importorskip("lm_eval")
+    import lm_eval.__main__ as lm_main
+
+    called = []
+    monkeypatch.setattr(lm_main, "cli_evaluate", lambda: called.append(1))
+    monkeypatch.setenv("T2BENCH_HOME", str(tmp_path / "home"))
+    files = _expert_files(llama_dir, tmp_path) | {"missing": tmp_path / "gone.safetensors"}
+    model_args = ",".join(f"{k}={v.format(**files)}" for k, v in args.items())
+    assert main(_eval(llama_dir, model_args=model_args)) == 2
+    assert called == []
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.startswith("error: ") and says in line
+
+
+def test_the_model_args_check_passes_good_input_and_other_models(llama_dir, tmp_path):
+    pytest.importorskip("lm_eval")
+    from t2bench.backends.precheck import check_model_args
+
+    files = _expert_files(llama_dir, tmp_path)
+    check_model_args("t2", f"pretrained={llama_dir},experts={files['good']},dispatch=fixed:math")
+    check_model_args("t2-vlm", f"experts={files['good']},dispatch=fixed:math-1")
+    check_model_args("hf", "expertz=1")  # not ours: lm-eval checks it
+
+
 def test_a_bad_eval_input_ends_in_one_line_and_exit_2(llama_dir, tmp_path, monkeypatch, capsys):
     """Through lm-eval's CLI: no traceback, one `error:` line, exit status 2."""
     pytest.importorskip("lm_eval")
