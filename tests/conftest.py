@@ -195,21 +195,58 @@ def tiny_vlm_dir(tmp_path_factory, char_llama_dir):
     )
 
 
-@pytest.fixture
-def tiny_passages():
-    """A maker of n one-question fictional passages ("Zo<i> ... river is Lo<i>") for SEAL tests."""
+def fictional_passages(n: int):
+    """n one-question fictional passages ("Zo<i> ... river is Lo<i>") for SEAL tests."""
     from t2bench.seal.passages import QA, Passage
 
-    def make(n: int) -> list[Passage]:
-        return [
-            Passage(
-                f"t-{i}",
-                f"Zo{i}",
-                f"Zo{i} is a town. Its river is Lo{i}.",
-                (QA(f"What river has Zo{i}?", (f"Lo{i}",)),),
-                "fictional",
-            )
-            for i in range(n)
-        ]
+    return [
+        Passage(
+            f"t-{i}",
+            f"Zo{i}",
+            f"Zo{i} is a town. Its river is Lo{i}.",
+            (QA(f"What river has Zo{i}?", (f"Lo{i}",)),),
+            "fictional",
+        )
+        for i in range(n)
+    ]
 
-    return make
+
+@pytest.fixture
+def tiny_passages():
+    """A maker of n one-question fictional passages (:func:`fictional_passages`)."""
+    return fictional_passages
+
+
+@pytest.fixture
+def data(tmp_path):
+    """12 tiny 'reasoning' items the word-level tokenizer can read (training tests)."""
+    import json
+
+    path = tmp_path / "data.jsonl"
+    with open(path, "w") as fh:
+        for i in range(12):
+            item = {"prompt": f"w{i} w{i + 1} w{i + 2}\nA. w1\nB. w2", "target": "AB"[i % 2]}
+            fh.write(json.dumps(item | {"reference": "w3 w4"}) + "\n")
+    return path
+
+
+def tiny_train_config(llama_dir, data, out, **kw):
+    """A TrainConfig of a few steps on the tiny model and the ``data`` items; ``kw`` overrides."""
+    from t2bench.train.config import TrainConfig
+
+    base = dict(
+        model=str(llama_dir),
+        task="reasoning",
+        data=str(data),
+        valid_data=str(data),
+        output_dir=str(out),
+        steps=4,
+        global_batch=4,
+        micro_batch=2,
+        eval_every=2,
+        eval_size=4,
+        max_new_tokens=4,
+        progress=False,
+        seed=3,
+    )
+    return TrainConfig(**(base | kw))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_train_config
 
 from t2bench.cli import main
 from t2bench.core import io
@@ -232,34 +233,8 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
 # --------------------------------------------------------------------------- training
 
 
-@pytest.fixture
-def data(tmp_path):
-    path = tmp_path / "data.jsonl"
-    with open(path, "w") as fh:
-        for i in range(12):
-            item = {"prompt": f"w{i} w{i + 1} w{i + 2}\nA. w1\nB. w2", "target": "AB"[i % 2]}
-            fh.write(json.dumps(item | {"reference": "w3 w4"}) + "\n")
-    return path
-
-
 def _train_cfg(llama_dir, data, out, **kw):
-    from t2bench.train.config import TrainConfig
-
-    base = dict(
-        model=str(llama_dir),
-        task="reasoning",
-        data=str(data),
-        valid_data=str(data),
-        output_dir=str(out),
-        steps=4,
-        global_batch=4,
-        micro_batch=2,
-        eval_every=0,
-        max_new_tokens=4,
-        progress=False,
-        seed=3,
-    )
-    return TrainConfig(**(base | kw))
+    return tiny_train_config(llama_dir, data, out, **({"eval_every": 0} | kw))
 
 
 def test_training_into_a_read_only_folder_fails_before_loading(tmpfs, data, tmp_path):

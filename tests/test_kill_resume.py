@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import fictional_passages
 
 HERE = Path(__file__).resolve()
 #: the checkout under test; the drivers run in it (the performance table reads its results/bench)
@@ -57,21 +58,6 @@ pytestmark = pytest.mark.slow
 # --------------------------------------------------------------------------- the driver
 
 
-def _tiny_passages(n: int):
-    from t2bench.seal.passages import QA, Passage
-
-    return [
-        Passage(
-            f"t-{i}",
-            f"Zo{i}",
-            f"Zo{i} is a town. Its river is Lo{i}.",
-            (QA(f"What river has Zo{i}?", (f"Lo{i}",)),),
-            "fictional",
-        )
-        for i in range(n)
-    ]
-
-
 def _drive_ablations(model: str, out: str, resume: str | None) -> None:
     """Two tables of the ``smoke`` profile on the tiny model: ``performance`` (reads the
     committed bench records, written first and at once) and ``forgetting`` (self-edits and
@@ -80,7 +66,7 @@ def _drive_ablations(model: str, out: str, resume: str | None) -> None:
     from t2bench.ablations import run_all
     from t2bench.ablations.profile import PROFILES, SMOKE
 
-    seal_mod.eval_passages = lambda ctx, source=None, n=None: _tiny_passages(
+    seal_mod.eval_passages = lambda ctx, source=None, n=None: fictional_passages(
         n or ctx.profile.seal_n
     )
     PROFILES["kill"] = SMOKE.with_overrides(name="kill", model=model, bootstrap_iters=100)
@@ -112,7 +98,7 @@ def _drive_restem(model: str, out: str) -> None:
     reward every round keeps pairs and fine-tunes the generator, so round 2 samples from G(1)."""
     import t2bench.seal.restem as restem
 
-    restem.load_passages = lambda source, split, n, seed: _tiny_passages(n)
+    restem.load_passages = lambda source, split, n, seed: fictional_passages(n)
     real = restem.score_self_edit
 
     def score(updater, tok, passage, text, *, qa_max_new_tokens):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_train_config
 from safetensors.torch import load_file
 
 from t2bench.errors import ConfigError
@@ -26,34 +27,8 @@ from t2bench.train.trainer import TrainingDiverged, train
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def data(tmp_path):
-    """12 tiny 'reasoning' items the word-level tokenizer can read."""
-    path = tmp_path / "data.jsonl"
-    with open(path, "w") as fh:
-        for i in range(12):
-            item = {"prompt": f"w{i} w{i + 1} w{i + 2}\nA. w1\nB. w2", "target": "AB"[i % 2]}
-            fh.write(json.dumps(item | {"reference": "w3 w4"}) + "\n")
-    return path
-
-
-def _cfg(llama_dir, data, out, **kw) -> TrainConfig:
-    base = dict(
-        model=str(llama_dir),
-        task="reasoning",
-        data=str(data),
-        valid_data=str(data),
-        output_dir=str(out),
-        steps=4,
-        global_batch=4,
-        micro_batch=2,
-        eval_every=2,
-        eval_size=4,
-        max_new_tokens=4,
-        progress=False,
-        seed=3,
-    )
-    return TrainConfig(**(base | kw))
+def _cfg(llama_dir, data, out, **kw):
+    return tiny_train_config(llama_dir, data, out, **({} | kw))
 
 
 def _args(cfg: TrainConfig) -> list[str]:
