@@ -6,13 +6,16 @@ prompt here, so a comparison between those strategies differs only in the weight
 it. This module imports nothing from t2bench, so both the training and the dispatch layers
 can depend on it.
 
-The prompt has two layouts, the same instruction in each:
+The prompt has three layouts, the same instruction in each:
 
-* ``instruction-first`` (default): instruction, then the question. Everything before the
-  question is the same for every prompt, so a first pass encodes it once and reuses its keys
-  and values; per question it reads only the question and the reply cue.
-* ``question-first``: the question, then the instruction. The instruction comes after the
-  question, so it must be re-read for every question. It is kept to reproduce earlier runs.
+* ``instruction-first``: instruction, then the question. Everything before the question is the
+  same for every prompt, so a first pass encodes it once and reuses its keys and values; per
+  question it reads only the question and the reply cue.
+* ``sandwich``: as ``instruction-first``, plus a one-line reminder after the question, so that
+  the instruction is also the last thing the model reads before a long (few-shot) context's
+  reply; only the reminder is read per question on top of the question.
+* ``question-first``: the question, then the instruction, which must then be re-read for every
+  question. It is the prompt of earlier runs, word for word.
 """
 
 from __future__ import annotations
@@ -32,9 +35,17 @@ _INSTRUCTION = (
 #: The question-first layout's instruction (it refers to the question above it).
 CLASSIFY_INSTRUCTION = _INSTRUCTION.format(where="above")
 
+_BELOW = f"{_INSTRUCTION.format(where='below')}\n\n---\nQuestion:\n"
+#: a one-line reminder after the question: the instruction is then also the last thing read
+_REMINDER = (
+    "\n\n---\nReply with the category of the question above (code, math, reasoning or other) in "
+    "\\boxed{}."
+)
+
 #: layout → (text before the question, text after it)
 LAYOUTS: dict[str, tuple[str, str]] = {
-    "instruction-first": (f"{_INSTRUCTION.format(where='below')}\n\n---\nQuestion:\n", ""),
+    "sandwich": (_BELOW, _REMINDER),
+    "instruction-first": (_BELOW, ""),
     "question-first": ("Question:\n", f"\n\n---\n{CLASSIFY_INSTRUCTION}"),
 }
 DEFAULT_LAYOUT = "instruction-first"

@@ -94,11 +94,15 @@ def test_the_prompt_asks_for_every_label_and_gives_back_its_question(layout):
     where = "above" if layout == "question-first" else "below"
     instruction = CLASSIFY_INSTRUCTION.replace("above", where)
     assert instruction in p and all(label in instruction for label in LABELS)
-    # instruction-first: everything before the question is the same for every question
+    # instruction-first and sandwich: everything before the question is the same for every
+    # question; sandwich adds a one-line reminder after it
     if layout == "question-first":
         assert p.index(q) < p.index(instruction)
     else:
-        assert p.index(instruction) < p.index(q) and p.endswith(q)
+        assert p.index(instruction) < p.index(q)
+        assert p.endswith(q) == (layout == "instruction-first")
+    if layout == "sandwich":
+        assert "category of the question above" in p[p.index(q) :]
     assert question_in(p) == q and question_in(q) is None
     assert len(prompt_sha256(layout)) == 12 and set(prompt_sha256(layout)) <= set(
         "0123456789abcdef"
