@@ -8,14 +8,20 @@ can depend on it.
 
 The prompt has three layouts, the same instruction in each:
 
+* ``question-first`` (default): the question, then the instruction, which must then be re-read
+  for every question; a first pass reuses only the chat template's opening and ``Question:``.
 * ``instruction-first``: instruction, then the question. Everything before the question is the
   same for every prompt, so a first pass encodes it once and reuses its keys and values; per
   question it reads only the question and the reply cue.
-* ``sandwich``: as ``instruction-first``, plus a one-line reminder after the question, so that
-  the instruction is also the last thing the model reads before a long (few-shot) context's
-  reply; only the reminder is read per question on top of the question.
-* ``question-first``: the question, then the instruction, which must then be re-read for every
-  question. It is the prompt of earlier runs, word for word.
+* ``sandwich``: as ``instruction-first``, plus a one-line reminder after the question.
+
+Why question-first stays the default (``results/bench/first-pass-cost-20261206T*.md``, the
+Table 3 documents): the other two cost 36-50% instead of 82-93% of the second pass on
+ARC-Challenge, but on MATH's few-shot contexts the 135M model no longer follows an instruction
+read ~400 tokens earlier: the prompt strategy routed 14 of 20 MATH documents right with
+question-first and 0 with either other layout. ``label`` routes better with ``sandwich``
+overall (45 vs 28 of 92 documents), worse on MATH (9 vs 20 of 20): choose it per run with
+``dispatch=label:layout=sandwich``.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ LAYOUTS: dict[str, tuple[str, str]] = {
     "instruction-first": (_BELOW, ""),
     "question-first": ("Question:\n", f"\n\n---\n{CLASSIFY_INSTRUCTION}"),
 }
-DEFAULT_LAYOUT = "instruction-first"
+DEFAULT_LAYOUT = "question-first"
 
 
 def _parts(layout: str) -> tuple[str, str]:
