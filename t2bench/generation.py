@@ -9,6 +9,7 @@ from softmax(logits / T), inside Hugging Face ``generate`` (greedy search + a lo
 
 from __future__ import annotations
 
+import copy
 import inspect
 import zlib
 from dataclasses import dataclass
@@ -16,7 +17,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+from transformers import (
+    GenerationConfig,
+    LogitsProcessor,
+    LogitsProcessorList,
+    StoppingCriteriaList,
+)
 
 #: Generation budget per task when the config does not set ``max_new_tokens``.
 DEFAULT_NEW_TOKENS = {"math": 96, "reasoning": 16, "code": 192, "classifier": 12, "vqa": 8}
@@ -36,11 +42,16 @@ def format_prompt(tokenizer, prompt: str) -> str:
     return f"{prompt}\n\nAnswer: "
 
 
-def encode_prompts(tokenizer, prompts: list[str]) -> list[list[int]]:
-    """Token ids of the formatted prompts (special tokens only where the template puts them)."""
+def encode_formatted(tokenizer, text: str) -> list[int]:
+    """Token ids of text already formatted by :func:`format_prompt` (special tokens only where
+    the chat template puts them; a plain tokenizer adds its own)."""
     chat = bool(getattr(tokenizer, "chat_template", None))
-    texts = [format_prompt(tokenizer, p) for p in prompts]
-    return [tokenizer(t, add_special_tokens=not chat)["input_ids"] for t in texts]
+    return tokenizer(text, add_special_tokens=not chat)["input_ids"]
+
+
+def encode_prompts(tokenizer, prompts: list[str]) -> list[list[int]]:
+    """Token ids of the formatted prompts."""
+    return [encode_formatted(tokenizer, format_prompt(tokenizer, p)) for p in prompts]
 
 
 def encode_items(tokenizer, items, processor=None) -> tuple[list[list[int]], list | None]:
@@ -113,20 +124,31 @@ def generate(
     temperature: float = 1.0,
     pixel_values: list | None = None,
     group_size: int = 1,
+    prefix: PrefixCache | None = None,
+    stopping_criteria: StoppingCriteriaList | None = None,
 ) -> Rollout:
     """Greedy (``seeds=None``) or seeded sampled completions for a batch of prompts.
 
     Completions are cut after the first end-of-sequence token, which is kept so that the
     policy learns to stop. ``group_size`` k > 1 says the rows come in runs of k identical
     prompts (k samples per prompt): each prompt is then encoded once, and its keys and values
-    are repeated for its k rows before sampling (text models only).
+    are repeated for its k rows before sampling (text models only). ``prefix``: every prompt
+    starts with ``prefix.ids``, whose keys and values are already encoded; ``prompt_ids`` then
+    hold only what follows it. ``stopping_criteria`` end rows early (their tail is padding,
+    dropped from the completion).
     """
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     stops = eos_ids(model, tokenizer)
     ids, mask = _left_pad(prompt_ids, pad, device)
     extra: dict = {}
-    if group_size > 1 and pixel_values is None:
+    if prefix is not None:
+        if group_size > 1 or pixel_values is not None:
+            raise ValueError("generate: prefix= is for text prompts with group_size=1")
+        ids, mask = prefix.prepend(ids, mask)
+        extra = {cache_argument(model): prefix.for_batch(len(ids))}
+        prompt_ids = [prefix.ids + list(p) for p in prompt_ids]
+    elif group_size > 1 and pixel_values is None:
         extra = _shared_prefill(model, ids, mask, group_size)
     gen_cfg = GenerationConfig(
         max_new_tokens=max_new_tokens,
@@ -144,11 +166,15 @@ def generate(
         attention_mask=mask,
         generation_config=gen_cfg,
         logits_processor=processors,
+        stopping_criteria=stopping_criteria,
         **extra,
     )
     completions = []
     for row in out[:, ids.shape[1] :].tolist():
         cut = next((j + 1 for j, t in enumerate(row) if t in stops), len(row))
+        if stopping_criteria is not None:  # a row stopped early is padded to the batch's end
+            while cut and row[cut - 1] == pad and pad not in stops:
+                cut -= 1
         completions.append(row[:cut])
     texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
     return Rollout([list(p) for p in prompt_ids], completions, texts)
@@ -160,6 +186,73 @@ def cache_argument(model: nn.Module) -> str:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     params = inspect.signature(base.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
+
+
+@dataclass
+class PrefixCache:
+    """Keys and values of token ids that every row of a batch starts with, encoded once (batch
+    of one) for the weights the model had then; a batch reuses them instead of re-encoding."""
+
+    ids: list[int]
+    cache: object  # a transformers DynamicCache
+
+    @classmethod
+    @torch.no_grad()
+    def encode(cls, model: nn.Module, ids: list[int]) -> PrefixCache:
+        from transformers import DynamicCache
+
+        if not ids:
+            raise ValueError("PrefixCache: the prefix is empty")
+        device = next(model.parameters()).device
+        cache = DynamicCache()
+        model(
+            input_ids=torch.tensor([ids], device=device),
+            use_cache=True,
+            **{cache_argument(model): cache},
+        )
+        return cls(list(ids), cache)
+
+    def for_batch(self, rows: int):
+        """A fresh copy for ``rows`` rows (a forward pass appends to the cache it is given)."""
+        cache = copy.deepcopy(self.cache)
+        cache.batch_repeat_interleave(rows)
+        return cache
+
+    def prepend(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prefix's ids and an all-ones mask before left-padded rows: the padding then sits
+        between the prefix and each row, masked out, so the prefix keeps positions 0..P-1."""
+        head = torch.tensor(self.ids, dtype=ids.dtype, device=ids.device).expand(len(ids), -1)
+        return torch.cat([head, ids], 1), torch.cat([torch.ones_like(head), mask], 1)
+
+
+@torch.no_grad()
+def last_logits(
+    model: nn.Module,
+    rows: list[list[int]],
+    pad_id: int,
+    *,
+    keep: int = 1,
+    prefix: PrefixCache | None = None,
+) -> torch.Tensor:
+    """(batch, keep, vocab) fp32 logits at each row's last ``keep`` positions, with the LM head
+    computed there only. Rows are left-padded, so their last tokens share the last columns;
+    with ``prefix`` the rows are what follows ``prefix.ids`` and the prefix is not re-encoded."""
+    if keep > min(len(r) for r in rows):
+        raise ValueError(f"last_logits: keep={keep} exceeds the shortest row's length")
+    device = next(model.parameters()).device
+    ids, mask = _left_pad(rows, pad_id, device)
+    extra: dict = {}
+    offset = 0
+    if prefix is not None:
+        offset = len(prefix.ids)
+        extra[cache_argument(model)] = prefix.for_batch(len(rows))
+        mask = torch.cat([torch.ones(len(rows), offset, dtype=mask.dtype, device=device), mask], 1)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, offset:]
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if "logits_to_keep" in inspect.signature(base.forward).parameters:
+        extra["logits_to_keep"] = keep
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, **extra).logits
+    return logits[:, -keep:].float()
 
 
 def _shared_prefill(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, k: int) -> dict:

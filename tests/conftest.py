@@ -230,6 +230,26 @@ def data(tmp_path):
     return path
 
 
+def tiny_seal_config(model, out, **kw):
+    """A SealConfig of two short ReST-EM rounds over two passages; ``kw`` overrides."""
+    from t2bench.seal.inner import InnerConfig
+    from t2bench.seal.restem import SealConfig
+
+    base = dict(
+        output_dir=str(out),
+        model=str(model),
+        n_train=2,
+        k=2,
+        rounds=2,
+        max_new_tokens=16,
+        qa_max_new_tokens=6,
+        inner=InnerConfig(steps=2, lr=1e-2),
+        sft_steps_per_pair=1,
+        progress=False,
+    )
+    return SealConfig(**(base | kw))
+
+
 def tiny_train_config(llama_dir, data, out, **kw):
     """A TrainConfig of a few steps on the tiny model and the ``data`` items; ``kw`` overrides."""
     from t2bench.train.config import TrainConfig

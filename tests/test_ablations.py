@@ -204,6 +204,16 @@ def test_table3_paragraph_compares_with_the_papers_ratio():
     assert "90% on ARC-Challenge (above the paper's 47%)" in text
     assert "5% on MATH (below the paper's 13%)" in text
     assert "Cheapest first pass: router on ARC-Challenge" in text
+    assert "Reusing" not in text  # no before rows, no claim about them
+    before = {
+        "task": "ARC-Challenge",
+        "strategy": "prompt (before: layout=question-first;reuse=false)",
+        "ratio": 1.4,
+        "first / second": "140.0%",
+        "paper (prompt)": "",
+    }
+    text = paragraph([*rows, before])
+    assert "prompt on ARC-Challenge 140.0% → 90.0%" in text
 
 
 @pytest.mark.real

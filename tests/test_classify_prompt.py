@@ -18,9 +18,12 @@ import t2bench.generation as rollout
 from t2bench.classify_prompt import (
     CLASSIFY_INSTRUCTION,
     CLASSIFY_PROMPT_SHA256,
+    DEFAULT_LAYOUT,
     EXPERT_LABELS,
     LABELS,
+    LAYOUTS,
     classify_prompt,
+    prompt_sha256,
     question_in,
 )
 from t2bench.dispatch import DispatchContext, DispatchRequest, make_dispatcher
@@ -68,9 +71,9 @@ def _sent(ctx, spec, monkeypatch) -> tuple[list[str], list[str | None], dict]:
 def test_prompt_and_classifier_send_the_same_text_with_different_weights(ctx, monkeypatch):
     prompt_texts, prompt_active, prompt_info = _sent(ctx, "prompt:max_new_tokens=2", monkeypatch)
     cls_texts, cls_active, cls_info = _sent(ctx, "classifier:max_new_tokens=2", monkeypatch)
-    expected = [classify_prompt(q) for q in QUESTIONS]
-    assert prompt_texts == expected
-    assert cls_texts == expected
+    expected = sorted(classify_prompt(q) for q in QUESTIONS)
+    assert sorted(prompt_texts) == expected
+    assert sorted(cls_texts) == expected
     assert [t.encode() for t in cls_texts] == [t.encode() for t in prompt_texts]
     # only the weights differ: base for prompt, the classifier expert for classifier
     assert prompt_active == [None] and cls_active == ["classifier-x"]
@@ -79,19 +82,40 @@ def test_prompt_and_classifier_send_the_same_text_with_different_weights(ctx, mo
 
 def test_label_strategy_scores_after_the_same_prompt(ctx, monkeypatch):
     texts, active, info = _sent(ctx, "label:calibrate=false", monkeypatch)
-    assert texts == [classify_prompt(q) for q in QUESTIONS]
+    assert sorted(texts) == sorted(classify_prompt(q) for q in QUESTIONS)
     assert active == [None]
     assert info["prompt_sha256"] == CLASSIFY_PROMPT_SHA256
 
 
-def test_the_prompt_asks_for_every_label_and_gives_back_its_question():
-    p = classify_prompt("What is 2 + 3?")
-    assert CLASSIFY_INSTRUCTION in p and p.index("What is 2 + 3?") < p.index(CLASSIFY_INSTRUCTION)
-    assert all(label in CLASSIFY_INSTRUCTION for label in LABELS)
-    assert question_in(p) == "What is 2 + 3?" and question_in("What is 2 + 3?") is None
-    assert len(CLASSIFY_PROMPT_SHA256) == 12 and set(CLASSIFY_PROMPT_SHA256) <= set(
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_the_prompt_asks_for_every_label_and_gives_back_its_question(layout):
+    q = "What is 2 + 3?"
+    p = classify_prompt(q, layout)
+    where = "above" if layout == "question-first" else "below"
+    instruction = CLASSIFY_INSTRUCTION.replace("above", where)
+    assert instruction in p and all(label in instruction for label in LABELS)
+    # instruction-first and sandwich: everything before the question is the same for every
+    # question; sandwich adds a one-line reminder after it
+    if layout == "question-first":
+        assert p.index(q) < p.index(instruction)
+    else:
+        assert p.index(instruction) < p.index(q)
+        assert p.endswith(q) == (layout == "instruction-first")
+    if layout == "sandwich":
+        assert "category of the question above" in p[p.index(q) :]
+    assert question_in(p) == q and question_in(q) is None
+    assert len(prompt_sha256(layout)) == 12 and set(prompt_sha256(layout)) <= set(
         "0123456789abcdef"
     )
+
+
+def test_layouts_have_their_own_identity_and_the_old_one_is_unchanged():
+    assert CLASSIFY_PROMPT_SHA256 == prompt_sha256(DEFAULT_LAYOUT)
+    assert prompt_sha256("instruction-first") != prompt_sha256("question-first")
+    # question-first is, word for word, the only prompt before layouts existed (commit 9992d81)
+    assert prompt_sha256("question-first") == "cfb32ecc52f0"
+    with pytest.raises(ValueError, match="unknown classification prompt layout 'sideways'"):
+        classify_prompt("q", "sideways")
 
 
 def test_classifier_training_prompts_are_the_dispatch_prompt():

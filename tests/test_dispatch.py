@@ -17,7 +17,6 @@ from t2bench.dispatch import cem_strategy as fs
 from t2bench.dispatch.base import options_to_config
 from t2bench.dispatch.categories import (
     choice_for,
-    classify_prompt,
     label_experts,
     parse_label,
     question_of,
@@ -185,11 +184,11 @@ def test_first_pass_before_bind_is_a_clear_error(setup):
 def _canned(dispatcher, replies):
     calls = Counter()
 
-    def fake(prompts):
-        calls["prompts"] += len(prompts)
-        return [replies[_q(p)] for p in prompts]
+    def fake(questions):
+        calls["prompts"] += len(questions)
+        return [replies[_q(q)] for q in questions]
 
-    dispatcher._generate = fake
+    dispatcher._replies = fake
     return calls
 
 
@@ -240,9 +239,9 @@ def test_prompt_first_pass_runs_on_base_weights_and_really_generates(setup):
     seen = []
     real = PromptDispatch._generate
 
-    def spy(self, prompts):
+    def spy(self, prefix, rows):
         seen.append(ctx.patcher.active)
-        return real(self, prompts)
+        return real(self, prefix, rows)
 
     d._generate = spy.__get__(d)
     d.choose([DispatchRequest("w1 w2 ?"), DispatchRequest("w3 ?")])
@@ -256,15 +255,15 @@ def test_classifier_first_pass_runs_with_the_classifier_expert(setup):
     d.bind(ctx)
     seen = []
 
-    def fake(prompts):
-        seen.append((ctx.patcher.active, prompts[0]))
-        return ["\\boxed{reasoning}"] * len(prompts)
+    def fake(questions):
+        seen.append((ctx.patcher.active, questions[0]))
+        return ["\\boxed{reasoning}"] * len(questions)
 
-    d._generate = fake
+    d._replies = fake
     assert [c.key for c in d.choose([DispatchRequest("w1 ?")])] == ["reasoning-x"]
-    active, prompt = seen[0]
+    active, question = seen[0]
     assert active == "classifier-x"
-    assert prompt == classify_prompt("w1 ?")  # the prompt strategy's prompt, word for word
+    assert question == "w1 ?"  # test_classify_prompt checks that the prompt text is prompt's
 
 
 # --------------------------------------------------------------------------- label scoring
@@ -275,15 +274,15 @@ def test_label_scores_equal_unbatched_log_likelihoods(setup):
     ctx, _, experts = setup
     d = LabelScoreDispatch(LabelConfig(calibrate=False, scoring="full"), experts)
     d.bind(ctx)
-    prefixes = d._prefixes(["w1 w2 w3 w4 w5 w6 ?", "w7 ?"])
-    batched = d._scores(prefixes)
-    for i, p in enumerate(prefixes):
-        alone = d._scores([p])[0]
+    questions = ["w1 w2 w3 w4 w5 w6 ?", "w7 ?"]
+    batched = d._scores(questions)
+    for i, q in enumerate(questions):
+        alone = d._scores([q])[0]
         torch.testing.assert_close(batched[i], alone, atol=1e-4, rtol=1e-4)
     first = LabelScoreDispatch(LabelConfig(calibrate=False, scoring="first"), experts)
     first.bind(ctx)
     # every label is one token here, so first-token and full scoring agree
-    torch.testing.assert_close(first._scores(prefixes), batched, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(first._scores(questions), batched, atol=1e-4, rtol=1e-4)
 
 
 def test_label_scoring_picks_the_argmax_and_calibrates(setup, monkeypatch):
@@ -296,10 +295,9 @@ def test_label_scoring_picks_the_argmax_and_calibrates(setup, monkeypatch):
         "beta": [0.0, 6.0, 0.0, 2.0],
     }
 
-    def fake(prefixes):
-        return torch.tensor([table[p] for p in prefixes])
+    def fake(questions):
+        return torch.tensor([table[q] for q in questions])
 
-    monkeypatch.setattr(d, "_prefixes", lambda qs: qs)
     monkeypatch.setattr(d, "_scores", fake)
     keys = [c.key for c in d.choose([DispatchRequest("alpha"), DispatchRequest("beta")])]
     # raw argmax is math for both; against the content-free prior: code (+1) and other (+2)
@@ -314,7 +312,9 @@ def test_label_strategy_through_the_real_forward(setup):
     out = d.choose([DispatchRequest("w1 w2 ?"), DispatchRequest("w3 ?")])
     assert all(isinstance(c, Choice) for c in out)
     info = d.describe()
-    assert info["classified"] == 2 and info["forward_passes"] == 2  # one batch + the prior
+    # the shared head once, one batch, the prior
+    assert info["classified"] == 2 and info["forward_passes"] == 3
+    assert info["head_reused"] == 3 and info["encoded_tokens"] < info["prompt_tokens"]
 
 
 # --------------------------------------------------------------------------- CEM

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import fictional_passages
+from conftest import fictional_passages, tiny_seal_config
 
 HERE = Path(__file__).resolve()
 #: the checkout under test; the drivers run in it (the performance table reads its results/bench)
@@ -74,21 +74,7 @@ def _drive_ablations(model: str, out: str, resume: str | None) -> None:
 
 
 def _seal_config(model: str, out: str):
-    from t2bench.seal.inner import InnerConfig
-    from t2bench.seal.restem import SealConfig
-
-    return SealConfig(
-        output_dir=out,
-        model=model,
-        n_train=3,
-        k=2,
-        rounds=2,
-        max_new_tokens=16,
-        qa_max_new_tokens=6,
-        inner=InnerConfig(steps=2, lr=1e-2),
-        sft_steps_per_pair=1,
-        progress=False,
-    )
+    return tiny_seal_config(model, out, n_train=3)
 
 
 def _drive_restem(model: str, out: str) -> None:

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from conftest import tiny_seal_config
 
 from t2bench.errors import ConfigError
 from t2bench.seal.inner import (
@@ -249,21 +250,7 @@ def test_sequential_edits_fill_a_triangle(char_llama_dir, method):
 
 
 def _seal_cfg(tmp_path, model_dir, **kw):
-    from t2bench.seal.restem import SealConfig
-
-    settings = dict(
-        output_dir=str(tmp_path / "run"),
-        model=model_dir,
-        n_train=2,
-        k=2,
-        rounds=2,
-        max_new_tokens=16,
-        qa_max_new_tokens=6,
-        inner=InnerConfig(steps=2, lr=1e-2),
-        sft_steps_per_pair=1,
-        progress=False,
-    )
-    return SealConfig(**(settings | kw))
+    return tiny_seal_config(model_dir, tmp_path / "run", **kw)
 
 
 @pytest.fixture

@@ -251,6 +251,21 @@ def test_table3_and_alpha_state_power_and_claim_the_mixture(tmp_path, no_lora_lo
     fig.write(tmp_path / "alpha", CLEAN)
 
 
+def test_table3_times_each_asking_strategy_before_and_after_head_reuse(tmp_path, no_lora_lookup):
+    from t2bench.ablations import table2_unseen as t2
+    from t2bench.ablations import table3_cost
+
+    ctx = FakeCtx(tmp_path, _records())
+    timed = []
+    remember = ctx.remember
+    ctx.remember = lambda key, compute: timed.append(key.split("|")[3]) or remember(key, compute)
+    rows = table3_cost.run(ctx).rows
+    assert set(timed) == {*t2.STRATEGIES, *table3_cost.BEFORE.values()}
+    names = [r["strategy"] for r in rows]
+    for s in ("prompt", "classifier", "label"):
+        assert s in names and f"{s} (before: layout=question-first;reuse=false)" in names
+
+
 def test_alpha_power_reads_the_uniform_starts_shot_accuracy(tmp_path):
     from t2bench.ablations.alpha import start_accuracy
 

@@ -4,6 +4,8 @@ against the single experts and the base model.
     python -m t2bench.bench.dispatch cost    [--strategies prompt,classifier,label,router,cem]
                                              [--tasks arc_challenge:40,gsm8k:10,humaneval:10]
     python -m t2bench.bench.dispatch fewshot [--tasks arc_challenge:100,humaneval:40,minerva_math_prealgebra:30]
+    python -m t2bench.bench.dispatch firstpass [--tasks arc_challenge:150,humaneval:24,minerva_math_prealgebra:40]
+                                               [--strategies 'label:layout=question-first;reuse=false,label,...']
 
 Every run is ``lm_eval.simple_evaluate(model="t2", ...)`` on the embedded model, so the
 numbers are those of ``lm_eval --model t2 --model_args ...,dispatch=<strategy>``.
@@ -11,6 +13,13 @@ numbers are those of ``lm_eval --model t2 --model_args ...,dispatch=<strategy>``
 * cost: the backend's own clocks (``config.t2``): first-pass seconds (the dispatcher's
   ``choose``), second-pass seconds (HFLM's batched methods per expert group), their ratio; for
   CEM the one-off α search per task is reported apart and the ratio is given with and without it.
+* firstpass: Table 3's ratio (a strategy's first-pass seconds over the base run's second-pass
+  seconds on the same documents) for several strategy specs in one run, e.g. before and after
+  an option, plus what each first pass ran through the model (prompt vs encoded tokens,
+  generated tokens) and its routing accuracy against the task's category. The base run is
+  ``lm_eval`` with ``dispatch=none`` and the ablation CPU profile's generation caps; each first
+  pass is the dispatcher's ``choose`` on all documents at once, as the backend calls it, on one
+  shared model, strategies interleaved in the given order.
 * fewshot: per task, the first ``n`` evaluation documents under base, each single expert and
   CEM. Each accuracy has a 95% Wilson interval; per-document scores are paired to give each
   variant's difference to base with Newcombe's paired score interval and McNemar's exact p
@@ -58,6 +67,12 @@ def cem_spec(args, task: str) -> str:
         if name == task:
             return spec
     return args.cem
+
+
+def t2_args(experts: str, spec: str) -> str:
+    """``--model_args`` for one strategy. ``none`` loads no experts: lm-eval reads the value
+    ``none`` as Python's None, which with several experts loaded is refused as no choice."""
+    return "dispatch=none" if spec == "none" else f"experts={experts},dispatch={spec}"
 
 
 def parse_tasks(spec: str) -> list[tuple[str, int]]:
@@ -194,7 +209,7 @@ def cost(args) -> dict:
         for strategy in ["none", *args.strategies.split(",")]:
             spec = strategy if strategy != "cem" else f"cem:{cem_spec(args, task)}"
             r = run_lm_eval(
-                f"experts={args.experts},dispatch={spec}",
+                t2_args(args.experts, spec),
                 task,
                 n,
                 args.max_gen_toks,
@@ -228,6 +243,100 @@ def cost(args) -> dict:
                 flush=True,
             )
     return {"kind": "dispatch-cost", "rows": rows}
+
+
+def firstpass(args) -> dict:
+    import torch
+
+    from t2bench.ablations.profile import CPU
+    from t2bench.dispatch import DispatchRequest
+    from t2bench.dispatch.routing_items import first_docs
+    from t2bench.dispatch.standalone import load_bound
+    from t2bench.models import load_model
+
+    lm = load_model(None)
+    rows = []
+    for task, n in parse_tasks(args.tasks):
+        cap = CPU.max_gen_toks.get(task, args.max_gen_toks)
+        base = run_lm_eval(t2_args(args.experts, "none"), task, n, cap, args.batch_size)
+        second = base["t2"]["second_pass_seconds"]
+        items = first_docs(task, n)
+        if sorted(it.doc_id for it in items) != sorted(base["per_doc"]):
+            raise RuntimeError(f"{task}: the first passes would not see the base run's documents")
+        print(f"{task:24} base second pass {second:8.2f}s on {len(items)} docs", flush=True)
+        for spec in args.strategies.split(","):
+            bound = load_bound(spec, experts=args.experts, batch_size=args.batch_size, lm=lm)
+            d = bound.dispatcher
+            reqs = [DispatchRequest(it.text, it.task, it.doc_id) for it in items]
+            try:
+                t0 = time.perf_counter()
+                with torch.no_grad():
+                    keys = [c.key for c in d.choose(reqs)]
+                first = time.perf_counter() - t0
+            finally:
+                if bound.patcher is not None:
+                    bound.patcher.restore()
+            info = d.describe()
+            memo = getattr(d, "memo", None)
+            labels = [memo[it.text] for it in items] if memo is not None else None
+            row = {
+                "task": task,
+                "n": len(items),
+                "strategy": spec,
+                "first_pass_s": round(first, 3),
+                "second_pass_s": round(second, 3),
+                "fraction": round(first / second, 4),
+                "tokens": {
+                    k: info.get(k)
+                    for k in ("prompt_tokens", "encoded_tokens", "generated_tokens", "head_reused")
+                    if k in info
+                },
+                "labels": labels,
+                "keys": keys,
+                "dispatch": info,
+                "base_score": base["score"],
+                "metric": base["metric"],
+                "model_id": (base.get("t2") or {}).get("model_id"),
+                **run_provenance(base),
+            }
+            if labels is not None:
+                truth = items[0].true
+                row["routing"] = stats.accuracy([int(lab == truth) for lab in labels])
+                row["routing"]["true_label"] = truth
+            rows.append(row)
+            acc = row.get("routing", {}).get("score")
+            print(
+                f"{task:24} {spec:44} first {first:8.2f}s = {100 * first / second:6.1f}% "
+                f"routing {acc if acc is None else round(acc, 3)} {row['tokens']}",
+                flush=True,
+            )
+    return {"kind": "first-pass-cost", "rows": rows}
+
+
+def firstpass_markdown(payload: dict) -> str:
+    rows = []
+    for r in payload["rows"]:
+        tok = r["tokens"]
+        route = r.get("routing")
+        rows.append(
+            [
+                r["task"],
+                r["n"],
+                f"`{r['strategy']}`",
+                f"{r['first_pass_s']:.2f}",
+                f"{r['second_pass_s']:.2f}",
+                f"{100 * r['fraction']:.1f}%",
+                tok.get("prompt_tokens", ""),
+                tok.get("encoded_tokens", ""),
+                tok.get("generated_tokens", ""),
+                ""
+                if route is None
+                else f"{route['score']:.3f} [{route['ci_low']:.3f}, {route['ci_high']:.3f}]",
+            ]
+        )
+    head = ["task", "n", "strategy", "first pass s", "base second pass s", "first / second"]
+    tail = ["prompt tokens", "encoded tokens", "generated tokens", "routed right (95% Wilson)"]
+    return "\n".join(markdown_rows([*head, *tail], rows))
 
 
 def cost_markdown(payload: dict) -> str:
@@ -305,14 +414,14 @@ def fewshot(args) -> dict:
 
     rows, power = [], []
     for task, n in parse_tasks(args.tasks):
-        variants = {"base": "dispatch=none"}
+        variants = {"base": "none"}
         for label in EXPERT_LABELS:
-            variants[f"{label}-svf-pg"] = f"dispatch=fixed:{label}-svf-pg"
-        variants["cem"] = f"dispatch=cem:{cem_spec(args, task)}"
+            variants[f"{label}-svf-pg"] = f"fixed:{label}-svf-pg"
+        variants["cem"] = f"cem:{cem_spec(args, task)}"
         runs = {}
         for name, spec in variants.items():
             runs[name] = run_lm_eval(
-                f"experts={args.experts},{spec}", task, n, args.max_gen_toks, args.batch_size
+                t2_args(args.experts, spec), task, n, args.max_gen_toks, args.batch_size
             )
             print(
                 f"{task:24} {name:18} {runs[name]['score']:.3f} ({runs[name]['wall_seconds']}s)",
@@ -378,7 +487,7 @@ def fewshot_markdown(payload: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=["cost", "fewshot"])
+    p.add_argument("what", choices=["cost", "firstpass", "fewshot"])
     p.add_argument("--tasks", default=None, help="task:n,... (first n evaluation documents)")
     p.add_argument("--strategies", default="prompt,classifier,label,router,cem")
     p.add_argument("--experts", default=EXPERTS)
@@ -403,6 +512,14 @@ def main(argv: list[str] | None = None) -> int:
             cost_markdown,
             a.out or str(results_path("bench")),
             "dispatch-cost",
+        )
+    elif a.what == "firstpass":
+        a.tasks = a.tasks or "arc_challenge:150,humaneval:24,minerva_math_prealgebra:40"
+        payload, md, out, stem = (
+            firstpass(a),
+            firstpass_markdown,
+            a.out or str(results_path("bench")),
+            "first-pass-cost",
         )
     else:
         a.tasks = a.tasks or "arc_challenge:100,humaneval:40,minerva_math_prealgebra:30"

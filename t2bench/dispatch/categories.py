@@ -33,6 +33,7 @@ __all__ = [
     "choice_for",
     "classify_prompt",
     "expert_task",
+    "boxed_label",
     "label_experts",
     "parse_label",
     "question_of",
@@ -85,19 +86,26 @@ _WORD = re.compile(r"[a-z]+")
 def parse_label(text: str, labels: Sequence[str] = LABELS) -> str | None:
     """The label of a classification reply, or None when it cannot be read.
 
-    The last ``\\boxed{…}`` wins (``\\text{}``, case and punctuation ignored; synonyms such as
-    ``Coding`` or ``mathematics`` count); without a box, a reply naming exactly
-    one label does.
+    The last ``\\boxed{…}`` that names a label wins (``\\text{}``, case and punctuation
+    ignored; synonyms such as ``Coding`` or ``mathematics`` count); without one, a reply naming
+    exactly one label does.
     """
-    boxed = _BOXED.findall(text.replace("\\text{", "").replace("\\textbf{", ""))
-    for candidate in reversed(boxed):
-        words = _WORD.findall(candidate.lower())
-        hit = _match(words, labels)
-        if hit:
-            return hit
+    hit = boxed_label(text, labels)
+    if hit:
+        return hit
     words = set(_WORD.findall(text.lower()))
     named = [label for label in labels if words & {label, *SYNONYMS.get(label, ())}]
     return named[0] if len(named) == 1 else None
+
+
+def boxed_label(text: str, labels: Sequence[str] = LABELS) -> str | None:
+    """The label named by the last closed ``\\boxed{…}`` that names one, else None."""
+    boxed = _BOXED.findall(text.replace("\\text{", "").replace("\\textbf{", ""))
+    for candidate in reversed(boxed):
+        hit = _match(_WORD.findall(candidate.lower()), labels)
+        if hit:
+            return hit
+    return None
 
 
 SYNONYMS = {

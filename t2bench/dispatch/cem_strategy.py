@@ -64,27 +64,21 @@ GOLD_FIELDS = {"humaneval": "canonical_solution", "minerva_math": "solution"}
 
 
 @dataclass
-class FewShotConfig:
+class FewShotConfig(CEMConfig):
+    """The optimiser's settings (population, elite_ratio, iterations, init_std, low, high,
+    min_std, seed) and the few-shot search's own."""
+
     shots: int = 5
-    population: int = 8
-    elite_ratio: float = 0.25
-    iterations: int = 4
-    init_std: float = 0.5
-    low: float = 0.0
-    high: float = 1.0
     per_matrix: bool = False
     normalise: bool = True  # α summed over the experts is 1 (per matrix); false: unconstrained
-    seed: int = 0
     max_gen_toks: int = 256  # cap on the shots' generations; 0 keeps the task's own
     shot_split: Literal["auto", "validation", "train", "test-tail"] = "auto"
     out: str = ""  # where α records go; default <T2BENCH_HOME>/cem
     cache: bool = True
 
     def cem(self) -> CEMConfig:
-        """The optimiser's settings: the fields both dataclasses share."""
-        return CEMConfig(
-            **{f.name: getattr(self, f.name) for f in fields(CEMConfig) if hasattr(self, f.name)}
-        )
+        """The optimiser's settings alone."""
+        return CEMConfig(**{f.name: getattr(self, f.name) for f in fields(CEMConfig)})
 
 
 def _out_dir(cfg: FewShotConfig) -> Path:

@@ -1,6 +1,15 @@
 """What the model-asking first passes share (``prompt``, ``classifier``, ``label``): a memo per
 prompt text (the several requests lm-eval sends for one document cost one classification),
-batching, counters, the reading of a reply into a label, and the label's Choice."""
+batching, counters, the reading of a reply into a label, and the label's Choice.
+
+With ``reuse=true`` (the default) a first pass encodes the part of the classification prompt
+that every question shares (the chat template's opening and, in the ``instruction-first``
+layout, the whole instruction) once per weights, and reuses its keys and values: per question
+it reads only the question and the reply cue. Questions are batched longest first, so that a
+batch pads little. ``reuse=false`` re-reads the whole prompt for every question, as before
+this option existed; ``stats`` count both ``prompt_tokens`` (the prompts' length) and
+``encoded_tokens`` (what was actually run through the model).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +22,7 @@ from dataclasses import asdict
 import torch
 from tqdm.auto import tqdm
 
+from t2bench.classify_prompt import LAYOUTS, classify_prompt, prompt_sha256
 from t2bench.dispatch.base import (
     Choice,
     Dispatcher,
@@ -20,7 +30,6 @@ from t2bench.dispatch.base import (
     options_to_config,
 )
 from t2bench.dispatch.categories import (
-    CLASSIFY_PROMPT_SHA256,
     LABELS,
     choice_for,
     label_experts,
@@ -28,7 +37,11 @@ from t2bench.dispatch.categories import (
     question_of,
 )
 from t2bench.errors import ConfigError
+from t2bench.generation import PrefixCache
 from t2bench.svf.expert import Expert
+
+# stands for the question while the shared head of a formatted prompt is cut out
+_MARK = "\x00question\x00"
 
 
 @contextmanager
@@ -57,6 +70,11 @@ class FirstPass(Dispatcher):
     shardable = True
 
     def __init__(self, config, experts: Mapping[str, Expert]):
+        if config.layout not in LAYOUTS:
+            raise ConfigError(
+                f"dispatch={self.name}: unknown layout {config.layout!r}; choose one of "
+                f"{', '.join(LAYOUTS)} (e.g. dispatch={self.name}:layout=question-first)"
+            )
         self.config = config
         self.mapping = label_experts(experts, strategy=self.name)
         self.memo: dict[str, str] = {}
@@ -64,10 +82,13 @@ class FirstPass(Dispatcher):
         self.label_counts: Counter = Counter()
         self.seconds = 0.0
         self.examples: list[dict] = []  # a few raw replies, for the record
+        self._heads: dict[str | None, PrefixCache | None] = {}  # active expert → encoded head
 
     def choose(self, requests: Sequence[DispatchRequest]) -> list[Choice]:
         ctx = self.context()
         todo = list(dict.fromkeys(r.text for r in requests if r.text not in self.memo))
+        if self.config.reuse:  # longest first: a batch of similar lengths pads little
+            todo.sort(key=len, reverse=True)
         if todo:
             t0 = time.perf_counter()
             size = self.config.batch_size or ctx.batch_size or 16
@@ -96,6 +117,48 @@ class FirstPass(Dispatcher):
     def classify(self, questions: list[str]) -> list[str]:
         raise NotImplementedError
 
+    def _head(self) -> PrefixCache | None:
+        """The encoded head that every prompt of this layout starts with, under the weights the
+        first pass runs with; None with ``reuse=false``. Its last token is left out, so that a
+        question's first token cannot merge with it (the row re-reads that one token)."""
+        if not self.config.reuse:
+            return None
+        ctx = self.context()
+        key = getattr(ctx.patcher, "active", None)
+        if key not in self._heads:
+            from t2bench.generation import encode_formatted, format_prompt
+
+            text = format_prompt(ctx.tokenizer, classify_prompt(_MARK, self.config.layout))
+            ids = encode_formatted(ctx.tokenizer, text[: text.index(_MARK)])[:-1]
+            self._heads[key] = PrefixCache.encode(ctx.model, ids) if ids else None
+        return self._heads[key]
+
+    def _run_rows(self, questions: list[str], run, extra: list[int] = ()) -> list:
+        """``run(prefix, rows)`` on the questions' prompt ids (each followed by ``extra``): once
+        for the rows that start with the encoded head, given only what follows it, and once
+        for any others, given whole. One result per question, in order."""
+        from t2bench.generation import encode_prompts
+
+        ctx = self.context()
+        prompts = [classify_prompt(q, self.config.layout) for q in questions]
+        ids = [i + list(extra) for i in encode_prompts(ctx.tokenizer, prompts)]
+        self.stats["prompt_tokens"] += sum(len(i) for i in ids)
+        head = self._head()
+        n = len(head.ids) if head is not None else 0
+        reused = [head is not None and len(i) > n and i[:n] == head.ids for i in ids]
+        out: list = [None] * len(ids)
+        for flag in (True, False):
+            idx = [k for k, r in enumerate(reused) if r == flag]
+            if not idx:
+                continue
+            rows = [ids[k][n:] if flag else ids[k] for k in idx]
+            self.stats["encoded_tokens"] += sum(len(r) for r in rows)
+            if flag:
+                self.stats["head_reused"] += len(idx)
+            for k, result in zip(idx, run(head if flag else None, rows), strict=True):
+                out[k] = result
+        return out
+
     def _read(self, replies: list[str]) -> list[str]:
         out = []
         for reply in replies:
@@ -116,7 +179,8 @@ class FirstPass(Dispatcher):
     def describe(self) -> dict:
         return {
             "strategy": self.name,
-            "prompt_sha256": CLASSIFY_PROMPT_SHA256,
+            "prompt_sha256": prompt_sha256(self.config.layout),
+            "head_tokens": {str(k): len(v.ids) for k, v in self._heads.items() if v is not None},
             "config": asdict(self.config),
             "experts": {k: e.meta.name for k, e in self.mapping.items()},
             "labels": dict(self.label_counts),

@@ -11,11 +11,9 @@ from typing import Literal
 
 import torch
 
+from t2bench.classify_prompt import DEFAULT_LAYOUT
 from t2bench.dispatch.base import (
     register_dispatcher,
-)
-from t2bench.dispatch.categories import (
-    classify_prompt,
 )
 from t2bench.dispatch.first_pass import FirstPass, strategy_factory
 from t2bench.errors import ConfigError
@@ -28,6 +26,8 @@ class LabelConfig:
     batch_size: int = 0
     calibrate: bool = True  # subtract each label's score on a content-free question
     scoring: Literal["auto", "first", "full"] = "auto"
+    layout: str = DEFAULT_LAYOUT  # t2bench.classify_prompt.LAYOUTS
+    reuse: bool = True  # encode the shared head once; the LM head runs at scored positions only
 
 
 class LabelScoreDispatch(FirstPass):
@@ -40,18 +40,14 @@ class LabelScoreDispatch(FirstPass):
         self._label_ids: list[list[int]] | None = None
         self._prior: torch.Tensor | None = None
 
-    def _prefixes(self, questions: list[str]) -> list[list[int]]:
-        from t2bench.generation import encode_prompts
-
-        ids = encode_prompts(self.context().tokenizer, [classify_prompt(q) for q in questions])
-        box = self.context().tokenizer("\\boxed{", add_special_tokens=False)["input_ids"]
-        return [i + box for i in ids]
+    def _box(self) -> list[int]:
+        return self.context().tokenizer("\\boxed{", add_special_tokens=False)["input_ids"]
 
     def _continuations(self) -> list[list[int]]:
         """Token ids of each label after ``\\boxed{`` (tokenised in context, not alone)."""
         if self._label_ids is None:
             tok = self.context().tokenizer
-            box = tok("\\boxed{", add_special_tokens=False)["input_ids"]
+            box = self._box()
             out = []
             for label in self.labels:
                 full = tok("\\boxed{" + label, add_special_tokens=False)["input_ids"]
@@ -63,56 +59,57 @@ class LabelScoreDispatch(FirstPass):
             self._label_ids = out
         return self._label_ids
 
-    def _scores(self, prefixes: list[list[int]]) -> torch.Tensor:
-        """(batch, labels) summed log-probabilities of each label's tokens."""
+    def _scores(self, questions: list[str]) -> torch.Tensor:
+        """(questions, labels) summed log-probabilities of each label's tokens after the
+        question's prompt and ``\\boxed{``."""
         conts = self._continuations()
         firsts = [c[0] for c in conts]
         mode = self.config.scoring
         if mode == "auto":
             mode = "first" if len(set(firsts)) == len(firsts) else "full"
         if mode == "first":
-            logp = self._last_logprobs(prefixes)
-            self.stats["scored_rows"] += len(prefixes)
-            return logp[:, firsts]
-        rows = [p + c for p in prefixes for c in conts]
-        scores = self._sequence_logprobs(rows, [len(c) for _ in prefixes for c in conts])
-        self.stats["scored_rows"] += len(rows)
-        return scores.view(len(prefixes), len(conts))
+            rows = self._run_rows(questions, self._first_tokens, self._box())
+            self.stats["scored_rows"] += len(questions)
+            return torch.stack(rows)[:, firsts]
+        # each question's prompt followed by each label, one label at a time (its rows share a
+        # tail length)
+        self.stats["scored_rows"] += len(questions) * len(conts)
+        out = []
+        for c in conts:
+            tails = self._run_rows(questions, self._tail_scorer(len(c)), [*self._box(), *c])
+            out.append(torch.stack(tails))
+        return torch.stack(out, 1)
 
-    def _batch(self, seqs: list[list[int]]):
+    def _logits(self, prefix, rows: list[list[int]], keep: int) -> torch.Tensor:
+        from t2bench.generation import last_logits
+
         ctx = self.context()
-        device = next(ctx.model.parameters()).device
         pad = ctx.tokenizer.pad_token_id or 0
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, s in enumerate(seqs):  # left padding: every row ends at the last column
-            ids[i, width - len(s) :] = torch.tensor(s)
-            mask[i, width - len(s) :] = 1
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        return ids.to(device), mask.to(device), pos.to(device)
+        # reuse=false: the LM head over every position, as before the option existed
+        return last_logits(
+            ctx.model, rows, pad, keep=keep if self.config.reuse else 0, prefix=prefix
+        )
 
-    @torch.no_grad()
-    def _last_logprobs(self, seqs: list[list[int]]) -> torch.Tensor:
-        ids, mask, pos = self._batch(seqs)
-        logits = self.context().model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
-        return torch.log_softmax(logits[:, -1].float(), dim=-1)
+    def _first_tokens(self, prefix, rows: list[list[int]]) -> list[torch.Tensor]:
+        """Log-probabilities of the next token after each row."""
+        return list(torch.log_softmax(self._logits(prefix, rows, 1)[:, -1], dim=-1))
 
-    @torch.no_grad()
-    def _sequence_logprobs(self, seqs: list[list[int]], tails: list[int]) -> torch.Tensor:
-        ids, mask, pos = self._batch(seqs)
-        logits = self.context().model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
-        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-        tok = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
-        return torch.stack([tok[i, -n:].sum() for i, n in enumerate(tails)])
+    def _tail_scorer(self, n: int):
+        """Summed log-probabilities of each row's last ``n`` tokens."""
+
+        def score(prefix, rows: list[list[int]]) -> list[torch.Tensor]:
+            logits = self._logits(prefix, rows, n + 1)
+            logp = torch.log_softmax(logits[:, -n - 1 : -1], dim=-1)
+            tail = torch.tensor([r[-n:] for r in rows], device=logp.device)
+            return list(logp.gather(-1, tail[..., None]).squeeze(-1).sum(-1))
+
+        return score
 
     def classify(self, questions: list[str]) -> list[str]:
-        prefixes = self._prefixes(questions)
-        self.stats["prompt_tokens"] += sum(len(p) for p in prefixes)
-        scores = self._scores(prefixes)
+        scores = self._scores(questions)
         if self.config.calibrate:
             if self._prior is None:
-                self._prior = self._scores(self._prefixes(["N/A"]))[0]
+                self._prior = self._scores(["N/A"])[0]
             scores = scores - self._prior
         return [self.labels[i] for i in scores.argmax(-1).tolist()]
 

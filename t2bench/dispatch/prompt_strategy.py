@@ -6,7 +6,9 @@
   classifier SVF expert applied: only the weights differ from ``prompt``.
 
 The prompt is :func:`t2bench.classify_prompt.classify_prompt`, which also builds the classifier
-expert's training prompts; its hash is recorded as ``prompt_sha256`` in ``describe()``.
+expert's training prompts; its hash is recorded as ``prompt_sha256`` in ``describe()``. With
+``reuse=true`` a reply ends at its first closed ``\\boxed{…}`` that names a label (the label
+is then read; later tokens would only cost time), and the prompt's shared head is encoded once.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
+
+from t2bench.classify_prompt import DEFAULT_LAYOUT
 from t2bench.dispatch.base import (
     register_dispatcher,
 )
-from t2bench.dispatch.categories import (
-    classify_prompt,
-    expert_task,
-)
+from t2bench.dispatch.categories import boxed_label, expert_task
 from t2bench.dispatch.first_pass import FirstPass, strategy_factory
 from t2bench.errors import ConfigError
 from t2bench.svf.expert import Expert
@@ -33,6 +36,24 @@ class PromptConfig:
     max_chars: int = 1500
     batch_size: int = 0  # 0: the backend's batch size
     strict: bool = False  # raise on a reply the parser cannot read instead of using base
+    layout: str = DEFAULT_LAYOUT  # t2bench.classify_prompt.LAYOUTS
+    reuse: bool = True  # encode the shared head once; stop a reply at its first closed box
+
+
+class BoxClosed(StoppingCriteria):
+    """Ends each row once its reply holds a closed ``\\boxed{…}`` that names a label."""
+
+    def __init__(self, tokenizer, labels):
+        self.tokenizer = tokenizer
+        self.labels = labels
+        self.start: int | None = None
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        if self.start is None:  # first call: one token has been generated
+            self.start = input_ids.shape[1] - 1
+        texts = self.tokenizer.batch_decode(input_ids[:, self.start :], skip_special_tokens=True)
+        hits = [boxed_label(t, self.labels) is not None for t in texts]
+        return torch.tensor(hits, device=input_ids.device)
 
 
 class PromptDispatch(FirstPass):
@@ -40,18 +61,32 @@ class PromptDispatch(FirstPass):
 
     name = "prompt"
 
-    def _generate(self, prompts: list[str]) -> list[str]:
-        from t2bench.generation import encode_prompts, generate
+    def _generate(self, prefix, rows: list[list[int]]) -> list[str]:
+        from t2bench.generation import generate
 
         ctx = self.context()
-        ids = encode_prompts(ctx.tokenizer, prompts)
-        self.stats["prompt_tokens"] += sum(len(i) for i in ids)
-        out = generate(ctx.model, ctx.tokenizer, ids, max_new_tokens=self.config.max_new_tokens)
+        stop = (
+            StoppingCriteriaList([BoxClosed(ctx.tokenizer, self.labels)])
+            if self.config.reuse
+            else None
+        )
+        out = generate(
+            ctx.model,
+            ctx.tokenizer,
+            rows,
+            max_new_tokens=self.config.max_new_tokens,
+            prefix=prefix,
+            stopping_criteria=stop,
+        )
         self.stats["generated_tokens"] += sum(len(c) for c in out.completion_ids)
         return out.texts
 
     def classify(self, questions: list[str]) -> list[str]:
-        return self._read(self._generate([classify_prompt(q) for q in questions]))
+        return self._read(self._replies(questions))
+
+    def _replies(self, questions: list[str]) -> list[str]:
+        """The model's reply to each question's classification prompt."""
+        return self._run_rows(questions, self._generate)
 
 
 class ClassifierDispatch(PromptDispatch):
