@@ -4,6 +4,8 @@ that does not start with the head, and replies that stop at their first boxed la
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from test_dispatch import setup, word_tokenizer  # noqa: F401  (setup is a fixture)
@@ -125,3 +127,56 @@ def test_a_reply_stops_at_its_first_box_that_names_a_label():
 def test_an_unknown_layout_is_refused_with_the_choices():
     with pytest.raises(ConfigError, match="unknown layout 'sideways'.*question-first"):
         make_dispatcher("label:layout=sideways", {"code-x": None})
+
+
+def test_firstpass_bench_times_each_spec_against_the_base_second_pass(setup, monkeypatch):  # noqa: F811
+    """bench.dispatch firstpass: one base lm-eval run per task, then each spec's choose on the
+    same documents; ratio, tokens and routing accuracy per spec."""
+    import t2bench.dispatch.routing_items as items_mod
+    import t2bench.dispatch.standalone as standalone
+    import t2bench.models as models
+    from t2bench.bench import dispatch as bench
+
+    ctx, _, experts = setup
+    docs = [
+        items_mod.PromptItem("arc_challenge", i, f"w{i + 1} w{i + 2} ?", "reasoning")
+        for i in range(3)
+    ]
+    calls = []
+
+    def fake_lm_eval(model_args, task, n, cap, batch_size, **kw):
+        calls.append(model_args)
+        return {
+            "per_doc": {d.doc_id: 1.0 for d in docs},
+            "score": 1.0,
+            "metric": "acc",
+            "t2": {"second_pass_seconds": 2.0, "model_id": "tiny"},
+        }
+
+    monkeypatch.setattr(bench, "run_lm_eval", fake_lm_eval)
+    monkeypatch.setattr(items_mod, "first_docs", lambda task, n: docs)
+    monkeypatch.setattr(models, "load_model", lambda name: None)
+    monkeypatch.setattr(
+        standalone,
+        "load_bound",
+        lambda spec, **kw: standalone.Bound(_bound(ctx, spec, experts), None, None),
+    )
+    args = SimpleNamespace(
+        tasks="arc_challenge:3",
+        strategies="label:reuse=false,label",
+        experts="experts",
+        max_gen_toks=8,
+        batch_size=2,
+    )
+    rows = bench.firstpass(args)["rows"]
+    assert calls == ["dispatch=none"]  # the base run loads no experts: lm-eval reads none as None
+    assert [r["strategy"] for r in rows] == ["label:reuse=false", "label"]
+    for r in rows:
+        assert r["n"] == 3 and r["second_pass_s"] == 2.0
+        assert r["fraction"] == pytest.approx(r["first_pass_s"] / 2.0, rel=1e-3, abs=1e-3)
+        assert r["routing"]["n"] == 3 and r["routing"]["true_label"] == "reasoning"
+        assert r["routing"]["score"] == sum(lab == "reasoning" for lab in r["labels"]) / 3
+    whole, reused = (r["tokens"] for r in rows)
+    assert whole["encoded_tokens"] == whole["prompt_tokens"]
+    assert reused["encoded_tokens"] < reused["prompt_tokens"]
+    assert "| `label` |" in bench.firstpass_markdown({"rows": rows})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import tiny_seal_config
 
 
 def test_forgetting_summary_reads_the_triangle():
@@ -38,21 +39,19 @@ def test_seal_tables_run_end_to_end_on_a_tiny_model(
     from t2bench.ablations.context import AblationContext
     from t2bench.ablations.profile import SMOKE
     from t2bench.seal.inner import InnerConfig
-    from t2bench.seal.restem import SealConfig, train_seal
+    from t2bench.seal.restem import train_seal
 
     monkeypatch.setattr(restem, "load_passages", lambda source, split, n, seed: tiny_passages(n))
     run = tmp_path / "restem"
     train_seal(
-        SealConfig(
-            output_dir=str(run),
-            model=char_llama_dir,
-            n_train=2,
-            k=2,
+        tiny_seal_config(
+            char_llama_dir,
+            run,
             rounds=1,
             max_new_tokens=12,
             qa_max_new_tokens=4,
             inner=InnerConfig(steps=1, lr=1e-2),
-            progress=False,
+            sft_steps_per_pair=2,
         )
     )
     monkeypatch.setattr(

@@ -485,9 +485,35 @@ def fewshot_markdown(payload: dict) -> str:
     return "\n".join(lines)
 
 
+#: what → (run, markdown, results folder, record stem, default tasks)
+MODES = {
+    "cost": (
+        cost,
+        cost_markdown,
+        "bench",
+        "dispatch-cost",
+        "arc_challenge:40,gsm8k:10,humaneval:10",
+    ),
+    "firstpass": (
+        firstpass,
+        firstpass_markdown,
+        "bench",
+        "first-pass-cost",
+        "arc_challenge:150,humaneval:24,minerva_math_prealgebra:40",
+    ),
+    "fewshot": (
+        fewshot,
+        fewshot_markdown,
+        "dispatch",
+        "fewshot",
+        "arc_challenge:100,humaneval:40,minerva_math_prealgebra:30",
+    ),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=["cost", "firstpass", "fewshot"])
+    p.add_argument("what", choices=list(MODES))
     p.add_argument("--tasks", default=None, help="task:n,... (first n evaluation documents)")
     p.add_argument("--strategies", default="prompt,classifier,label,router,cem")
     p.add_argument("--experts", default=EXPERTS)
@@ -505,30 +531,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_ALLOW_CODE_EVAL", "1")
     commit = git_commit()  # the code that runs, read before anything can change the tree
     t0 = time.perf_counter()
-    if a.what == "cost":
-        a.tasks = a.tasks or "arc_challenge:40,gsm8k:10,humaneval:10"
-        payload, md, out, stem = (
-            cost(a),
-            cost_markdown,
-            a.out or str(results_path("bench")),
-            "dispatch-cost",
-        )
-    elif a.what == "firstpass":
-        a.tasks = a.tasks or "arc_challenge:150,humaneval:24,minerva_math_prealgebra:40"
-        payload, md, out, stem = (
-            firstpass(a),
-            firstpass_markdown,
-            a.out or str(results_path("bench")),
-            "first-pass-cost",
-        )
-    else:
-        a.tasks = a.tasks or "arc_challenge:100,humaneval:40,minerva_math_prealgebra:30"
-        payload, md, out, stem = (
-            fewshot(a),
-            fewshot_markdown,
-            a.out or str(results_path("dispatch")),
-            "fewshot",
-        )
+    run, md, folder, stem, tasks = MODES[a.what]
+    a.tasks = a.tasks or tasks
+    payload, out = run(a), a.out or str(results_path(folder))
     payload["args"] = vars(a)
     payload["wall_seconds"] = round(time.perf_counter() - t0, 1)
     payload["provenance"] = record_provenance(payload["rows"], commit, payload["wall_seconds"])
