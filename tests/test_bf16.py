@@ -11,7 +11,7 @@ import json
 
 import pytest
 import torch
-from conftest import tiny_gemma, tiny_llama
+from conftest import tiny_gemma, tiny_llama, tiny_train_config
 from safetensors.torch import load_file
 
 from t2bench.errors import ConfigError
@@ -256,22 +256,8 @@ def test_bf16_pg_run_completes_and_exports_an_fp32_expert(llama_dir, tmp_path, m
             item = {"prompt": f"w{i} w{i + 1} w{i + 2}\nA. w1\nB. w2", "target": "AB"[i % 2]}
             fh.write(json.dumps(item) + "\n")
     out = tmp_path / "run"
-    cfg = TrainConfig(
-        model=str(llama_dir),
-        task="reasoning",
-        data=str(data),
-        valid_data=str(data),
-        output_dir=str(out),
-        steps=2,
-        global_batch=4,
-        micro_batch=2,
-        eval_every=2,
-        eval_size=4,
-        max_new_tokens=4,
-        kl_coef=0.1,
-        lr=1e-2,
-        progress=False,
-        compute_dtype="bfloat16",
+    cfg = tiny_train_config(
+        llama_dir, data, out, steps=2, kl_coef=0.1, lr=1e-2, seed=0, compute_dtype="bfloat16"
     )
     result = train(cfg)
     stored = load_file(str(result.artifact))
