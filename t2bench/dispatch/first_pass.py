@@ -3,8 +3,8 @@ prompt text (the several requests lm-eval sends for one document cost one classi
 batching, counters, the reading of a reply into a label, and the label's Choice.
 
 With ``reuse=true`` (the default) a first pass encodes the part of the classification prompt
-that every question shares (the chat template's opening and, in the ``instruction-first``
-layout, the whole instruction) once per weights, and reuses its keys and values: per question
+that every question shares (the chat template's opening and, in the ``instruction-first`` and
+``sandwich`` layouts, the whole instruction) once per weights, and reuses its keys and values: per question
 it reads only the question and the reply cue. Questions are batched longest first, so that a
 batch pads little. ``reuse=false`` re-reads the whole prompt for every question, as before
 this option existed; ``stats`` count both ``prompt_tokens`` (the prompts' length) and
@@ -133,15 +133,17 @@ class FirstPass(Dispatcher):
             self._heads[key] = PrefixCache.encode(ctx.model, ids) if ids else None
         return self._heads[key]
 
-    def _run_rows(self, questions: list[str], run, extra: list[int] = ()) -> list:
-        """``run(prefix, rows)`` on the questions' prompt ids (each followed by ``extra``): once
-        for the rows that start with the encoded head, given only what follows it, and once
-        for any others, given whole. One result per question, in order."""
+    def _encode(self, questions: list[str]) -> list[list[int]]:
+        """Token ids of each question's whole classification prompt."""
         from t2bench.generation import encode_prompts
 
-        ctx = self.context()
         prompts = [classify_prompt(q, self.config.layout) for q in questions]
-        ids = [i + list(extra) for i in encode_prompts(ctx.tokenizer, prompts)]
+        return encode_prompts(self.context().tokenizer, prompts)
+
+    def _run_rows(self, ids: list[list[int]], run) -> list:
+        """``run(prefix, rows)`` on whole prompt ids: once for the rows that start with the
+        encoded head, given only what follows it, and once for any others, given whole. One
+        result per row, in order."""
         self.stats["prompt_tokens"] += sum(len(i) for i in ids)
         head = self._head()
         n = len(head.ids) if head is not None else 0

@@ -67,8 +67,10 @@ class LabelScoreDispatch(FirstPass):
         mode = self.config.scoring
         if mode == "auto":
             mode = "first" if len(set(firsts)) == len(firsts) else "full"
+        box = self._box()
+        cued = [i + box for i in self._encode(questions)]
         if mode == "first":
-            rows = self._run_rows(questions, self._first_tokens, self._box())
+            rows = self._run_rows(cued, self._first_tokens)
             self.stats["scored_rows"] += len(questions)
             return torch.stack(rows)[:, firsts]
         # each question's prompt followed by each label, one label at a time (its rows share a
@@ -76,7 +78,7 @@ class LabelScoreDispatch(FirstPass):
         self.stats["scored_rows"] += len(questions) * len(conts)
         out = []
         for c in conts:
-            tails = self._run_rows(questions, self._tail_scorer(len(c)), [*self._box(), *c])
+            tails = self._run_rows([i + c for i in cued], self._tail_scorer(len(c)))
             out.append(torch.stack(tails))
         return torch.stack(out, 1)
 

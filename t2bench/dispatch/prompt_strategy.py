@@ -86,7 +86,7 @@ class PromptDispatch(FirstPass):
 
     def _replies(self, questions: list[str]) -> list[str]:
         """The model's reply to each question's classification prompt."""
-        return self._run_rows(questions, self._generate)
+        return self._run_rows(self._encode(questions), self._generate)
 
 
 class ClassifierDispatch(PromptDispatch):
