@@ -179,4 +179,9 @@ def test_firstpass_bench_times_each_spec_against_the_base_second_pass(setup, mon
     whole, reused = (r["tokens"] for r in rows)
     assert whole["encoded_tokens"] == whole["prompt_tokens"]
     assert reused["encoded_tokens"] < reused["prompt_tokens"]
-    assert "| `label` |" in bench.firstpass_markdown({"rows": rows})
+    md = bench.firstpass_markdown({"rows": rows})
+    assert "| `label` |" in md
+    # routing rates are compared between specs, so the table states n and its MDD per task
+    assert (
+        "**Power.**" in md and "arc_challenge routing (reference `label:reuse=false`): n = 3" in md
+    )

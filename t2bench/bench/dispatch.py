@@ -336,7 +336,22 @@ def firstpass_markdown(payload: dict) -> str:
         )
     head = ["task", "n", "strategy", "first pass s", "base second pass s", "first / second"]
     tail = ["prompt tokens", "encoded tokens", "generated tokens", "routed right (95% Wilson)"]
-    return "\n".join(markdown_rows([*head, *tail], rows))
+    lines = markdown_rows([*head, *tail], rows)
+    # routing rates are compared between specs: per task, its n and the MDD at the first spec's
+    # rate (the run's reference, e.g. the before setting)
+    first = {}
+    for r in payload["rows"]:
+        if r.get("routing"):
+            first.setdefault(r["task"], r)
+    power = [
+        stats.power_record(
+            f"{task} routing (reference `{r['strategy']}`)", r["n"], r["routing"]["score"]
+        )
+        for task, r in first.items()
+    ]
+    if power:
+        lines += ["", power_line(power).replace("base ", "reference ")]
+    return "\n".join(lines)
 
 
 def cost_markdown(payload: dict) -> str:
