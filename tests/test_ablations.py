@@ -72,6 +72,9 @@ def test_assemble_takes_each_docs_score_from_the_chosen_run():
 def test_llama3_8b_counts_reproduce_the_papers():
     for (method, modules), stated in t4.PAPER_COUNTS.items():
         assert t4.llama_count(method, modules) == stated, (method, modules)
+    # TinyLoRA beyond the paper: one tied 13-vector; 4 per MLP matrix (32 layers x 3 matrices)
+    assert t4.llama_count("TinyLoRA u=13 tied", "mlp", "tinylora-pg-u13-tied") == 13
+    assert t4.llama_count("TinyLoRA u=4", "mlp", "tinylora-pg-u4") == 4 * 96
 
 
 def test_select_and_profiles():

@@ -8,7 +8,14 @@ from importlib import resources
 import pytest
 import transformers
 
-from t2bench.svf import TargetSpec, decompose, ia3_params, lora_params, svf_params
+from t2bench.svf import (
+    TargetSpec,
+    decompose,
+    ia3_params,
+    lora_params,
+    svf_params,
+    tinylora_params,
+)
 
 
 def packaged(name):
@@ -61,6 +68,17 @@ def test_lora_count_equals_peft(tiny_model, targets, modules):
     cfg = peft.LoraConfig(r=4, lora_alpha=8, target_modules=targets)
     assert _trainable(peft.get_peft_model(tiny_model, cfg)) == lora_params(
         tiny_model.config, 4, modules
+    )
+
+
+@pytest.mark.parametrize("u,tying", [(3, 0.0), (5, 1.0), (2, 0.5)])
+def test_tinylora_count_equals_peft(llama, u, tying):
+    peft = pytest.importorskip("peft")
+    cfg = peft.TinyLoraConfig(
+        r=2, u=u, weight_tying=tying, target_modules=["gate_proj", "up_proj", "down_proj"]
+    )
+    assert _trainable(peft.get_peft_model(llama, cfg)) == tinylora_params(
+        llama.config, u, tying, "mlp"
     )
 
 

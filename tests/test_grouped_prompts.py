@@ -71,7 +71,7 @@ def test_grouped_svf_logprobs_kl_and_gradients_equal_the_joined_batch(make):
     assert any(bool(a.abs().max() > 0) for a in grads(True))  # the grouped path has gradients
 
 
-@pytest.mark.parametrize("method", ["lora", "ia3"])
+@pytest.mark.parametrize("method", ["lora", "ia3", "tinylora"])
 def test_grouped_peft_logprobs_and_gradients_equal_the_joined_batch(method):
     policy = build_policy(TrainConfig(method=method, progress=False), tiny_llama(), "tiny", "cpu")
     policy.eval()  # no dropout: both paths compute the same function

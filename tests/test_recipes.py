@@ -20,7 +20,7 @@ BUDGET = ("steps", "global_batch", "micro_batch", "max_new_tokens", "eval_size",
 @pytest.mark.parametrize("profile", ["cpu", "smoke", "gpu"])
 def test_recipes_are_valid_and_fair(profile):
     names = recipe_names()
-    assert len(names) == 18 and {"classifier-svf-pg", "classifier-svf-ntp"} <= set(names)
+    assert len(names) == 21 and {"classifier-svf-pg", "classifier-svf-ntp"} <= set(names)
     for name in names:
         TrainConfig.from_dict(recipe(name, profile))
     for task in ("reasoning", "math", "code"):
@@ -51,6 +51,28 @@ def test_table4_recipes_set_modules_and_targets():
     assert run_folder("r", "math-svf-pg").as_posix() == "r/math-svf-pg"
 
 
+def test_tinylora_recipes_span_tens_to_thousands_and_share_one_sweep():
+    tied = TrainConfig.from_dict(recipe("math-tinylora-pg-u13-tied"))
+    assert (tied.method, tied.objective, tied.tinylora_u, tied.tinylora_tying) == (
+        "tinylora",
+        "pg",
+        13,
+        1.0,
+    )
+    assert TrainConfig.from_dict(recipe("math-tinylora-pg-u4")).tinylora_u == 4
+    assert run_folder("r", "math-tinylora-pg-u16").as_posix() == "r/table4/math-tinylora-pg-u16"
+    # the same RL, data and sample budget as SVF
+    svf = recipe("math-svf-pg", "cpu")
+    for name in ("math-tinylora-pg-u13-tied", "math-tinylora-pg-u16"):
+        r = recipe(name, "cpu")
+        assert {k: r[k] for k in (*BUDGET, "group_size", "advantage", "difficulty")} == {
+            k: svf[k] for k in (*BUDGET, "group_size", "advantage", "difficulty")
+        }
+    folders = {sweep_config(n, "cpu", "s").folder.as_posix() for n in recipe_names() if "tiny" in n}
+    assert folders == {"s/math-tinylora-pg-u16"}
+    assert sweep_config("math-tinylora-pg-u4", "smoke") is None
+
+
 def samples(name: str, profile: str) -> int:
     r = recipe(name, profile)
     return r["steps"] * r["global_batch"]
@@ -77,7 +99,7 @@ def test_profile_recipes_put_the_experts_first_with_one_classifier():
         names = profile_recipes(profile)
         assert names[:4] == ["reasoning-svf-pg", "math-svf-pg", CLASSIFIER[profile], "code-svf-pg"]
         assert sum(n.startswith("classifier-") for n in names) == 1
-        assert len(names) == len(set(names)) == 17
+        assert len(names) == len(set(names)) == 20
     assert CLASSIFIER["cpu"] == "classifier-svf-ntp"
     assert TrainConfig.from_dict(recipe("classifier-svf-ntp")).objective == "ntp"
 

@@ -345,3 +345,58 @@ def test_transfer_rows_claim_their_experts_and_pair_ordered_with_shuffled(tmp_pa
         }
     assert "above shuffled (paired 95% CI above zero) in 2 of 2 seeds" in table.paragraph
     table.write(tmp_path / "out", CLEAN)
+
+
+def _finished_run(folder, name: str, params: int, peft: bool) -> None:
+    """A run folder as discover() reads it: summary.json beside its artifact."""
+    run = folder / name
+    run.mkdir(parents=True)
+    art = run / (name if peft else f"{name}.safetensors")
+    art.mkdir() if peft else art.write_bytes(b"")
+    summary = {"run": name, "artifact": str(art), "trainable_parameters": params}
+    (run / "summary.json").write_text(json.dumps(summary))
+
+
+def test_table4_shows_trained_tinylora_rows_on_the_parameter_axis_and_names_missing_ones(
+    tmp_path,
+):
+    from t2bench.ablations import table4_params as t4
+
+    experts, table4 = tmp_path / "experts", tmp_path / "experts" / "table4"
+    for _, suffix, where, _, _ in t4.ROWS:
+        if suffix == "tinylora-pg-u4":
+            continue  # not trained: named in the caption, no row
+        tiny, peft = "tinylora" in suffix, not suffix.startswith("svf")
+        params = 13 if suffix.endswith("tied") else 1440 if tiny else 50_000
+        _finished_run(experts if where == "main" else table4, f"math-{suffix}", params, peft)
+    n = 40
+
+    def heldout(task, v):
+        scores = [1] * 10 + [0] * 30 if v.name == "base" else [1] * 30 + [0] * 10
+        return {
+            "scores": scores,
+            "uids": list(range(n)),
+            "split": {"source": "math-mix test", "split": "test"},
+            "applied": v.name != "base",
+            "applied_evidence": f"{v.name} active",
+        }
+
+    ctx = SimpleNamespace(
+        profile=SimpleNamespace(
+            experts=str(experts), table4_experts=str(table4), bootstrap_iters=200, seed=0
+        ),
+        folder=tmp_path,
+        heldout=heldout,
+    )
+    table = t4.run(ctx)
+    by = {r.get("run"): r for r in table.rows}
+    tied, u16 = by["math-tinylora-pg-u13-tied"], by["math-tinylora-pg-u16"]
+    assert "math-tinylora-pg-u4" not in by
+    assert "Not trained" in table.caption and "math-tinylora-pg-u4" in table.caption
+    assert (tied["params (ours)"], u16["params (ours)"]) == (13, 1440)
+    # on Llama-3-8B: one tied 13-vector; 16 per MLP matrix, 32 layers x 3 matrices
+    assert tied["params Llama-3-8B (computed)"] == 13
+    assert u16["params Llama-3-8B (computed)"] == 16 * 96
+    assert tied[ADAPTER_KEY]["kind"] == "tinylora" and tied[ADAPTER_KEY]["applied"]
+    assert "TinyLoRA spans 13–1,440 parameters" in table.paragraph
+    assert (tmp_path / f"{t4.NAME}.png").exists()

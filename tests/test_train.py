@@ -162,7 +162,9 @@ def test_ntp_lowers_the_loss(llama_dir, data, tmp_path):
     assert log[-1]["loss"] < log[0]["loss"] - 0.05
 
 
-@pytest.mark.parametrize("method,objective", [("lora", "pg"), ("lora", "ntp"), ("ia3", "ntp")])
+@pytest.mark.parametrize(
+    "method,objective", [("lora", "pg"), ("lora", "ntp"), ("ia3", "ntp"), ("tinylora", "pg")]
+)
 def test_peft_baselines_train_and_save_adapters(llama_dir, data, tmp_path, method, objective):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -174,9 +176,10 @@ def test_peft_baselines_train_and_save_adapters(llama_dir, data, tmp_path, metho
     model = PeftModel.from_pretrained(
         AutoModelForCausalLM.from_pretrained(llama_dir), result.artifact
     )
-    trained = {n: p for n, p in model.named_parameters() if ("lora_B" in n or "ia3" in n)}
+    kinds = ("lora_B", "ia3", "tinylora_v")  # LoRA's B and TinyLoRA's v start at 0, IA3 at 1
+    trained = {n: p for n, p in model.named_parameters() if any(k in n for k in kinds)}
     assert trained and any(
-        (p - (0 if "lora_B" in n else 1)).abs().max() > 0 for n, p in trained.items()
+        (p - (1 if "ia3" in n else 0)).abs().max() > 0 for n, p in trained.items()
     )
 
 

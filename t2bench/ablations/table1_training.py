@@ -41,12 +41,13 @@ def split_name(rec: dict) -> str:
 
 
 def adapter_kind(v: Variant) -> str | None:
-    """The adapter a held-out variant claims: svf, lora or ia3 (None for the base weights)."""
+    """The adapter a held-out variant claims: svf, lora, ia3 or tinylora (None for the base
+    weights)."""
     if v.kind == "base":
         return None
     if v.kind == "svf":
         return "svf"
-    return "ia3" if "ia3" in v.name else "lora"
+    return next((k for k in ("tinylora", "ia3") if k in v.name), "lora")
 
 
 def variant(experts: str, task: str, suffix: str) -> Variant:

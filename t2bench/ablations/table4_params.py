@@ -1,6 +1,9 @@
 """Table 4 analogue: parameters vs score — SVF on MLP / attention / both, LoRA and IA3, trained
 with policy gradient (PG) or next-token prediction (NTP), all on math and scored on the math
-held-out test items (the paper trains on GSM8K and reports GSM8K / MATH).
+held-out test items (the paper trains on GSM8K and reports GSM8K / MATH). Beyond the paper,
+peft's TinyLoRA (2026) at three sizes, trained by the same RL on the same data and samples as
+SVF, extends the parameter axis down to tens of parameters: LoRA ~10⁶, IA3 and SVF ~10⁴–10⁵,
+TinyLoRA ~10¹–10³.
 
 Beside our trainable-parameter counts, the same adapters' counts for Llama-3-8B are computed
 from its published config (32 layers, hidden 4096, MLP 14336, 32 heads, 8 KV heads) by
@@ -22,8 +25,10 @@ from t2bench.ablations.table1_training import (
 )
 from t2bench.core.stats import verdict
 from t2bench.core.tables import Table, diff_cell, figure
+from t2bench.errors import ConfigError
 from t2bench.svf import counts
 from t2bench.train.heldout import Variant
+from t2bench.train.recipes import ABLATION_METHODS
 
 NAME = "table4-params-vs-score"
 TASK = "math"
@@ -38,7 +43,12 @@ ROWS = (
     ("LoRA r16", "lora-ntp", "main", "ntp", "attn (q,v)"),
     ("LoRA r16", "lora-ntp-mlp+attn", "table4", "ntp", "mlp+attn"),
     ("IA3", "ia3-ntp", "main", "ntp", "k,v,down"),
+    ("TinyLoRA u=13 tied", "tinylora-pg-u13-tied", "table4", "pg", "mlp"),
+    ("TinyLoRA u=4", "tinylora-pg-u4", "table4", "pg", "mlp"),
+    ("TinyLoRA u=16", "tinylora-pg-u16", "table4", "pg", "mlp"),
 )
+#: Rows beyond the paper: shown when their run is trained, else named in the caption as missing
+OPTIONAL = {"tinylora-pg-u13-tied", "tinylora-pg-u4", "tinylora-pg-u16"}
 #: counts stated in the paper for Llama-3-8B (Table 4 and §4), for the check column
 PAPER_COUNTS = {
     ("SVF", "mlp"): 393_216,
@@ -75,9 +85,15 @@ def llama3_8b_config():
     )
 
 
-def llama_count(method: str, modules: str) -> int:
+def llama_count(method: str, modules: str, suffix: str | None = None) -> int:
+    """The row's trainable-parameter count on Llama-3-8B (TinyLoRA's size from its recipe)."""
     cfg = llama3_8b_config()
     roles = {"mlp": "mlp", "attn (q,v)": "q,v", "mlp+attn": "mlp+attn", "k,v,down": "k,v,down"}
+    if method.startswith("TinyLoRA"):
+        size = ABLATION_METHODS[suffix].fields
+        return counts.tinylora_params(
+            cfg, size["tinylora_u"], size.get("tinylora_tying", 0.0), roles[modules]
+        )
     if method == "SVF":
         return counts.svf_params(cfg, roles[modules])
     if method == "IA3":
@@ -98,9 +114,16 @@ def run(ctx) -> Table:
     rows = [row(TASK, "base", base, None, p.bootstrap_iters, p.seed)]
     rows[0] |= {"method": "base", "params (ours)": 0}
     data = {"uids": base["uids"], "base": base["scores"]}
+    missing = []
     for method, suffix, where, objective, modules in ROWS:
         folder = p.experts if where == "main" else p.table4_experts
-        v = variant(folder, TASK, suffix)
+        try:
+            v = variant(folder, TASK, suffix)
+        except ConfigError:
+            if suffix not in OPTIONAL:
+                raise
+            missing.append(f"{TASK}-{suffix}")
+            continue
         rec = ctx.heldout(TASK, v)
         r = row(TASK, v.name, rec, base, p.bootstrap_iters, p.seed, adapter_kind(v))
         ours = trainable(v)
@@ -109,7 +132,7 @@ def run(ctx) -> Table:
             "objective": objective.upper(),
             "modules": modules,
             "params (ours)": ours,
-            "params Llama-3-8B (computed)": llama_count(method, modules),
+            "params Llama-3-8B (computed)": llama_count(method, modules, suffix),
             "paper's count": PAPER_COUNTS.get((method, modules)),
             "run": v.name,
         }
@@ -128,7 +151,14 @@ def run(ctx) -> Table:
             f"n={rows[0]['n']} seeded items of {split_name(base)} (seed {p.seed}), the same "
             "items for every row. Llama-3-8B counts are computed from its config with "
             "`t2bench.svf.counts`; 'paper's count' is the number the paper states, where it "
-            "states one. " + STATS_NOTE
+            "states one. "
+            + (
+                f"Not trained under {p.table4_experts}, so not shown: {', '.join(missing)} "
+                f"(`nox -s train -- {' '.join(missing)}`). "
+                if missing
+                else ""
+            )
+            + STATS_NOTE
         ),
         paragraph=paragraph(rows),
         data=data,
@@ -168,6 +198,13 @@ def paragraph(rows: list[dict]) -> str:
     best = max(rows[1:], key=lambda r: r["accuracy"])
     sig = [r["run"] for r in rows[1:] if verdict(r["diff"]) != "inconclusive"]
     ratio = min(x["params (ours)"] for x in lora) / max(x["params (ours)"] for x in svf)
+    tiny = [r["params (ours)"] for r in rows if str(r.get("method")).startswith("TinyLoRA")]
+    tiny_text = (
+        f"; TinyLoRA spans {min(tiny):,}–{max(tiny):,} parameters, "
+        f"{min(x['params (ours)'] for x in svf) / max(tiny):.0f}× fewer than the smallest SVF"
+        if tiny
+        else "; no TinyLoRA run is trained yet"
+    )
     return (
         "**What this shows.** The paper's claims (Table 4): SVF reaches LoRA's score with "
         "orders of magnitude fewer parameters, PG beats NTP for SVF, and MLP+attention is the "
@@ -177,7 +214,9 @@ def paragraph(rows: list[dict]) -> str:
             if match
             else "our Llama-3-8B counts DIFFER from the paper's stated counts (see the table)"
         )
-        + f"; on SmolLM2 the smallest LoRA has {ratio:.0f}× the parameters of the largest SVF. "
+        + f"; on SmolLM2 the smallest LoRA has {ratio:.0f}× the parameters of the largest SVF"
+        + tiny_text
+        + ". "
         + (
             f"Scores: the best row is {best['run']} ({best['accuracy']:.3f}); "
             if sig

@@ -3,7 +3,14 @@
 Imports neither lm-eval nor accelerate.
 """
 
-from t2bench.svf.counts import count_table, ia3_params, layer_shapes, lora_params, svf_params
+from t2bench.svf.counts import (
+    count_table,
+    ia3_params,
+    layer_shapes,
+    lora_params,
+    svf_params,
+    tinylora_params,
+)
 from t2bench.svf.decompose import Decomposition, MatrixSVD, decompose
 from t2bench.svf.expert import (
     PARAMETERISATIONS,
@@ -51,6 +58,7 @@ __all__ = [
     "load_expert",
     "load_experts",
     "lora_params",
+    "tinylora_params",
     "mix",
     "parse_layers",
     "parse_module_set",

@@ -68,6 +68,15 @@ def ia3_params(config, modules: str = ",".join(IA3_ROLES), layers: str = "all") 
     return n * sum(ls.shapes[r][1] if r in IA3_FEEDFORWARD else ls.shapes[r][0] for r in roles)
 
 
+def tinylora_params(
+    config, u: int = 64, tying: float = 0.0, modules: str = "mlp", layers: str = "all"
+) -> int:
+    """u per group of adapted matrices, as peft's TinyLoRA groups them: max(1, round(M·(1 −
+    tying))) groups of the M matrices (tying 0: one vector per matrix; 1: one for all)."""
+    ls, roles, n = _selected(config, modules, layers)
+    return u * max(1, round(n * len(roles) * (1.0 - tying)))
+
+
 def count_table(
     config, modules: str = "mlp", lora_rank: int = 16, layers: str = "all"
 ) -> dict[str, int]:
@@ -90,5 +99,6 @@ __all__ = [
     "svf_params",
     "lora_params",
     "ia3_params",
+    "tinylora_params",
     "count_table",
 ]

@@ -16,7 +16,7 @@ from t2bench.data.splits import check_difficulty
 from t2bench.errors import ConfigError
 from t2bench.svf.expert import PARAMETERISATIONS
 
-METHODS = ("svf", "lora", "ia3")
+METHODS = ("svf", "lora", "ia3", "tinylora")
 OBJECTIVES = ("pg", "ntp")
 KL_DIRECTIONS = ("policy_ref", "ref_policy")
 #: raw rewards (the paper's REINFORCE) | minus the global batch mean | z-scored over the batch |
@@ -33,7 +33,16 @@ RESUMABLE_FIELDS = ("output_dir", "log_with", "progress", "eval_at_start")
 #: Fields added after runs were recorded: :meth:`TrainConfig.fingerprint` leaves them out while
 #: they hold their default, so a config that does not set them keeps the fingerprint it had
 #: before they existed (committed runs, resumable checkpoints).
-FINGERPRINT_OPTIONAL = ("group_size", "difficulty", "compute_dtype", "stop_without_signal")
+FINGERPRINT_OPTIONAL = (
+    "group_size",
+    "difficulty",
+    "compute_dtype",
+    "stop_without_signal",
+    "tinylora_r",
+    "tinylora_u",
+    "tinylora_tying",
+    "tinylora_targets",
+)
 
 
 @dataclass
@@ -43,7 +52,7 @@ class TrainConfig:
     task: str = "math"
     output_dir: str = "runs/expert"
     model: str | None = None  # packaged name, local folder or hub id; None = SmolLM2-135M
-    method: str = "svf"  # svf | lora | ia3
+    method: str = "svf"  # svf | lora | ia3 | tinylora
     objective: str = "pg"  # pg (REINFORCE) | ntp (next-token prediction on references)
     data: str | None = None  # JSONL file replacing the packaged training split
     valid_data: str | None = None  # JSONL file replacing the packaged validation split
@@ -60,6 +69,14 @@ class TrainConfig:
     lora_dropout: float = 0.05
     lora_targets: str = "q_proj,v_proj"
     ia3_targets: str = "k_proj,v_proj,down_proj"
+    # TinyLoRA (peft): W + U_r Σ_r (Σ_i v_i P_i) V_rᵀ with the frozen rank-r SVD of W, fixed
+    # random r×r projections P_i and one trainable u-vector v per group of target matrices;
+    # tying 0 = a vector per matrix, 1 = one vector shared by all (u parameters in total).
+    # The default targets are SVF's default matrices (the MLP), so the two adapt the same weights
+    tinylora_r: int = 2
+    tinylora_u: int = 64
+    tinylora_tying: float = 0.0
+    tinylora_targets: str = "gate_proj,up_proj,down_proj"
     # optimisation
     steps: int = 20
     global_batch: int = 16
@@ -135,6 +152,11 @@ class TrainConfig:
         if self.kl_coef < 0 or self.grad_clip < 0:
             raise ConfigError("kl_coef and grad_clip must be >= 0")
         _choice("parameterisation", self.parameterisation, PARAMETERISATIONS)
+        if min(self.tinylora_r, self.tinylora_u) < 1 or not 0.0 <= self.tinylora_tying <= 1.0:
+            raise ConfigError(
+                f"tinylora_r and tinylora_u must be >= 1 and tinylora_tying in [0, 1], got "
+                f"r={self.tinylora_r}, u={self.tinylora_u}, tying={self.tinylora_tying}"
+            )
         _choice("tower", self.tower, ("language", "vision", "both"))
         _choice("compute_dtype", self.compute_dtype, COMPUTE_DTYPES)
         if self.compute_dtype != "float32" and self.dtype not in ("float32", "fp32"):

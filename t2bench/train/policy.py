@@ -341,7 +341,7 @@ class SVFPolicy(_Adapter):
 
 
 class PeftPolicy(_Adapter):
-    """A peft adapter (LoRA or IA3) on the frozen base model."""
+    """A peft adapter (LoRA, IA3 or TinyLoRA) on the frozen base model."""
 
     def __init__(self, model: nn.Module, peft_config, kind: str):
         super().__init__()
@@ -430,7 +430,7 @@ def _peft_targets(cfg, names: str):
 
 
 def peft_config(cfg):
-    """The peft config of a LoRA / IA3 baseline (``cfg`` is a TrainConfig)."""
+    """The peft config of a LoRA / IA3 / TinyLoRA baseline (``cfg`` is a TrainConfig)."""
     from peft import IA3Config, LoraConfig, TaskType
 
     if cfg.method == "lora":
@@ -440,6 +440,20 @@ def peft_config(cfg):
             lora_alpha=cfg.lora_alpha,
             lora_dropout=cfg.lora_dropout,
             target_modules=_peft_targets(cfg, cfg.lora_targets),
+        )
+    if cfg.method == "tinylora":
+        from peft import TinyLoraConfig
+
+        # v starts at 0: the adapter is the identity at step 0, as SVF's z = 1 is; the fixed
+        # projections are drawn from the run's seed and saved with the adapter
+        return TinyLoraConfig(
+            task_type=TaskType.CAUSAL_LM,
+            r=cfg.tinylora_r,
+            u=cfg.tinylora_u,
+            weight_tying=cfg.tinylora_tying,
+            target_modules=_peft_targets(cfg, cfg.tinylora_targets),
+            projection_seed=cfg.seed,
+            init_weights=True,
         )
     targets = [m.strip() for m in cfg.ia3_targets.split(",") if m.strip()]
     if cfg.task == "vqa":

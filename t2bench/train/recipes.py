@@ -27,6 +27,8 @@ values for those methods) and every artifact records the values it trained with.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from t2bench.core.io import results_path
 from t2bench.core.tables import markdown_rows
 from t2bench.errors import ConfigError
@@ -40,14 +42,37 @@ METHODS = {  # artifact suffix -> (method, objective, lr)
     "lora-pg": ("lora", "pg", 2e-4),
     "ia3-ntp": ("ia3", "ntp", 2e-3),
 }
-#: The paper's Table 4 ablation (module set x objective), trained on math only as in the paper.
-#: suffix -> (method, objective, lr, SVF module set, LoRA targets)
+
+
+class AblationRun(NamedTuple):
+    """One run of the parameters-vs-score ablation: its method, objective and default lr, the
+    SVF module set, and any other TrainConfig fields (LoRA targets, TinyLoRA's size)."""
+
+    method: str
+    objective: str
+    lr: float
+    modules: str = "mlp"
+    fields: dict = {}
+
+
+#: The paper's Table 4 ablation (module set x objective) and, beyond the paper, peft's TinyLoRA
+#: at three sizes from tens to thousands of parameters (on SVF's matrices, the MLP: 13 = one
+#: tied 13-vector, the size of TinyLoRA's title; 4 and 16 per matrix, 360 and 1,440 on
+#: SmolLM2's 90 MLP matrices); all trained on math only as in the paper. suffix -> run
 ABLATION_TASK = "math"
+_TINYLORA_LR = 2e-3  # without a sweep (smoke and gpu profiles): SVF's, both scale a few σ
 ABLATION_METHODS = {
-    "svf-pg-attn": ("svf", "pg", 2e-3, "attn", None),
-    "svf-pg-mlp+attn": ("svf", "pg", 2e-3, "mlp+attn", None),
-    "svf-ntp-attn": ("svf", "ntp", 2e-3, "attn", None),
-    "lora-ntp-mlp+attn": ("lora", "ntp", 2e-4, "mlp", "q_proj,v_proj,gate_proj,up_proj,down_proj"),
+    "svf-pg-attn": AblationRun("svf", "pg", 2e-3, "attn"),
+    "svf-pg-mlp+attn": AblationRun("svf", "pg", 2e-3, "mlp+attn"),
+    "svf-ntp-attn": AblationRun("svf", "ntp", 2e-3, "attn"),
+    "lora-ntp-mlp+attn": AblationRun(
+        "lora", "ntp", 2e-4, fields={"lora_targets": "q_proj,v_proj,gate_proj,up_proj,down_proj"}
+    ),
+    "tinylora-pg-u13-tied": AblationRun(
+        "tinylora", "pg", _TINYLORA_LR, fields={"tinylora_u": 13, "tinylora_tying": 1.0}
+    ),
+    "tinylora-pg-u4": AblationRun("tinylora", "pg", _TINYLORA_LR, fields={"tinylora_u": 4}),
+    "tinylora-pg-u16": AblationRun("tinylora", "pg", _TINYLORA_LR, fields={"tinylora_u": 16}),
 }
 #: The first committed experts' budget: steps, global batch, micro batch, new tokens, eval size.
 _SMOKE = {
@@ -121,6 +146,13 @@ SWEEPS = {
     "lora-ntp": dict(lrs=(2e-4, 1e-3, 5e-3), kl_coefs=(0.0,)),
     "ia3-ntp": dict(lrs=(2e-3, 1e-2, 5e-2), kl_coefs=(0.0,)),
     "svf-ntp": dict(lrs=(2e-3, 1e-2, 5e-2), kl_coefs=(0.0,)),
+    "tinylora-pg-u16": dict(lrs=(2e-3, 1e-2, 5e-2), kl_coefs=(0.0, 0.1)),
+}
+#: Recipes that take lr and KL λ from another recipe's sweep: the three TinyLoRA sizes share the
+#: sweep of the largest (one sweep instead of three, each ~3 h of CPU)
+SWEEP_FROM = {
+    "math-tinylora-pg-u13-tied": "math-tinylora-pg-u16",
+    "math-tinylora-pg-u4": "math-tinylora-pg-u16",
 }
 #: Stage 1: every grid point for a few hundred samples (fp32 RL costs ~1-2 s a sample on 2
 #: cores); stage 2: the best 3 again for 24 steps, where a policy that collapses after the short
@@ -162,15 +194,15 @@ def recipe(name: str, profile: str = "cpu") -> dict:
     if name not in recipe_names():
         raise ConfigError(f"unknown recipe {name!r}; recipes: {', '.join(recipe_names())}")
     task, suffix = name.split("-", 1)
-    modules, targets = "mlp", None
+    modules, extra = "mlp", {}
     if suffix == "svf-ntp":
         method, objective, lr = "svf", "ntp", METHODS["svf-pg"][2]
     elif suffix in METHODS:
         method, objective, lr = METHODS[suffix]
     else:
-        method, objective, lr, modules, targets = ABLATION_METHODS[suffix]
+        run = ABLATION_METHODS[suffix]
+        method, objective, lr, modules, extra = (*run[:4], dict(run.fields))
     budget = dict(PROFILES[profile][task])
-    extra = {"lora_targets": targets} if targets else {}
     rl = _PROFILE_RL.get(profile, {}) if objective == "pg" else {}
     dtype = _PROFILE_RL.get(profile, {}).get("compute_dtype")
     return {
@@ -195,10 +227,11 @@ def recipe(name: str, profile: str = "cpu") -> dict:
 
 
 def sweep_config(name: str, profile: str = "cpu", out_root: str = str(results_path("sweeps"))):
-    """The lr × KL λ sweep that picks recipe ``name``'s hyperparameters under ``profile``, or
-    None where the profile trains with the recipe's fixed values (smoke, gpu)."""
-
+    """The lr × KL λ sweep that picks recipe ``name``'s hyperparameters under ``profile`` (its
+    own, or that of the recipe :data:`SWEEP_FROM` names), or None where the profile trains with
+    the recipe's fixed values (smoke, gpu)."""
     recipe(name, profile)
+    name = SWEEP_FROM.get(name, name)
     suffix = name.split("-", 1)[1]
     if profile != "cpu" or suffix not in SWEEPS:
         return None
