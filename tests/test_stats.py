@@ -79,3 +79,31 @@ def test_minimum_detectable_difference_shrinks_with_n_and_is_never_zero():
     assert minimum_detectable_difference(2376, 0.5) == pytest.approx(0.0406, abs=2e-3)
     rec = power_record("arc", 100, 0.5)
     assert rec["n"] == 100 and rec["mdd"] > 0.15
+
+
+def test_clustered_interval_is_wider_than_the_items_when_clusters_move_together():
+    from t2bench.core.stats import clustered_difference
+
+    clusters = [c for c in range(20) for _ in range(5)]  # 20 passages x 5 questions
+    base = [0] * 100
+    other = [1 if c < 6 else 0 for c in clusters]  # whole passages flip: +30 points
+    flat = paired_difference(base, other)
+    grouped = clustered_difference(base, other, clusters)
+    assert grouped["diff"] == flat["diff"] == 0.3 and grouped["clusters"] == 20
+    assert grouped["ci_high"] - grouped["ci_low"] > flat["ci_high"] - flat["ci_low"]
+    # no item differs: still an interval, from the share of clusters that could have changed
+    same = clustered_difference(base, base, clusters)
+    assert same["ci_low"] < 0 < same["ci_high"]
+    with pytest.raises(ValueError, match="cluster ids"):
+        clustered_difference(base, other, clusters[:-1])
+
+
+def test_design_effect_is_the_cluster_size_for_identical_clusters_and_one_for_none():
+    from t2bench.core.stats import design_effect
+
+    clusters = [c for c in range(10) for _ in range(4)]
+    homogeneous = [c % 2 for c in clusters]  # every question of a passage scores alike
+    assert design_effect(homogeneous, clusters) == pytest.approx(4.0)
+    alternating = [i % 2 for i in range(40)]  # within-passage variation only
+    assert design_effect(alternating, clusters) == pytest.approx(1.0)
+    assert design_effect([1, 0, 1], ["a", "b", "c"]) == 1.0  # one question per passage

@@ -13,6 +13,7 @@ import time
 import traceback
 from pathlib import Path
 
+from t2bench.ablations import verdicts
 from t2bench.ablations.context import AblationContext
 from t2bench.ablations.profile import get_profile
 from t2bench.core.io import (
@@ -220,7 +221,8 @@ def _is_full(summary: dict) -> bool:
 
 
 def write_index(out: Path) -> Path:
-    """results/ablations/README.md: every run, newest first; the newest complete one is current,
+    """results/ablations/README.md: the verdict table (:mod:`~t2bench.ablations.verdicts`, also
+    as ``verdicts.json``), then every run, newest first; the newest complete one is current,
     and each table points at the newest run that produced it (supplementary ``--only`` runs)."""
     runs = []
     for run_json in sorted(Path(out).glob("*/run.json"), reverse=True):
@@ -236,6 +238,16 @@ def write_index(out: Path) -> Path:
         for table, st in s["status"].items():
             if st.get("ok") and table not in newest:
                 newest[table] = name
+    found = verdicts.measurements(Path(out), newest)
+    lines += verdicts.verdict_section(found)
+    if found:
+        write_atomic(
+            Path(out) / "verdicts.json",
+            json.dumps(
+                {"tables": newest, "measurements": verdicts.verdict_records(found)}, indent=2
+            )
+            + "\n",
+        )
     if newest:
         lines += ["Newest result of each table:", ""]
         lines += markdown_rows(
