@@ -114,3 +114,16 @@ def test_seal_intervals_resample_passages(tmp_path):
     (m,) = measurements(tmp_path, {"seal-knowledge": "cpu-20260101T000000Z"})
     assert m.diff["method"] == "cluster-bootstrap" and m.diff["clusters"] == 10
     assert m.n == 30 and m.diff["diff"] == 0.3
+
+
+def test_cli_index_only_rewrites_the_index_from_the_tables_there(tmp_path, capsys):
+    from t2bench.cli import main
+
+    _run(tmp_path, "cpu-20260101T000000Z", _tables())
+    assert main(["ablations", "--index-only", "--out", str(tmp_path)]) == 0
+    assert "index:" in capsys.readouterr().out
+    assert "## Verdicts" in (tmp_path / "README.md").read_text()
+    assert not any(
+        p.name.startswith("cpu-2026") and p.name != "cpu-20260101T000000Z"
+        for p in tmp_path.iterdir()
+    )

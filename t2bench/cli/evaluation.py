@@ -66,8 +66,11 @@ def add_confusion(sub) -> None:
 def cmd_ablations(args) -> int:
     import os
 
-    from t2bench.ablations import run_all
+    from t2bench.ablations import run_all, write_index
 
+    if args.index_only:
+        print(f"index: {write_index(args.out)}")
+        return 0
     os.environ.setdefault("HF_ALLOW_CODE_EVAL", "1")  # HumanEval's pass@1 runs model code
     run_all(
         args.profile,
@@ -105,5 +108,11 @@ def add_ablations(sub) -> None:
         "--allow-dirty",
         action="store_true",
         help="publish from a checkout with uncommitted changes (recorded in every table)",
+    )
+    p.add_argument(
+        "--index-only",
+        action="store_true",
+        help="run nothing: rewrite <out>/README.md (verdict table, newest table of each kind, "
+        "run list) and <out>/verdicts.json from the tables already there",
     )
     p.set_defaults(func=cmd_ablations)
