@@ -45,7 +45,7 @@ def _tables() -> dict[str, dict]:
         "data": {},
     }
     return {
-        "table1-training-tasks": {"rows": [], "data": table1},
+        "table1-training-tasks": {"rows": [], "data": table1, "provenance": {"commit": "c" * 40}},
         "table3-two-pass-cost": table3,
     }
 
@@ -64,7 +64,11 @@ def test_verdicts_follow_the_interval_and_head_the_index(tmp_path):
     assert len(cost) == 2
     assert f"**{SUPPORTED}**" in cost[0] and f"**{CONTRADICTED}**" in cost[1]
     saved = json.loads((tmp_path / "verdicts.json").read_text())
-    assert saved["tables"]["table1-training-tasks"] == "cpu-20260101T000000Z"
+    assert saved["sources"]["table1-training-tasks"]["file"] == (
+        "cpu-20260101T000000Z/table1-training-tasks.json"
+    )
+    assert saved["sources"]["table1-training-tasks"]["provenance"] == {"commit": "c" * 40}
+    assert saved["provenance"]["commit"] and saved["provenance"]["machine"]
     assert [m["verdict"] for m in saved["measurements"]][:2] == [SUPPORTED, SUPPORTED]
     assert saved["measurements"][0]["table"] == "cpu-20260101T000000Z/table1-training-tasks.json"
 

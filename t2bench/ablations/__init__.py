@@ -243,10 +243,7 @@ def write_index(out: Path) -> Path:
     if found:
         write_atomic(
             Path(out) / "verdicts.json",
-            json.dumps(
-                {"tables": newest, "measurements": verdicts.verdict_records(found)}, indent=2
-            )
-            + "\n",
+            json.dumps(verdicts.verdict_record(Path(out), newest, found), indent=2) + "\n",
         )
     if newest:
         lines += ["Newest result of each table:", ""]

@@ -345,6 +345,24 @@ def measurements(out: Path, newest: dict[str, str]) -> list[Measurement]:
     return found
 
 
+def verdict_record(out: Path, newest: dict[str, str], found: list[Measurement]) -> dict:
+    """``verdicts.json``: this computation's provenance, each table read with its own
+    provenance (commit, weights, seed, split, items, machine, wall time), and the verdicts."""
+    from t2bench.core.provenance import provenance
+
+    sources = {}
+    for table in READERS:
+        if table in newest:
+            rel = f"{newest[table]}/{table}.json"
+            read = json.loads((Path(out) / rel).read_text())
+            sources[table] = {"file": rel, "provenance": read.get("provenance")}
+    return {
+        "provenance": provenance(),
+        "sources": sources,
+        "measurements": [asdict(m) | {"verdict": m.verdict} for m in found],
+    }
+
+
 def verdict_section(found: list[Measurement]) -> list[str]:
     """The Markdown lines of the verdict table and its legend."""
     if not found:
@@ -365,8 +383,3 @@ def verdict_section(found: list[Measurement]) -> list[str]:
         *markdown_rows(COLUMNS, (m.cells() for m in found)),
         "",
     ]
-
-
-def verdict_records(found: list[Measurement]) -> list[dict]:
-    """The measurements as JSON-ready dicts, each with its verdict."""
-    return [asdict(m) | {"verdict": m.verdict} for m in found]
