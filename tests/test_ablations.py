@@ -319,3 +319,24 @@ def test_heldout_scores_the_variant_on_the_profile_items_and_remembers_it(tmp_pa
     assert rec["scores"] == [1, 0] * (n // 2) + [1] * (n % 2)
     assert len(rec["uids"]) == n and rec["applied"] is True
     assert ctx.heldout(task, Variant("base", "base")) == rec and len(seen) == 1
+
+
+def test_progress_estimates_come_from_the_newest_earlier_timing_of_each_table(tmp_path):
+    from t2bench.ablations import earlier_seconds, remaining
+
+    def run(name, status):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "run.json").write_text(json.dumps({"status": status}))
+
+    run(
+        "cpu-20260101T000000Z",
+        {"t1": {"ok": True, "seconds": 600}, "t2": {"ok": True, "seconds": 60}},
+    )
+    run("cpu-20260102T000000Z", {"t1": {"ok": True, "seconds": 1200}, "t3": {"ok": False}})
+    run("paper-20260103T000000Z", {"t1": {"ok": True, "seconds": 9}})  # another profile
+    seen = earlier_seconds(tmp_path, "cpu")
+    assert seen == {"t1": 1200.0, "t2": 60.0}  # t1's newest timing; t3 failed: not a timing
+    assert remaining(["t1", "t2"], seen) == "about 21 min left for 2 table(s) by earlier runs"
+    assert remaining(["t2", "t3"], seen).endswith("plus 1 never timed before")
+    assert remaining(["t3"], seen) == "1 table(s) left, none timed before"
+    assert remaining([], seen) == "nothing left"

@@ -112,8 +112,9 @@ def run_all(
     fingerprint = model_fingerprint(prof.model)
     status: dict[str, dict] = {}
     sections: list[str] = []
-    for name in modules:
-        mod = importlib.import_module(f"t2bench.ablations.{name}")
+    mods = [importlib.import_module(f"t2bench.ablations.{name}") for name in modules]
+    earlier = earlier_seconds(out, prof.name)
+    for i, mod in enumerate(mods):
         if resume and (kept := published(folder, mod.NAME)):
             # written whole before the interruption: a table is never rewritten
             status[mod.NAME], section = kept
@@ -121,7 +122,11 @@ def run_all(
             print(f"[{mod.NAME}] kept: written before the interruption", flush=True)
             continue
         t0 = time.perf_counter()
-        print(f"[{mod.NAME}] start ({ctx.elapsed():.0f} s into the run)", flush=True)
+        print(
+            f"[{i + 1}/{len(mods)} {mod.NAME}] start, {ctx.elapsed() / 60:.1f} min into the run; "
+            + remaining([m.NAME for m in mods[i:]], earlier),
+            flush=True,
+        )
         try:
             table = mod.run(ctx)
         except Exception as exc:  # keep going: one failed table must not lose the others
@@ -151,7 +156,11 @@ def run_all(
             "files": [f"{table.name}.{x}" for x in ("md", "csv", "json")] + table.plots,
         }
         sections.append(table.markdown())
-        print(f"[{mod.NAME}] done in {secs} s", flush=True)
+        print(
+            f"[{i + 1}/{len(mods)} {mod.NAME}] done in {secs / 60:.1f} min; "
+            + remaining([m.NAME for m in mods[i + 1 :]], earlier),
+            flush=True,
+        )
     wall = ctx.elapsed()
     summary = {
         "profile": prof.name,
@@ -169,6 +178,34 @@ def run_all(
     if failed:
         raise RuntimeError(f"ablations failed: {', '.join(failed)} (see {folder / 'run.json'})")
     return folder
+
+
+def earlier_seconds(out: str | Path, profile: str) -> dict[str, float]:
+    """Seconds each table took in the newest earlier run of ``profile`` under ``out`` that
+    wrote it: the basis of the progress lines' remaining-time estimate."""
+    seconds: dict[str, float] = {}
+    for run_json in sorted(Path(out).glob(f"{profile}-*/run.json"), reverse=True):
+        try:
+            summary = json.loads(run_json.read_text())
+        except (OSError, ValueError):
+            continue
+        for table, st in summary.get("status", {}).items():
+            if st.get("ok") and st.get("seconds") is not None and table not in seconds:
+                seconds[table] = float(st["seconds"])
+    return seconds
+
+
+def remaining(tables: list[str], earlier: dict[str, float]) -> str:
+    """'about N min left for these tables', from earlier runs' timings of the same tables;
+    tables never timed before are counted, not guessed."""
+    if not tables:
+        return "nothing left"
+    known = [earlier[t] for t in tables if t in earlier]
+    unknown = len(tables) - len(known)
+    text = f"about {sum(known) / 60:.0f} min left for {len(known)} table(s) by earlier runs"
+    if unknown:
+        text += f", plus {unknown} never timed before"
+    return text if known else f"{unknown} table(s) left, none timed before"
 
 
 def published(folder: Path, name: str) -> tuple[dict, str] | None:
