@@ -51,6 +51,7 @@ eval_logger = logging.getLogger(__name__)
 
 T2_ARGS = {
     "pretrained",
+    "share_context",
     "experts",
     "dispatch",
     "modules",
@@ -481,6 +482,8 @@ class ExpertDispatchMixin:
             "layers": p.decomposition.layers if p else None,
             "weight_fingerprint": p.decomposition.fingerprint if p else None,
             "snapshot": p.snapshot if p else None,
+            # log-likelihoods: each shared context encoded once (text backend) or HFLM's path
+            "share_context": getattr(self, "share_context", False),
             "dispatch_counts": dict(counts),
             "data_parallel": {"processes": self.world_size, "per_rank": per_rank},
             "groups": self.groups_run,

@@ -12,6 +12,7 @@ from lm_eval.models.huggingface import HFLM
 from t2bench.backends.adapt import (
     T2_ARGS,
     ExpertDispatchMixin,
+    _as_bool,
     check_snapshot,
     launch_accelerator,
     merge_adapter,
@@ -19,6 +20,7 @@ from t2bench.backends.adapt import (
     refuse_peft_with_experts,
     split_expert_paths,
 )
+from t2bench.backends.shared_context import shared_context_loglikelihood
 from t2bench.errors import ConfigError
 from t2bench.models import load_model
 
@@ -81,6 +83,7 @@ class T2LM(ExpertDispatchMixin, HFLM):
         dtype: str = "auto",
         device: str | None = None,
         snapshot: str = "device",
+        share_context=True,
         **kwargs,
     ) -> None:
         unknown = sorted(set(kwargs) - hflm_args())
@@ -105,6 +108,7 @@ class T2LM(ExpertDispatchMixin, HFLM):
         super().__init__(pretrained=lm.model, tokenizer=lm.tokenizer, **kwargs)
         self.peft = peft or None
         self.model_id = lm.model_id
+        self.share_context = _as_bool(share_context, "share_context")
         self._join_data_parallel(accelerator)  # before the set-up: its guard reads world_size
         self._setup_experts(
             split_expert_paths(experts),
@@ -114,6 +118,28 @@ class T2LM(ExpertDispatchMixin, HFLM):
             transfer,
             snapshot=snapshot,
             source=lm.path,
+        )
+
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
+        """Requests that share a context encode it once (:mod:`~t2bench.backends.shared_context`;
+        ``share_context=false`` or ``batch_size=auto``: HFLM's one sequence per request)."""
+        if not self.share_context or self.batch_size == "auto" or override_bs is not None:
+            return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
+
+        def cache(key, answer):
+            if key is not None:
+                self.cache_hook.add_partial("loglikelihood", key, answer)
+
+        return shared_context_loglikelihood(
+            self.model,
+            requests,
+            batch_size=int(self.batch_size),
+            max_length=self.max_length,
+            fallback=lambda rest: super(T2LM, self)._loglikelihood_tokens(rest, disable_tqdm),
+            on_answer=cache,
+            pad_id=self.tokenizer.pad_token_id or 0,
+            softmax_dtype=self.softmax_dtype,
+            progress=not disable_tqdm and self.rank == 0,
         )
 
     def loglikelihood(self, requests, disable_tqdm: bool = False):
