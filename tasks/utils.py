@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from t2bench.tasks import code_exec, gsm8k, humaneval, math_answer, mbpp, minerva_math, textvqa
 from t2bench.tasks.arc import load_arc
+from t2bench.tasks.unseen import load_basic_skill, load_sciq
 
 # --------------------------------------------------------------------------- datasets
 
@@ -19,6 +20,14 @@ def load_gsm8k_dataset(**kwargs):
 
 def load_arc_dataset(subset: str, **kwargs):
     return load_arc(subset)
+
+
+def load_sciq_dataset(**kwargs):
+    return load_sciq()
+
+
+def load_basic_skill_dataset(skill: str, **kwargs):
+    return load_basic_skill(skill)
 
 
 def load_minerva_math_dataset(subject: str, **kwargs):

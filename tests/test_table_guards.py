@@ -134,6 +134,7 @@ class FakeCtx:
             model=None,
             experts="experts",
             unseen={"arc_challenge": DOCS},
+            timed_tasks={"arc_challenge": DOCS},
             lora_for={"arc_challenge": "reasoning-lora-ntp"},
             cem={"arc_challenge": "shots=3"},
             bootstrap_iters=200,

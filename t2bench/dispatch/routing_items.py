@@ -26,6 +26,9 @@ TRUE_LABEL: dict[str, str] = {
     "mbpp": "code",
     "arc_challenge": "reasoning",
     "arc_easy": "reasoning",
+    "sciq": "reasoning",
+    "t2_basic_arithmetic": "math",
+    "t2_basic_coding": "code",
 }
 DEFAULT_TASKS = ("gsm8k", "minerva_math", "humaneval", "mbpp", "arc_challenge")
 # MBPP task ids 11-310 train / validate the code expert and the classifier (data/splits.py).

