@@ -240,7 +240,8 @@ def test_smoke_profile_writes_a_complete_table_with_provenance(tmp_path, monkeyp
     assert [p["label"].split(" ")[0] for p in payload["power"]] == ["math", "code", "reasoning"]
     adapters = [r for r in payload["rows"] if r["variant"] != "base"]
     assert adapters and all(r["adapter_claim"]["applied"] for r in adapters)
-    assert (folder / "evaluations.jsonl").read_text().count("\n") == 9  # 3 tasks x 3 variants
+    # 3 tasks x 3 variants held out, and reasoning's 3 variants by log-likelihood (arc_easy)
+    assert (folder / "evaluations.jsonl").read_text().count("\n") == 12
     index = (tmp_path / "README.md").read_text()
     assert folder.name in index
 

@@ -401,3 +401,68 @@ def test_table4_shows_trained_tinylora_rows_on_the_parameter_axis_and_names_miss
     assert tied[ADAPTER_KEY]["kind"] == "tinylora" and tied[ADAPTER_KEY]["applied"]
     assert "TinyLoRA spans 13–1,440 parameters" in table.paragraph
     assert (tmp_path / f"{t4.NAME}.png").exists()
+
+
+def test_table1_scores_reasoning_by_greedy_answer_and_by_log_likelihood(tmp_path):
+    """Format vs knowledge: the SVF expert gains on the greedy answer only, so the paragraph
+    calls it a format gain; the log-likelihood rows pair the same lm-eval documents and claim
+    their adapters from the backend's record."""
+    from t2bench.ablations import table1_training as t1
+    from t2bench.ablations.verdicts import measurements
+
+    experts = tmp_path / "experts"
+    for task in t1.TASKS:
+        _finished_run(experts, f"{task}-svf-pg", 50_000, peft=False)
+        _finished_run(experts, f"{task}-lora-ntp", 900_000, peft=True)
+    n = 200
+    low, high = [1] * 40 + [0] * 160, [1] * 120 + [0] * 80
+
+    def heldout(task, v):
+        return {
+            "scores": high if v.name == "reasoning-svf-pg" else low,
+            "uids": list(range(n)),
+            "split": {"source": f"{task} test", "split": "test"},
+            "applied": v.name != "base",
+        }
+
+    seen = []
+
+    def lmeval(task, model_args, *, n, label):
+        seen.append((task, model_args, n))
+        compositions = 1 if "dispatch=fixed:" in model_args else 0
+        return {
+            "doc_ids": list(range(200)),
+            "scores": low,  # no variant changes an answer's log-likelihood ranking
+            "t2": _t2(compositions, {}, peft_merged="peft=" in model_args),
+        }
+
+    ctx = SimpleNamespace(
+        profile=SimpleNamespace(
+            experts=str(experts),
+            model=None,
+            knowledge={"reasoning": ("arc_easy", None)},
+            bootstrap_iters=200,
+            seed=0,
+        ),
+        folder=tmp_path,
+        heldout=heldout,
+        lmeval=lmeval,
+        expert_spread=lambda folder: 0.05,
+    )
+    table = t1.run(ctx)
+    ll = [r for r in table.rows if r["metric"] == t1.LOGLIKELIHOOD]
+    assert [r["variant"] for r in ll] == ["base", "LoRA (NTP)", "SVF (PG)"]
+    assert all(r["task"] == "reasoning" for r in ll)
+    assert [a for a, _, _ in seen] == ["arc_easy"] * 3
+    assert "dispatch=fixed:reasoning-svf-pg" in seen[2][1] and "peft=" in seen[1][1]
+    assert all(r[ADAPTER_KEY]["applied"] for r in ll[1:])
+    assert t1.format_or_knowledge(table.rows, "reasoning", "SVF (PG)") == "format only"
+    assert "a gain in format only" in table.paragraph
+    assert len(table.power) == 4  # three held-out tasks and the log-likelihood scoring
+    table.write(tmp_path / "t1", CLEAN)
+    (found,) = [
+        m
+        for m in measurements(tmp_path / "t1", {t1.NAME: "."})
+        if m.what.startswith("reasoning (log-likelihood): SVF (PG) − base")
+    ]
+    assert found.verdict == "undetermined at this n"

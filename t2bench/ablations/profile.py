@@ -25,6 +25,9 @@ class AblationProfile:
     target_experts: str | None = None
     #: Table 1 / Table 4: items of each training task's held-out test split (None: all)
     heldout_n: dict[str, int | None] = field(default_factory=dict)
+    #: Table 1: per training task, a multiple-choice lm-eval task of the same test data scored
+    #: by log-likelihood, and its first n docs (None: all): knowledge beside the greedy answer
+    knowledge: dict[str, tuple[str, int | None]] = field(default_factory=dict)
     #: Table 2: the first n documents of each unseen lm-eval task (None: all)
     unseen: dict[str, int | None] = field(default_factory=dict)
     #: Table 2: the LoRA baseline evaluated on each unseen task (matched by category)
@@ -87,6 +90,7 @@ CPU = AblationProfile(
     name="cpu",
     target_experts=str(results_path("experts-gemma-3-270m")),
     heldout_n={"reasoning": 100, "math": 32, "code": 16},
+    knowledge={"reasoning": ("arc_easy", None)},
     unseen=_UNSEEN_CPU,
     lora_for={
         "sciq": "reasoning-lora-ntp",
@@ -132,6 +136,7 @@ PAPER = AblationProfile(
     experts=str(results_path("experts-llama3-8b")),
     table4_experts=str(results_path("experts-llama3-8b/table4")),
     heldout_n={"reasoning": None, "math": None, "code": None},
+    knowledge={"reasoning": ("arc_easy", None)},
     unseen=dict.fromkeys(_PAPER_UNSEEN),
     lora_for={
         t: "reasoning-lora-ntp"
@@ -167,6 +172,7 @@ SMOKE = CPU.with_overrides(
     experts=str(results_path("experts-smoke")),
     table4_experts=str(results_path("experts-smoke/table4")),
     heldout_n={"reasoning": 4, "math": 2, "code": 2},
+    knowledge={"reasoning": ("arc_easy", 4)},
     unseen=dict.fromkeys(_UNSEEN_CPU, 4),
     cost_tasks={"arc_challenge": 4, "humaneval": 2, "minerva_math_prealgebra": 2},
     max_gen_toks={

@@ -22,6 +22,7 @@ VARIANTS = (("LoRA (NTP)", "lora-ntp"), ("SVF (PG)", "svf-pg"))
 COLUMNS = [
     "task",
     "scored split",
+    "metric",
     "variant",
     "n",
     "accuracy",
@@ -104,6 +105,10 @@ def run(ctx) -> Table:
             rec = ctx.heldout(task, v)
             rows.append(row(task, name, rec, base, p.bootstrap_iters, p.seed, adapter_kind(v)))
             data[task][name] = rec["scores"]
+        for r in rows:
+            r.setdefault("metric", GENERATION)
+        if task in p.knowledge:
+            knowledge_rows(ctx, task, rows, data, power)
     return Table(
         NAME,
         "Table 1 analogue: SVF vs LoRA vs base on the training tasks (held-out test items)",
@@ -117,6 +122,60 @@ def run(ctx) -> Table:
 
 
 STATS_NOTE = METHODS_NOTE
+GENERATION = "answer in a greedy completion"
+LOGLIKELIHOOD = "log-likelihood of each choice (lm-eval acc)"
+
+
+def knowledge_rows(ctx, task: str, rows: list, data: dict, power: list) -> None:
+    """The same variants through ``lm_eval --model t2`` on a multiple-choice task scored by
+    log-likelihood (``profile.knowledge``): a variant that gains on the greedy answer but not
+    here has learnt the answer format, not the task's knowledge."""
+    p = ctx.profile
+    lm_task, n = p.knowledge[task]
+    pre = f"pretrained={p.model}," if p.model else ""
+    split = {"source": f"{lm_task} (lm-eval, first {n or 'all'} docs)", "split": "test"}
+    base = ctx.lmeval(lm_task, pre + "dispatch=none", n=n, label="base") | {"split": split}
+    key = f"{task} ({LOGLIKELIHOOD.split(' of')[0]})"
+    data[key] = {"doc_ids": base["doc_ids"], "base": base["scores"]}
+    rows.append(
+        row(task, "base", base, None, p.bootstrap_iters, p.seed) | {"metric": LOGLIKELIHOOD}
+    )
+    power.append(
+        power_record(
+            f"{task} ({lm_task}, log-likelihood)",
+            len(base["scores"]),
+            accuracy(base["scores"])["score"],
+        )
+    )
+    for name, suffix in VARIANTS:
+        v = variant(p.experts, task, suffix)
+        args = (
+            f"{pre}experts={p.experts},dispatch=fixed:{v.name}"
+            if v.kind == "svf"
+            else f"{pre}peft={v.path}"
+        )
+        rec = ctx.lmeval(lm_task, args, n=n, label=name) | {"split": split}
+        if rec["doc_ids"] != base["doc_ids"]:
+            raise RuntimeError(f"{lm_task}: {name} scored other documents than the base run")
+        r = row(task, name, rec, base, p.bootstrap_iters, p.seed, adapter_kind(v))
+        rows.append(r | {"metric": LOGLIKELIHOOD})
+        data[key][name] = rec["scores"]
+
+
+def format_or_knowledge(rows: list[dict], task: str, variant_name: str) -> str | None:
+    """Which kind a variant's gain on ``task`` is, from the two metrics' verdicts: 'format'
+    (greedy answer only), 'knowledge' (log-likelihood too), or None without both rows."""
+    by = {
+        r["metric"]: r
+        for r in rows
+        if r["task"] == task and r["variant"] == variant_name and "diff" in r
+    }
+    if GENERATION not in by or LOGLIKELIHOOD not in by:
+        return None
+    gen, ll = (verdict(by[m]["diff"]) == "supports" for m in (GENERATION, LOGLIKELIHOOD))
+    if ll:
+        return "knowledge" + (" and format" if gen else "")
+    return "format only" if gen else "neither"
 
 
 def caption(ctx, rows) -> str:
@@ -133,14 +192,31 @@ def caption(ctx, rows) -> str:
 
 def paragraph(rows: list[dict], spread: float) -> str:
     parts = []
+    gen = [r for r in rows if r.get("metric", GENERATION) == GENERATION]
     for task in TASKS:
-        svf = next(r for r in rows if r["task"] == task and r["variant"] == "SVF (PG)")
-        lora = next(r for r in rows if r["task"] == task and r["variant"] == "LoRA (NTP)")
+        svf = next(r for r in gen if r["task"] == task and r["variant"] == "SVF (PG)")
+        lora = next(r for r in gen if r["task"] == task and r["variant"] == "LoRA (NTP)")
         parts.append(
             f"{task}: SVF {diff_cell(svf['diff'])} ({verdict(svf['diff'])} for SVF > base), "
             f"LoRA {diff_cell(lora['diff'])}"
         )
-    supported = sum(verdict(r["diff"]) == "supports" for r in rows if r["variant"] == "SVF (PG)")
+        ll = next(
+            (
+                r
+                for r in rows
+                if r["task"] == task
+                and r.get("metric") == LOGLIKELIHOOD
+                and r["variant"] == "SVF (PG)"
+            ),
+            None,
+        )
+        if ll is not None:
+            kind = format_or_knowledge(rows, task, "SVF (PG)")
+            parts[-1] += (
+                f"; by log-likelihood SVF {diff_cell(ll['diff'])}, so its gain is "
+                f"{'a gain in ' + kind if kind not in ('neither', None) else 'not shown by either metric'}"
+            )
+    supported = sum(verdict(r["diff"]) == "supports" for r in gen if r["variant"] == "SVF (PG)")
     return (
         "**What this shows.** The paper's claim (Table 1) is that SVF fine-tuning improves each "
         "training task over the base model and matches or beats LoRA with far fewer "
