@@ -346,3 +346,34 @@ def test_progress_estimates_come_from_the_newest_earlier_timing_of_each_table(tm
     assert remaining(["t2", "t3"], seen).endswith("plus 1 never timed before")
     assert remaining(["t3"], seen) == "1 table(s) left, none timed before"
     assert remaining([], seen) == "nothing left"
+
+
+def test_cpu_profile_is_designed_for_power():
+    """Whole test sets where they exist, >= 1000 generated items, >= 5 shuffled-σ seeds on a
+    task above chance; the MDD each n gives at a 50% base rate is what the tables will state."""
+    from t2bench.core.stats import minimum_detectable_difference
+
+    assert CPU.heldout_n == {"reasoning": None, "math": 1000, "code": None}
+    assert CPU.heldout_difficulty == {"math": "mix"}  # the math expert's own distribution
+    assert CPU.transfer_task == "sciq" and CPU.transfer_n is None
+    assert len(CPU.shuffle_seeds) >= 5
+    assert all(n is None for n in CPU.unseen.values())
+    # ARC-Easy's 2376 items resolve < 5 points at any base rate; 1000 items about 6
+    assert minimum_detectable_difference(2376, 0.5) < 0.05
+    assert 0.05 < minimum_detectable_difference(1000, 0.5) < 0.07
+
+
+def test_heldout_reads_the_profiles_difficulty(tmp_path, monkeypatch):
+    from t2bench.train import heldout
+
+    asked = []
+
+    def items(task, n, seed=0, difficulty="default"):
+        asked.append((task, n, difficulty))
+        return [], {"task": task}
+
+    monkeypatch.setattr(heldout, "heldout_items", items)
+    monkeypatch.setattr(heldout, "score_variant", lambda *a, **k: [])
+    ctx = AblationContext(CPU.with_overrides(heldout_n={"math": 7}), tmp_path / "run")
+    ctx.heldout("math", heldout.Variant("base", "base"))
+    assert asked == [("math", 7, "mix")]

@@ -65,12 +65,13 @@ class AblationContext:
         from t2bench.train.heldout import heldout_items, score_variant
 
         n = self.profile.heldout_n.get(task)
+        difficulty = self.profile.heldout_difficulty.get(task, "default")
 
         def compute():
             import torch
 
-            size = n or len(load_splits(task, seed=0).test)
-            items, split = heldout_items(task, size, self.profile.seed)
+            size = n or len(load_splits(task, seed=0, difficulty=difficulty).test)
+            items, split = heldout_items(task, size, self.profile.seed, difficulty)
             applied: dict = {}
             with torch.no_grad():
                 ok = score_variant(
@@ -94,7 +95,8 @@ class AblationContext:
                 "max_new_tokens": DEFAULT_NEW_TOKENS[task],
             }
 
-        return self.remember(f"heldout|{task}|{n}|{variant.name}|{variant.path}", compute)
+        level = "" if difficulty == "default" else f"|{difficulty}"
+        return self.remember(f"heldout|{task}{level}|{n}|{variant.name}|{variant.path}", compute)
 
     def lmeval(self, task: str, model_args: str, *, n: int | None, label: str) -> dict:
         """Per-document scores of one ``lm_eval --model t2`` run on the first ``n`` docs."""

@@ -25,6 +25,9 @@ class AblationProfile:
     target_experts: str | None = None
     #: Table 1 / Table 4: items of each training task's held-out test split (None: all)
     heldout_n: dict[str, int | None] = field(default_factory=dict)
+    #: the test split's difficulty per task (math: "mix", the split the math expert's training
+    #: distribution has a test split of 1200 items for; default elsewhere)
+    heldout_difficulty: dict[str, str] = field(default_factory=dict)
     #: Table 1: per training task, a multiple-choice lm-eval task of the same test data scored
     #: by log-likelihood, and its first n docs (None: all): knowledge beside the greedy answer
     knowledge: dict[str, tuple[str, int | None]] = field(default_factory=dict)
@@ -89,7 +92,10 @@ _UNSEEN_CPU = {"sciq": None, "t2_basic_arithmetic": None, "t2_basic_coding": Non
 CPU = AblationProfile(
     name="cpu",
     target_experts=str(results_path("experts-gemma-3-270m")),
-    heldout_n={"reasoning": 100, "math": 32, "code": 16},
+    # power first: whole test sets where they exist (ARC-Easy 2376; MBPP 311-510 has 200),
+    # 1000 of the 1200 generated arithmetic test items
+    heldout_n={"reasoning": None, "math": 1000, "code": None},
+    heldout_difficulty={"math": "mix"},
     knowledge={"reasoning": ("arc_easy", None)},
     unseen=_UNSEEN_CPU,
     lora_for={
@@ -98,6 +104,12 @@ CPU = AblationProfile(
         "t2_basic_coding": "code-lora-ntp",
     },
     cost_tasks=_PAPER_TASKS_CPU,
+    # transfer on a task both models are above chance on (ARC-C sits at chance for both), all
+    # 1000 docs, 5 shuffled-σ seeds
+    transfer_task="sciq",
+    transfer_n=None,
+    transfer_cem=_CEM_LL,
+    shuffle_seeds=(0, 1, 2, 3, 4),
     max_gen_toks={
         **dict.fromkeys(_UNSEEN_CPU),
         "arc_challenge": None,
