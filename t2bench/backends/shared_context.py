@@ -5,8 +5,9 @@ question is encoded 4 times, and the LM head and log-softmax run over every posi
 Here the requests that share a context (the choices of one multiple-choice document: lm-eval
 tokenises context and continuation apart, so their context tokens are identical) are grouped.
 The context but its last token is encoded once into a key/value cache, which is copied per
-choice; each choice then runs only ``[last context token] + continuation[:-1]`` on top of it,
-so the LM head sees just the positions that predict continuation tokens.
+choice; each choice then runs only ``[last context token] + continuation[:-1]`` on top of it
+(choices of similar length together), and the LM head runs only on the positions that predict
+a continuation token.
 
 The numbers are HFLM's up to float rounding (tests compare the two). A request longer than the
 model's window, which HFLM truncates from the left, is scored by HFLM's own path.
@@ -14,13 +15,15 @@ model's window, which HFLM truncates from the left, is scored by HFLM's own path
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from t2bench.generation import cache_argument
+from t2bench.generation import cache_argument, logits_at
 
 Request = tuple[tuple[str, str] | None, list[int], list[int]]
 
@@ -48,6 +51,11 @@ def _batches(contexts: list[tuple[int, ...]], size: int) -> list[list[tuple[int,
     return [part[i : i + size] for part in (long, short) for i in range(0, len(part), size)]
 
 
+#: continuations scored per forward over the cached contexts: rows of similar length go
+#: together, so little of a forward is padding
+TAIL_ROWS = 32
+
+
 @torch.no_grad()
 def score_batch(
     model: torch.nn.Module,
@@ -56,15 +64,17 @@ def score_batch(
     owner: list[int],
     *,
     pad_id: int = 0,
-    softmax_dtype: torch.dtype = torch.float32,
+    softmax_dtype: torch.dtype | None = torch.float32,
 ) -> list[tuple[float, bool]]:
     """(sum of continuation log-probs, whether each continuation token is the argmax) for
     continuation ``r`` after context ``owner[r]``."""
+    from transformers import DynamicCache
+
     device = next(model.parameters()).device
     prefixes = [list(c[:-1]) for c in contexts]
     width = max(len(p) for p in prefixes)
-    extra: dict = {}
-    rows = torch.tensor(owner, device=device)
+    cache = None
+    mask = torch.zeros((len(prefixes), 0), dtype=torch.long, device=device)
     if width:
         ids = torch.full((len(prefixes), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(prefixes), width), dtype=torch.long)
@@ -72,43 +82,52 @@ def score_batch(
             ids[i, width - len(p) :] = torch.tensor(p)
             mask[i, width - len(p) :] = 1
         ids, mask = ids.to(device), mask.to(device)
-        from transformers import DynamicCache
-
         cache = DynamicCache()
         model(
             input_ids=ids,
             attention_mask=mask,
             position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
             use_cache=True,
+            logits_to_keep=1,  # the prefix's logits are never read
             **{cache_argument(model): cache},
         )
-        cache.reorder_cache(rows)  # one copy of its context's keys and values per continuation
-        extra[cache_argument(model)] = cache
-        prefix_mask = mask[rows]
-    else:
-        prefix_mask = torch.zeros((len(owner), 0), dtype=torch.long, device=device)
     tails = [[contexts[o][-1], *cont[:-1]] for o, cont in zip(owner, continuations, strict=True)]
-    t = max(len(x) for x in tails)
-    tail_ids = torch.full((len(tails), t), pad_id, dtype=torch.long)
-    tail_mask = torch.zeros((len(tails), t), dtype=torch.long)
-    for r, x in enumerate(tails):
-        tail_ids[r, : len(x)] = torch.tensor(x)
-        tail_mask[r, : len(x)] = 1
-    tail_ids, tail_mask = tail_ids.to(device), tail_mask.to(device)
-    start = torch.tensor([len(prefixes[o]) for o in owner], device=device)
-    logits = model(
-        input_ids=tail_ids,
-        attention_mask=torch.cat([prefix_mask, tail_mask], 1),
-        position_ids=start[:, None] + torch.arange(t, device=device)[None, :],
-        **extra,
-    ).logits
-    logp = F.log_softmax(logits, dim=-1, dtype=softmax_dtype)
-    out = []
-    for r, cont in enumerate(continuations):
-        target = torch.tensor(cont, device=device)
-        rows_logp = logp[r, : len(cont)]
-        total = float(rows_logp.gather(-1, target[:, None]).sum())
-        out.append((total, bool((rows_logp.argmax(-1) == target).all())))
+    order = sorted(range(len(tails)), key=lambda r: -len(tails[r]))
+    out: list[tuple[float, bool] | None] = [None] * len(tails)
+    for start in range(0, len(order), TAIL_ROWS):
+        rows = order[start : start + TAIL_ROWS]
+        t = len(tails[rows[0]])
+        tail_ids = torch.full((len(rows), t), pad_id, dtype=torch.long)
+        tail_mask = torch.zeros((len(rows), t), dtype=torch.long)
+        for k, r in enumerate(rows):
+            tail_ids[k, : len(tails[r])] = torch.tensor(tails[r])
+            tail_mask[k, : len(tails[r])] = 1
+        tail_ids, tail_mask = tail_ids.to(device), tail_mask.to(device)
+        which = torch.tensor([owner[r] for r in rows], device=device)
+        extra: dict = {}
+        if cache is not None:
+            # one copy of its context's keys and values per continuation of this chunk
+            rows_cache = copy.deepcopy(cache)
+            rows_cache.reorder_cache(which)
+            extra[cache_argument(model)] = rows_cache
+        start_pos = torch.tensor([len(prefixes[owner[r]]) for r in rows], device=device)
+        select = tail_mask.bool()
+        call = functools.partial(
+            model,
+            input_ids=tail_ids,
+            attention_mask=torch.cat([mask[which], tail_mask], 1),
+            position_ids=start_pos[:, None] + torch.arange(t, device=device)[None, :],
+            **extra,
+        )
+        logits = logits_at(model, select, call)  # (real tail positions, vocab), row by row
+        logp = F.log_softmax(logits, dim=-1, dtype=softmax_dtype)
+        at = 0
+        for r in rows:
+            target = torch.tensor(continuations[r], device=device)
+            own = logp[at : at + len(target)]
+            at += len(target)
+            total = float(own.gather(-1, target[:, None]).sum())
+            out[r] = (total, bool((own.argmax(-1) == target).all()))
     return out
 
 

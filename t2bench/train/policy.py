@@ -30,7 +30,7 @@ from torch.func import functional_call
 
 from t2bench.core.io import output_errors, replacing
 from t2bench.errors import ConfigError
-from t2bench.generation import cache_argument
+from t2bench.generation import cache_argument, logits_at
 from t2bench.models import resolve_dtype
 from t2bench.svf import (
     Decomposition,
@@ -59,39 +59,6 @@ def cast_frozen(module: nn.Module, dtype: torch.dtype) -> None:
     for p in module.parameters():
         if not p.requires_grad and p.is_floating_point() and p.dtype != dtype:
             p.data = p.data.to(dtype)
-
-
-def _selected_rows(hidden: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
-    if hidden.shape[:2] != select.shape:
-        raise RuntimeError(
-            f"the LM head received hidden states of shape {tuple(hidden.shape)}, not the "
-            f"(batch, sequence) {tuple(select.shape)} of the selected positions: this model "
-            "does not apply its head once to every position; call without select"
-        )
-    return hidden[select]
-
-
-def logits_at(model: nn.Module, select: torch.Tensor | None, call) -> torch.Tensor:
-    """``call()``'s logits, or only those at ``select`` ((N, vocab), ``logits[select]`` order).
-
-    With ``select`` the model's output embedding (its LM head) gets a pre-hook that hands it
-    the selected rows of the final hidden states, so the head's matmul (and its backward)
-    runs on N rows. Causal LMs and LLaVA-style image-text models apply the head once to
-    every position; a model without an output embedding gets full logits, then the rows.
-    """
-    if select is None:
-        return call().logits
-    select = select.bool()
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    if head is None:
-        return call().logits[select]
-    handle = head.register_forward_pre_hook(
-        lambda _module, args: (_selected_rows(args[0], select), *args[1:])
-    )
-    try:
-        return call().logits
-    finally:
-        handle.remove()
 
 
 @dataclass
