@@ -121,7 +121,9 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--task", required=True, help="an lm-eval task of tasks/ (e.g. arc_easy)")
-    p.add_argument("--adapters", required=True, help="comma list of expert files / peft folders")
+    p.add_argument(
+        "--adapters", default="", help="comma list of expert files / peft folders (none: base only)"
+    )
     p.add_argument("--limit", type=int, default=None, help="first n documents (default: all)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--model", default=None, help="default: the embedded SmolLM2-135M-Instruct")
