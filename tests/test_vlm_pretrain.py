@@ -522,3 +522,25 @@ def test_the_no_character_class_is_down_weighted(vlm, items):
     w = torch.where(labels["chars"].flatten() == 0, ob.CHAR_NONE_WEIGHT, 1.0)
     assert parts["chars"] == pytest.approx(float((w * per).sum() / w.sum()), rel=1e-5)
     assert parts["chars"] != pytest.approx(float(per.mean()), rel=1e-3)
+
+
+def test_vlm_group_recipes_take_the_text_experts_signal_into_their_own_folder(
+    tmp_path, monkeypatch
+):
+    from t2bench.train.config import TrainConfig
+    from t2bench.vlm import recipes
+
+    svf = TrainConfig(**recipes.vlm_recipe("vqa-svf-pg", "cpu-groups"))
+    lora = TrainConfig(**recipes.vlm_recipe("vqa-lora-ntp", "cpu-groups"))
+    assert (svf.group_size, svf.advantage, svf.stop_without_signal) == (4, "group_whiten", 10)
+    assert svf.reward_wrong == -0.1 and svf.layers == "even"  # the paper's VLM recipe kept
+    samples = {c.steps * c.global_batch for c in (svf, lora)}
+    old = recipes.vlm_recipe("vqa-svf-pg", "cpu")
+    assert samples == {4800} and 4800 >= 6 * old["steps"] * old["global_batch"]
+    assert recipes.PROFILE_DIRS["cpu-groups"] != recipes.EXPERTS_DIR  # never into old runs
+    trained = []
+    monkeypatch.setattr("t2bench.train.trainer.train", lambda cfg: trained.append(cfg.output_dir))
+    monkeypatch.setitem(recipes.PROFILE_DIRS, "cpu-groups", tmp_path / "groups")
+    (tmp_path / "groups").mkdir()  # the trainer makes it; the fake here does not
+    recipes.train_vlm_recipes(["vqa-svf-pg"], profile="cpu-groups")
+    assert trained == [str(tmp_path / "groups" / "vqa-svf-pg")]

@@ -43,10 +43,10 @@ def cmd_vlm(args) -> int:
             best = acc["best"]["overall"] if acc["best"] else None
             print(json.dumps({name: {"before": acc["before"]["overall"], "best": best}}))
         return 0
-    from t2bench.vlm.recipes import EXPERTS_DIR, train_vlm_recipes
+    from t2bench.vlm.recipes import train_vlm_recipes
 
     train_vlm_recipes(
-        args.names or None, profile=args.profile, out_root=Path(args.out or EXPERTS_DIR)
+        args.names or None, profile=args.profile, out_root=Path(args.out) if args.out else None
     )
     return 0
 
@@ -66,7 +66,12 @@ def add_vlm(sub) -> None:
     )
     p.add_argument("--untrained", action="store_true", help="assemble: the untrained vision side")
     p.add_argument("--out", default=None, help="pretrain / train: output folder")
-    p.add_argument("--profile", default="cpu", choices=["cpu", "gpu"])
+    p.add_argument(
+        "--profile",
+        default="cpu",
+        choices=["cpu", "gpu", "cpu-groups"],
+        help="cpu: the experts-chars runs; cpu-groups: group advantages, 4800 samples",
+    )
     p.add_argument("--threads", type=int, default=None, help="pretrain: torch threads")
     p.add_argument("--stage-a-steps", dest="stage_a_steps", type=int, default=None)
     p.add_argument("--stage-b-steps", dest="stage_b_steps", type=int, default=None)

@@ -76,7 +76,25 @@ _GPU = {
     name: cfg | dict(steps=60, global_batch=128, micro_batch=32, eval_every=10, eval_size=200)
     for name, cfg in _CPU.items()
 }
-PROFILES = {"cpu": _CPU, "gpu": _GPU}
+#: The text experts' new signal and budget (train/recipes.py's CPU profile): K = 4 samples per
+#: prompt with group-whitened advantages, a run stopped after 10 steps without signal, bf16
+#: where it pays, and 4800 samples (150 steps x 32; the experts-chars runs saw 768). LoRA gets
+#: the same samples.
+_GROUPS_BUDGET = dict(steps=150, global_batch=32, micro_batch=16, eval_every=10, eval_size=64)
+_CPU_GROUPS = {
+    "vqa-svf-pg": _CPU["vqa-svf-pg"]
+    | _GROUPS_BUDGET
+    | dict(
+        group_size=4,
+        advantage="group_whiten",
+        stop_without_signal=10,
+        compute_dtype="auto",
+    ),
+    "vqa-lora-ntp": _CPU["vqa-lora-ntp"] | _GROUPS_BUDGET | dict(compute_dtype="auto"),
+}
+PROFILES = {"cpu": _CPU, "gpu": _GPU, "cpu-groups": _CPU_GROUPS}
+#: Where each profile's runs go: a new budget never writes into an earlier profile's folder
+PROFILE_DIRS = {"cpu": EXPERTS_DIR, "gpu": EXPERTS_DIR, "cpu-groups": ROOT / "experts-groups"}
 
 
 def pretrain_config(name: str, root: Path = ROOT, **overrides):
@@ -132,14 +150,16 @@ def vlm_recipe(name: str, profile: str = "cpu") -> dict:
 
 
 def train_vlm_recipes(
-    names: list[str] | None = None, *, profile: str = "cpu", out_root: Path = EXPERTS_DIR
+    names: list[str] | None = None, *, profile: str = "cpu", out_root: Path | None = None
 ) -> list[str]:
-    """Train each named VLM recipe into ``out_root/<name>/``; finished runs are kept as they are."""
+    """Train each named VLM recipe into ``out_root/<name>/`` (default: the profile's folder,
+    :data:`PROFILE_DIRS`); finished runs are kept as they are."""
     from t2bench.train.config import TrainConfig
     from t2bench.train.recipes import runs_markdown
     from t2bench.train.trainer import train
 
-    todo = names or list(PROFILES[profile])
+    out_root = out_root or PROFILE_DIRS.get(profile, EXPERTS_DIR)
+    todo = names or list(PROFILES.get(profile, {}))
     configs = {n: vlm_recipe(n, profile) for n in todo}  # fail on a typo before anything runs
     ran = []
     for name, fields in configs.items():
