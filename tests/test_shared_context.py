@@ -4,7 +4,6 @@ lm-eval's HFLM numbers, with fewer tokens encoded."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 pytest.importorskip("lm_eval")
 
@@ -81,16 +80,10 @@ def test_each_answer_reaches_lm_evals_cache_hook(llama_dir, monkeypatch):
 
 
 def test_an_expert_is_applied_on_the_shared_path(llama_dir, tmp_path, monkeypatch):
-    from t2bench.models import load_model
-    from t2bench.svf import TargetSpec, decompose, identity_expert, save_expert
+    from conftest import random_expert_file
 
     monkeypatch.setenv("T2BENCH_HOME", str(tmp_path / "home"))
-    lm = load_model(str(llama_dir))
-    d = decompose(lm.model, TargetSpec("mlp"), model_id=lm.model_id, progress=False)
-    e = identity_expert(d, name="e0")
-    g = torch.Generator().manual_seed(0)
-    e.params = {k: 1 + 0.8 * (torch.rand(v.shape, generator=g) - 0.5) for k, v in e.params.items()}
-    path = str(save_expert(e, tmp_path / "e0"))
+    path = str(random_expert_file(llama_dir, tmp_path, "e0"))
 
     def run(share):
         t2 = T2LM(

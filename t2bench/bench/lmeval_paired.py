@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from t2bench.bench.dispatch import run_lm_eval, run_provenance
-from t2bench.core.io import new_record, results_path, write_atomic
+from t2bench.core.io import new_record_with_markdown, results_path
 from t2bench.core.provenance import provenance
 from t2bench.core.stats import accuracy, paired_difference, power_record
 from t2bench.core.tables import adapter_claim, diff_cell, markdown_rows
@@ -131,9 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     adapters = [Path(x) for x in a.adapters.split(",") if x]
     rec = compare(a.task, adapters, a.limit, a.batch_size, a.model)
-    path = new_record(Path(a.out), f"lmeval-{a.task}", rec)
     text = markdown(rec)
-    write_atomic(path.with_suffix(".md"), text)
+    path = new_record_with_markdown(Path(a.out), f"lmeval-{a.task}", rec, text)
     print(text)
     print(f"written {path}")
 

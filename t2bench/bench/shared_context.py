@@ -17,7 +17,7 @@ import argparse
 import time
 from pathlib import Path
 
-from t2bench.core.io import new_record, results_path, write_atomic
+from t2bench.core.io import new_record_with_markdown, results_path
 from t2bench.core.provenance import provenance
 from t2bench.core.tables import markdown_rows
 from t2bench.models import model_fingerprint
@@ -144,9 +144,8 @@ def main(argv: list[str] | None = None) -> None:
     record = measure(
         [t for t in a.tasks.split(",") if t], a.limit, a.rounds, a.batch_size, a.expert, a.model
     )
-    path = new_record(Path(a.out), "shared-context", record)
     text = markdown(record)
-    write_atomic(path.with_suffix(".md"), text)
+    path = new_record_with_markdown(Path(a.out), "shared-context", record, text)
     print(text)
     print(f"written {path}")
 

@@ -180,6 +180,15 @@ def new_record(folder: str | os.PathLike[str], stem: str, payload: dict) -> Path
     return write_json_atomic(path, payload)
 
 
+def new_record_with_markdown(
+    folder: str | os.PathLike[str], stem: str, payload: dict, text: str
+) -> Path:
+    """:func:`new_record`, and ``text`` (its Markdown rendering) beside it as ``.md``."""
+    path = new_record(folder, stem, payload)
+    write_atomic(path.with_suffix(".md"), text)
+    return path
+
+
 def new_folder(root: str | os.PathLike[str], stem: str) -> Path:
     """Create and return a new ``<stem>-<UTC stamp>`` folder under ``root`` (``-1``, ``-2`` …
     when taken): a run never writes into an earlier run's folder."""
