@@ -85,10 +85,14 @@ def test_seal_tables_run_end_to_end_on_a_tiny_model(
     assert "ReST-EM rounds 1..1 merged" in table.rows[-1]["adapter_claim"]["evidence"]
     # power: n is questions (stated as such), p the base row's accuracy
     (power,) = table.power
-    assert power["n"] == 2 and "questions" in power["label"]
+    assert power["questions"] == 2 and power["n"] <= 2 and "questions" in power["label"]
+    assert power["design_effect"] >= 1 and "effective n" in power["label"]
     assert power["p_base"] == table.rows[0]["accuracy (contains)"]
     # the central contrast is paired: SEAL vs the same inner update without RL
     assert table.data["seal_vs_own_self_edit"]["n"] == 2
+    assert table.data["seal_vs_own_self_edit"]["method"] == "cluster-bootstrap"
+    diffs = [r["diff"] for r in table.rows if "diff" in r]
+    assert diffs and all(d["method"] == "cluster-bootstrap" for d in diffs)
     assert "SEAL − own self-edit (lora), paired over the same questions" in table.paragraph
     table.write(tmp_path / "tables", {"commit": "a" * 40})  # the guards let it through
     assert "round 1:" in table.caption and "SEAL after round 1" in table.paragraph

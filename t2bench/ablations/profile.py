@@ -56,7 +56,7 @@ class AblationProfile:
     #: (forgetting) table, and the first n SQuAD eval passages of the SQuAD table
     seal_run: str = str(results_path("seal/restem"))
     seal_source: str = "fictional"
-    seal_n: int | None = 10
+    seal_n: int | None = 34  # 102 questions (3 per passage) in 34 passages
     seal_variant: str = "implications"
     seal_compare_variants: tuple[str, ...] = ("rewrite", "qa")
     seal_inner_steps: int = 8

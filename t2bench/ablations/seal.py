@@ -15,7 +15,13 @@ import json
 from pathlib import Path
 
 from t2bench.ablations.table1_training import STATS_NOTE
-from t2bench.core.stats import accuracy, paired_difference, power_record, verdict
+from t2bench.core.stats import (
+    accuracy,
+    clustered_difference,
+    design_effect,
+    power_record,
+    verdict,
+)
 from t2bench.core.tables import ADAPTER_KEY, Table, adapter_claim, diff_cell, diff_columns
 from t2bench.errors import ConfigError
 from t2bench.seal.experiment import edit_sequences, evaluate_condition
@@ -164,14 +170,17 @@ def inner_proof(rec: dict) -> dict:
 
 
 def power_of(label: str, rec: dict, passages: int) -> dict:
-    """n = questions (clustered in passages: the independent-question MDD is optimistic)."""
+    """The questions' power, clustered in passages: n is the effective number of questions,
+    n / design effect (Kish's, from the base scores' intraclass correlation over passages)."""
     acc = accuracy(rec["scores"])
+    deff = design_effect(rec["scores"], rec["uids"])
+    n_eff = max(1, round(acc["n"] / deff))
     return power_record(
-        f"{label}: {acc['n']} questions in {passages} passages (questions, not passages; "
-        "answers within a passage are correlated, so the true MDD is larger)",
-        acc["n"],
+        f"{label}: {acc['n']} questions in {passages} passages, design effect {deff:.2f}, "
+        f"effective n = {n_eff} (answers within a passage are correlated)",
+        n_eff,
         acc["score"],
-    )
+    ) | {"questions": acc["n"], "passages": passages, "design_effect": deff}
 
 
 def variants(ctx, compare: tuple[str, ...] = ()) -> list[tuple]:
@@ -237,7 +246,14 @@ def knowledge_table(
         if base is None:
             base = rec
         else:
-            row |= diff_columns(base["scores"], rec["scores"], iters=p.bootstrap_iters, seed=p.seed)
+            # questions of one passage are correlated: intervals resample whole passages
+            row |= diff_columns(
+                base["scores"],
+                rec["scores"],
+                iters=p.bootstrap_iters,
+                seed=p.seed,
+                clusters=base["uids"],
+            )
         rows.append(row)
         data[f"{label} | {method}"] = {
             k: rec[k] for k in ("uids", "scores", "predictions", "self_edits", "passages")
@@ -253,8 +269,8 @@ def knowledge_table(
         own = data.get(f"{OWN} | {method}")
         seal = data.get(f"SEAL after round {last} | {method}")
         if own and seal:
-            seal_vs_own = paired_difference(
-                own["scores"], seal["scores"], iters=p.bootstrap_iters, seed=p.seed
+            seal_vs_own = clustered_difference(
+                own["scores"], seal["scores"], own["uids"], iters=p.bootstrap_iters, seed=p.seed
             )
     return Table(
         name,

@@ -46,13 +46,18 @@ def diff_cell(d: dict | None) -> str:
     return f"{100 * d['diff']:+.1f} [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]"
 
 
-def diff_columns(base, other, *, iters: int, seed: int) -> dict[str, Any]:
+def diff_columns(base, other, *, iters: int, seed: int, clusters=None) -> dict[str, Any]:
     """The difference-to-base cells every ablation table shows (paired over items: Newcombe's
-    interval and McNemar's exact p for 0/1 scores, a bootstrap for graded ones), plus the raw
-    ``diff`` record that the paragraphs read."""
-    from t2bench.core.stats import paired_difference
+    interval and McNemar's exact p for 0/1 scores, a bootstrap for graded ones; with
+    ``clusters``, one id per item, a bootstrap over whole clusters), plus the raw ``diff``
+    record that the paragraphs read."""
+    from t2bench.core.stats import clustered_difference, paired_difference
 
-    d = paired_difference(base, other, iters=iters, seed=seed)
+    d = (
+        paired_difference(base, other, iters=iters, seed=seed)
+        if clusters is None
+        else clustered_difference(base, other, clusters, iters=iters, seed=seed)
+    )
     return {
         "Δ vs base (points) [95% CI]": diff_cell(d),
         "p": round(d["p"], 3),
