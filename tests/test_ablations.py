@@ -377,3 +377,16 @@ def test_heldout_reads_the_profiles_difficulty(tmp_path, monkeypatch):
     ctx = AblationContext(CPU.with_overrides(heldout_n={"math": 7}), tmp_path / "run")
     ctx.heldout("math", heldout.Variant("base", "base"))
     assert asked == [("math", 7, "mix")]
+
+
+def test_every_lm_eval_task_of_a_profile_has_a_per_document_metric():
+    """ctx.lmeval reads per-document scores by metric: a task without one fails only after
+    its whole evaluation ran."""
+    from t2bench.ablations.profile import PROFILES
+    from t2bench.bench.dispatch import metric_of
+
+    for prof in PROFILES.values():
+        knowledge = [task for task, _ in prof.knowledge.values()]
+        for task in [*prof.unseen, *prof.timed_tasks, prof.transfer_task, *knowledge]:
+            assert metric_of(task), (prof.name, task)
+    assert metric_of("sciq") == metric_of("t2_basic_coding") == "acc"

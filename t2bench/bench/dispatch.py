@@ -56,6 +56,8 @@ METRICS = {
     "gsm8k": "exact_match",
     "t2vqa": "vqa_accuracy",
     "textvqa": "vqa_accuracy",
+    "sciq": "acc",
+    "t2_basic": "acc",  # t2_basic_arithmetic, t2_basic_coding
 }
 EXPERTS = str(results_path("experts"))
 
