@@ -237,7 +237,9 @@ def test_smoke_profile_writes_a_complete_table_with_provenance(tmp_path, monkeyp
     assert prov["model_fingerprint"]["sha256_weights"] and prov["profile"]["name"] == "smoke"
     assert prov["wall_seconds"] > 0 and "What this shows" in payload["paragraph"]
     # the guards: power per task, and every adapter row proved that its adapter was applied
-    assert [p["label"].split(" ")[0] for p in payload["power"]] == ["math", "code", "reasoning"]
+    labels = [p["label"] for p in payload["power"]]
+    assert [x.split(" ")[0] for x in labels] == ["math", "code", "reasoning", "reasoning"]
+    assert "arc_easy, log-likelihood" in labels[3]  # the knowledge scoring has its own power
     adapters = [r for r in payload["rows"] if r["variant"] != "base"]
     assert adapters and all(r["adapter_claim"]["applied"] for r in adapters)
     # 3 tasks x 3 variants held out, and reasoning's 3 variants by log-likelihood (arc_easy)
