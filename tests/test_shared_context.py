@@ -124,3 +124,11 @@ def test_bench_runs_both_paths_on_the_same_documents(llama_dir, tmp_path):
     assert rec["t2"]["share_context"] in (True, False)
     assert rec["model_fingerprint"]["sha256_weights"] and rec["provenance"]["commit"]
     assert path.with_suffix(".md").read_text().startswith("# Shared-context")
+
+
+def test_share_context_is_a_text_backend_argument_only():
+    from t2bench.backends.text import valid_model_args
+    from t2bench.backends.vlm import valid_vlm_args
+
+    assert "share_context" in valid_model_args()
+    assert "share_context" not in valid_vlm_args()  # the VLM keeps HFLM's path

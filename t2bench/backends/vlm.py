@@ -24,7 +24,8 @@ from t2bench.backends.adapt import (
 from t2bench.backends.text import hflm_args
 from t2bench.errors import ConfigError
 
-VLM_ARGS = T2_ARGS | {"tower"}
+#: share_context is the text backend's (its log-likelihood path); the VLM keeps HFLM's
+VLM_ARGS = (T2_ARGS - {"share_context"}) | {"tower"}
 VLM_DISPATCH = ("none", "fixed")
 
 
