@@ -135,7 +135,7 @@ def knowledge_rows(ctx, task: str, rows: list, data: dict, power: list) -> None:
     pre = f"pretrained={p.model}," if p.model else ""
     split = {"source": f"{lm_task} (lm-eval, first {n or 'all'} docs)", "split": "test"}
     base = ctx.lmeval(lm_task, pre + "dispatch=none", n=n, label="base") | {"split": split}
-    key = f"{task} ({LOGLIKELIHOOD.split(' of')[0]})"
+    key = f"{task} (log-likelihood)"
     data[key] = {"doc_ids": base["doc_ids"], "base": base["scores"]}
     rows.append(
         row(task, "base", base, None, p.bootstrap_iters, p.seed) | {"metric": LOGLIKELIHOOD}

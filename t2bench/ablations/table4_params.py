@@ -48,7 +48,7 @@ ROWS = (
     ("TinyLoRA u=16", "tinylora-pg-u16", "table4", "pg", "mlp"),
 )
 #: Rows beyond the paper: shown when their run is trained, else named in the caption as missing
-OPTIONAL = {"tinylora-pg-u13-tied", "tinylora-pg-u4", "tinylora-pg-u16"}
+OPTIONAL = {suffix for _, suffix, *_ in ROWS if suffix.startswith("tinylora")}
 #: counts stated in the paper for Llama-3-8B (Table 4 and §4), for the check column
 PAPER_COUNTS = {
     ("SVF", "mlp"): 393_216,
