@@ -129,6 +129,9 @@ _CPU = {
         max_new_tokens=8,
         eval_size=299,
         eval_every=20,
+        # the sweep's lr 1e-2 point routed 78% of 64 validation prompts after 8 steps: 60 steps
+        # without a better validation score end the run instead of spending the rest
+        patience=3,
     ),
 }
 PROFILES = {"cpu": _CPU, "smoke": _SMOKE, "gpu": _GPU}
