@@ -27,7 +27,12 @@ def home(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     "variant,dtype,logits",
-    [("svf", "float32", "full"), ("svf", "bfloat16", "selected"), ("lora", "float32", "selected")],
+    [
+        ("svf", "float32", "full"),
+        ("svf", "bfloat16", "selected"),
+        ("svf-lp", "bfloat16", "selected"),
+        ("lora", "float32", "selected"),
+    ],
 )
 def test_worker_times_a_real_step(variant, dtype, logits, llama_dir, home):
     from transformers import AutoConfig
@@ -47,8 +52,11 @@ def test_worker_times_a_real_step(variant, dtype, logits, llama_dir, home):
     assert (r["dtype"], r["logits"], r["mode"]) == (dtype, logits, "ntp")
     # the trainer's build: the frozen model in the compute dtype, the adapter in fp32
     assert r["frozen_dtypes"] == [f"torch.{dtype}"] and r["trainable_dtypes"] == ["torch.float32"]
-    expected = svf_params(config, "mlp") if variant == "svf" else lora_params(config, 16, "q,v")
+    svf = variant.startswith("svf")
+    expected = svf_params(config, "mlp") if svf else lora_params(config, 16, "q,v")
     assert r["trainable_parameters"] == expected
+    if svf:  # svf-lp forms its change to W in the compute dtype, svf in fp32
+        assert r["svf_delta_dtypes"] == [f"torch.{dtype if variant == 'svf-lp' else 'float32'}"]
     assert len(r["step_seconds"]) == 1 and r["median_step_seconds"] > 0
     assert all(t > 0 for t in r["warmup_seconds"])
     # AdamW keeps two moments per trainable value (plus a scalar step per tensor)
@@ -234,6 +242,22 @@ def test_summarize_ratios_and_memory():
     assert svf["trainable_parameters"] == 5 and svf["optimizer_state_bytes"] == 40
     table = _format_table(s)
     assert "svf/float32" in table and "lora/bfloat16" in table and "full-logits" in table
+
+
+def test_summarize_states_svf_lp_over_lora_in_the_lower_dtype_only():
+    results = [
+        _fake("lora", [4.0], 1800, dtype="bfloat16"),
+        _fake("svf", [5.0], 1800, dtype="bfloat16"),
+        _fake("svf-lp", [3.0], 1800, dtype="bfloat16"),
+        _fake("svf-lp", [6.0], 1800),
+        _fake("lora", [4.0], 1800),
+    ]
+    s = summarize(results)
+    assert s["svf_over_lora_step_time"] == {
+        "bfloat16": pytest.approx(1.25),
+        "bfloat16, svf-lp": pytest.approx(0.75),
+    }
+    assert s["goal_svf_over_lora_le_1"] == {"bfloat16": False, "bfloat16, svf-lp": True}
 
 
 def test_summarize_without_lora_or_baseline_has_no_ratio():

@@ -221,6 +221,46 @@ def test_a_one_percent_expert_changes_every_bf16_weight_and_the_logits(make):
     assert all(bool((adapted[i] != base[i]).any()) for i in range(adapted.shape[0]))
 
 
+def test_svf_delta_in_the_compute_dtype_matches_the_fp32_delta_and_trains_z():
+    """svf_delta_dtype="compute": U and Vᵀ copied to bf16 once; the change U diag(σ(z−1)) Vᵀ
+    formed from them stays within bf16's relative error of the fp32 one, the identity is
+    still W exactly, and z gets the gradient the fp32-delta policy gives it."""
+    ids, attn, target = _batch()
+    sel = logit_positions(target)
+    made = {}
+    for delta in ("float32", "compute"):
+        cfg = TrainConfig(compute_dtype="bfloat16", svf_delta_dtype=delta, progress=False)
+        made[delta] = build_policy(cfg, tiny_llama(), "tiny", torch.device("cpu"))
+    ref, lp = made["float32"], made["compute"]
+    assert ref._factors == {} and lp._factors.keys() == lp._base.keys()
+    assert all(u.dtype == vh.dtype == BF16 for u, vh in lp._factors.values())
+    with torch.no_grad():  # z ≡ 1: δ is exactly 0, so W' is W and the policy the reference
+        assert torch.equal(lp(ids, attn, select=sel), lp.reference_logits(ids, attn, sel))
+        for p in (ref, lp):
+            g = torch.Generator().manual_seed(3)
+            for v in p.vectors.values():
+                v.copy_(1 + 0.2 * torch.randn(v.shape, generator=g))
+    svd = lp.decomposition.svd
+    from t2bench.svf import compose
+
+    for k, z in lp.z().items():
+        exact = compose(lp._source[k], svd[k], z.detach()) - lp._source[k]
+        low = compose(lp._source[k], svd[k], z.detach(), lp._factors[k]) - lp._source[k]
+        assert float((low - exact).norm() / exact.norm()) < 0.05, k  # bf16: ~0.4%
+    grads = {}
+    for name, p in made.items():
+        tok, _, _ = completion_logprobs(p(ids, attn, select=sel), ids, target)
+        (-tok.mean()).backward()
+        grads[name] = torch.cat([v.grad.flatten() for v in p.vectors.values()])
+        assert grads[name].dtype == torch.float32
+    cos = torch.nn.functional.cosine_similarity(grads["float32"], grads["compute"], dim=0)
+    assert float(cos) > 0.9
+    with pytest.raises(ConfigError, match="svf_delta_dtype"):
+        TrainConfig(svf_delta_dtype="bfloat16")
+    # left at its default the field is not part of the fingerprint (committed runs keep theirs)
+    assert TrainConfig(svf_delta_dtype="compute").fingerprint() != TrainConfig().fingerprint()
+
+
 # --------------------------------------------------------------------------- config and trainer
 
 

@@ -1,7 +1,7 @@
 """Training-step cost per adapter and compute dtype on one fixed batch, plus a full RL step.
 
     python -m t2bench.bench.train_step [--model NAME] [--batch 8] [--seq 256] [--repeats 3]
-        [--variants svf,lora,ia3] [--dtypes float32,bfloat16] [--mode ntp|rl|both]
+        [--variants svf,lora,ia3,svf-lp] [--dtypes float32,bfloat16] [--mode ntp|rl|both]
 
 Each job (variant × dtype, plus the baseline: SVF in fp32 with full-vocabulary logits at every
 position, the step as the trainer ran it before selected-position logits) runs in its own fresh
@@ -48,7 +48,10 @@ from t2bench.train.advantages import advantages
 from t2bench.train.config import TrainConfig
 from t2bench.train.policy import GroupedBatch, build_policy
 
-VARIANTS = ("svf", "lora", "ia3")
+VARIANTS = ("svf", "lora", "ia3", "svf-lp")
+#: benchmark variants that are a method with other TrainConfig fields: svf-lp is SVF with its
+#: change to W formed in the compute dtype (``svf_delta_dtype="compute"``)
+VARIANT_FIELDS = {"svf-lp": ("svf", {"svf_delta_dtype": "compute"})}
 DTYPES = ("float32", "bfloat16")
 #: where the LM head runs: on the positions whose log-probs are needed, or on every position
 LOGITS = ("selected", "full")
@@ -115,13 +118,15 @@ def _build(variant: str, dtype: str, objective: str, model, device, seed: int, *
     torch.manual_seed(seed)
     lm = load_model(model, device=dev)
     weights = state_sha256(lm.model)  # the loaded weights, before any adapter or cast
+    method, fields = VARIANT_FIELDS.get(variant, (variant, {}))
     cfg = TrainConfig(
-        method=variant,
+        method=method,
         objective=objective,
         modules="mlp",
         progress=False,
         seed=seed,
         compute_dtype=dtype,
+        **fields,
         **cfg_kw,
     )
     policy = build_policy(cfg, lm.model, lm.model_id, dev)
@@ -214,8 +219,11 @@ def _record(variant, dtype, logits, mode, samples, lm, weights, policy, params, 
         "torch_threads": torch.get_num_threads(),
         "environment_at_end": _environment(),
     }
-    if variant == "svf":
+    if variant.startswith("svf"):
         out["model_fingerprint"] = policy.decomposition.fingerprint
+        # the dtype the change to W was formed in, as the policy holds it
+        factors = {str(u.dtype) for u, _ in policy._factors.values()}
+        out["svf_delta_dtypes"] = sorted(factors) or ["torch.float32"]
     return out
 
 
@@ -515,6 +523,9 @@ def summarize(results: list[dict], baseline: str | None = None) -> dict:
         svf, lora = rows.get(label("svf", dt)), rows.get(label("lora", dt))
         if svf and lora:
             by_dtype[dt] = svf["median_step_seconds"] / lora["median_step_seconds"]
+        lp = rows.get(label("svf-lp", dt))
+        if lp and lora and dt != "float32":  # in fp32 svf-lp is svf
+            by_dtype[f"{dt}, svf-lp"] = lp["median_step_seconds"] / lora["median_step_seconds"]
     if by_dtype:
         summary["svf_over_lora_step_time"] = by_dtype
         summary["goal_svf_over_lora_le_1"] = {dt: r <= 1.0 for dt, r in by_dtype.items()}
@@ -631,6 +642,8 @@ def run(a: argparse.Namespace) -> dict:
         "optimizer": "AdamW lr 2e-3, weight decay 0 (TrainConfig defaults)",
         "adapters": {
             "svf": "one vector per mlp matrix (gate, up, down), z parameterisation",
+            "svf-lp": "svf with its change U diag(sigma*(z-1)) V^T formed in the compute dtype "
+            "(bf16 copies of U, V^T), added to the fp32 weight before its cast",
             "lora": "r16, alpha 32, dropout 0.05 on q_proj, v_proj",
             "ia3": "k_proj, v_proj, down_proj",
         },
@@ -660,7 +673,7 @@ def run(a: argparse.Namespace) -> dict:
             "prompt_tokens": rl[0]["prompt_tokens"],
             **summary,
             "goal_svf_samples_per_s_ge_3x_baseline": {
-                k: v >= 3.0 for k, v in over.items() if k.startswith("svf/")
+                k: v >= 3.0 for k, v in over.items() if k.startswith(("svf/", "svf-lp/"))
             },
         }
     record |= {

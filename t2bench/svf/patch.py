@@ -22,10 +22,22 @@ from t2bench.svf.expert import Expert, effective_z
 from t2bench.svf.snapshot import BaseStore, make_store
 
 
-def compose(base: torch.Tensor, svd: MatrixSVD, z: torch.Tensor) -> torch.Tensor:
-    """The adapted weight in ``base``'s dtype; differentiable in z."""
-    delta = (svd.U * (svd.S * (z.to(svd.S) - 1.0))) @ svd.Vh
-    return (base.float() + delta).to(base.dtype)
+def compose(
+    base: torch.Tensor,
+    svd: MatrixSVD,
+    z: torch.Tensor,
+    factors: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """The adapted weight W + U diag(σ⊙(z−1)) Vᵀ in ``base``'s dtype; differentiable in z.
+
+    ``factors`` (U, Vh), e.g. bf16 copies of the SVD's, form the change U diag(σ⊙(z−1)) Vᵀ in
+    their dtype: it is still added to ``base`` in fp32. Where W' is then cast to bf16 anyway,
+    the change's own bf16 rounding (relative to the change, not to W) is far below W''s.
+    """
+    U, Vh = factors if factors is not None else (svd.U, svd.Vh)
+    scale = svd.S * (z.to(svd.S) - 1.0)
+    delta = (U * scale.to(U.dtype)) @ Vh
+    return (base.float() + delta.float()).to(base.dtype)
 
 
 #: How to ask for a cross-model transfer, by caller: Python and the t2bench CLI, or lm-eval's

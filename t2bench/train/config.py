@@ -27,6 +27,9 @@ REDUCTIONS = ("mean", "sum")
 LOGGERS = ("none", "tensorboard", "wandb")
 #: auto: bfloat16 where it is faster (a bf16 GPU, a CPU with AVX-512 BF16 or AMX), else float32
 COMPUTE_DTYPES = ("float32", "bfloat16", "auto")
+#: SVF under a lower compute dtype: the change U diag(σ⊙(z−1)) Vᵀ formed in fp32, or in the
+#: compute dtype (bf16 copies of U and Vᵀ; still added to the fp32 W before W''s one cast)
+SVF_DELTA_DTYPES = ("float32", "compute")
 
 #: Fields that may change between a run and its resumption without changing its result.
 RESUMABLE_FIELDS = ("output_dir", "log_with", "progress", "eval_at_start")
@@ -42,6 +45,7 @@ FINGERPRINT_OPTIONAL = (
     "tinylora_u",
     "tinylora_tying",
     "tinylora_targets",
+    "svf_delta_dtype",
 )
 
 
@@ -116,6 +120,7 @@ class TrainConfig:
     # generation, validation), adapters, optimizer state and SVF composition stay fp32 (see
     # policy.py); auto picks bf16 only where the device computes it faster (policy.bf16_pays)
     compute_dtype: str = "float32"
+    svf_delta_dtype: str = "float32"  # SVF_DELTA_DTYPES; only matters when compute_dtype is lower
     device: str = "auto"  # auto: cuda if present, else cpu (multi-process CPU uses gloo)
     mixed_precision: str = "no"
     log_with: str = "none"
@@ -159,6 +164,7 @@ class TrainConfig:
             )
         _choice("tower", self.tower, ("language", "vision", "both"))
         _choice("compute_dtype", self.compute_dtype, COMPUTE_DTYPES)
+        _choice("svf_delta_dtype", self.svf_delta_dtype, SVF_DELTA_DTYPES)
         if self.compute_dtype != "float32" and self.dtype not in ("float32", "fp32"):
             raise ConfigError(
                 f"compute_dtype={self.compute_dtype!r} casts an fp32-loaded model after its SVD "

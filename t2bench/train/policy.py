@@ -13,7 +13,10 @@ With ``compute_dtype`` bfloat16 the frozen model computes in bf16 while what is 
 fp32: SVF's vectors (and so AdamW's state) and the SVD factors, and the composed weight is
 W' = W + U diag(σ⊙(z−1)) Vᵀ computed in fp32 from an fp32 copy of W, cast to bf16 once for the
 matmul. A small change to z therefore survives as a change of the bf16 weight whenever it
-exceeds bf16's rounding step of W', instead of being lost in a bf16 sum. peft adapters are
+exceeds bf16's rounding step of W', instead of being lost in a bf16 sum. ``svf_delta_dtype``
+"compute" forms only the change U diag(σ⊙(z−1)) Vᵀ (and its backward) in bf16, from bf16
+copies of U and Vᵀ, and still adds it to W in fp32: the change's rounding is relative to the
+change, far below W''s, and the two matrix products per matrix and step run at bf16 speed. peft adapters are
 kept fp32 on the bf16 base (peft casts activations to the adapter's dtype and back).
 """
 
@@ -199,6 +202,7 @@ class SVFPolicy(_Adapter):
         init_noise: float = 0.0,
         seed: int = 0,
         compute_dtype: torch.dtype | None = None,
+        delta_dtype: torch.dtype | None = None,
     ):
         super().__init__()
         self.model = model
@@ -222,6 +226,13 @@ class SVFPolicy(_Adapter):
             copies = {k: w.detach().float().clone() for k, w in self._base.items()}
             cast_frozen(model, compute_dtype)
         self._source = copies if copies is not None else self._base
+        # U and Vᵀ in delta_dtype (copied once) when the change to W is formed in that dtype
+        self._factors = {}
+        if delta_dtype is not None:
+            svd = decomposition.svd
+            self._factors = {
+                k: (svd[k].U.to(delta_dtype), svd[k].Vh.to(delta_dtype)) for k in self._base
+            }
         # the patcher composes from its own snapshot of the weights unless given fp32 copies
         self.patcher = SVFPatcher(model, decomposition, sources=copies)
 
@@ -268,11 +279,12 @@ class SVFPolicy(_Adapter):
 
     def _compose_all(self) -> dict[str, torch.Tensor]:
         """W' per decomposition key, differentiable in z: composed in the source's dtype (fp32
-        under bf16 compute), then cast to the live weight's dtype for the matmul; the cast is
-        differentiable, so grads reach fp32 z."""
+        under bf16 compute; the change to W in bf16 with ``delta_dtype``), then cast to the
+        live weight's dtype for the matmul; the casts are differentiable, so grads reach fp32
+        z."""
         svd = self.decomposition.svd
         return {
-            k: compose(self._source[k], svd[k], z).to(self._base[k].dtype)
+            k: compose(self._source[k], svd[k], z, self._factors.get(k)).to(self._base[k].dtype)
             for k, z in self.z().items()
         }
 
@@ -501,6 +513,7 @@ def build_policy(cfg, model: nn.Module, model_id: str, device: torch.device) -> 
             init_noise=cfg.init_noise,
             seed=cfg.seed,
             compute_dtype=dtype,
+            delta_dtype=dtype if cfg.svf_delta_dtype == "compute" else None,
         ).to(device)
     policy = PeftPolicy(model, peft_config(cfg), cfg.method).to(device)
     if dtype is not None:
