@@ -59,6 +59,22 @@ def test_discover_orders_runs_after_the_base(tmp_path):
     assert [v.kind for v in found] == ["base", "svf", "peft"]
 
 
+def test_discover_records_a_linked_run_folder_where_it_really_is(tmp_path):
+    """A sweep point linked into a runs folder as ``<task>-...`` is scored from, and recorded
+    with, its real path."""
+    real = tmp_path / "sweeps" / "lr0.01-kl0-s2"
+    real.mkdir(parents=True)
+    (real / "x.safetensors").write_bytes(b"")
+    (real / "summary.json").write_text(
+        json.dumps({"run": "classifier-svf-ntp-lr0.01", "artifact": "elsewhere/x.safetensors"})
+    )
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "classifier-svf-ntp").symlink_to(real, target_is_directory=True)
+    found = discover("classifier", tmp_path / "runs")
+    assert [v.name for v in found] == ["base", "classifier-svf-ntp-lr0.01"]
+    assert found[1].path == (real / "x.safetensors").resolve()
+
+
 def test_markdown_table_has_one_row_per_variant():
     payload = {
         "table": [

@@ -98,6 +98,16 @@ def heldout_items(
     return [test[i] for i in idx], desc
 
 
+def _real_path(path: Path) -> Path:
+    """``path`` with symlinks resolved (a run folder linked into ``--runs`` is recorded where
+    it really is), relative to the working directory where it lies below it."""
+    real = path.resolve()
+    try:
+        return real.relative_to(Path.cwd().resolve())
+    except ValueError:
+        return real
+
+
 def discover(task: str, runs: Path) -> list[Variant]:
     """Finished runs of ``task`` under ``runs`` (folders with summary.json), in table order."""
     found = {}
@@ -105,7 +115,7 @@ def discover(task: str, runs: Path) -> list[Variant]:
         info = json.loads(summary.read_text())
         art = Path(info["artifact"])
         if (summary.parent / art.name).exists():  # the artifact beside its summary wins
-            art = summary.parent / art.name
+            art = _real_path(summary.parent / art.name)
         kind = "svf" if art.suffix == ".safetensors" else "peft"
         found[info["run"]] = Variant(info["run"], kind, art)
     order = {f"{task}-{s}": i for i, s in enumerate(ORDER)}
