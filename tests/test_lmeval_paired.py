@@ -23,6 +23,7 @@ def test_an_expert_and_base_answer_the_same_documents(llama_dir, tmp_path, monke
     rec = json.loads(rec_path.read_text())
     a = rec["adapters"]["probe"]
     assert a["adapter_claim"]["applied"] and rec["power"]["n"] == 6
+    assert rec["metric"] == "acc" and rec["filter"] == "none"  # the scores compared, named
     assert a["run"]["doc_ids"] == rec["base"]["run"]["doc_ids"] == list(range(6))
     d = a["difference_to_base"]
     assert d["ci_low"] <= d["diff"] <= d["ci_high"] and d["n"] == 6

@@ -52,6 +52,8 @@ def compare(
     record = {
         "task": task,
         "metric": base["metric"],
+        # the lm-eval filter whose per-document scores are compared (a task's first one)
+        "filter": base.get("filter"),
         "limit": limit,
         "base": {"score": acc["score"], "n": acc["n"], "run": run_provenance(base)},
         "power": power_record(f"{task} ({base['metric']})", len(b), acc["score"]),
@@ -99,7 +101,7 @@ def markdown(rec: dict) -> str:
         )
     cols = [
         "variant",
-        rec["metric"],
+        rec["metric"] + (f" ({rec['filter']})" if rec.get("filter") else ""),
         "Δ vs base (points) [95% CI]",
         "p",
         "W/L",
