@@ -221,9 +221,7 @@ def _record(variant, dtype, logits, mode, samples, lm, weights, policy, params, 
     }
     if variant.startswith("svf"):
         out["model_fingerprint"] = policy.decomposition.fingerprint
-        # the dtype the change to W was formed in, as the policy holds it
-        factors = {str(u.dtype) for u, _ in policy._factors.values()}
-        out["svf_delta_dtypes"] = sorted(factors) or ["torch.float32"]
+        out["svf_delta_dtypes"] = [str(policy.delta_dtype)]  # as the policy forms its change
     return out
 
 

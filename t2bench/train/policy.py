@@ -16,8 +16,9 @@ matmul. A small change to z therefore survives as a change of the bf16 weight wh
 exceeds bf16's rounding step of W', instead of being lost in a bf16 sum. ``svf_delta_dtype``
 "compute" forms only the change U diag(σ⊙(z−1)) Vᵀ (and its backward) in bf16, from bf16
 copies of U and Vᵀ, and still adds it to W in fp32: the change's rounding is relative to the
-change, far below W''s, and the two matrix products per matrix and step run at bf16 speed. peft adapters are
-kept fp32 on the bf16 base (peft casts activations to the adapter's dtype and back).
+change, far below W''s, and the two matrix products per matrix and step run at bf16 speed.
+peft adapters are kept fp32 on the bf16 base (peft casts activations to the adapter's dtype
+and back).
 """
 
 from __future__ import annotations
@@ -235,6 +236,11 @@ class SVFPolicy(_Adapter):
             }
         # the patcher composes from its own snapshot of the weights unless given fp32 copies
         self.patcher = SVFPatcher(model, decomposition, sources=copies)
+
+    @property
+    def delta_dtype(self) -> torch.dtype:
+        """The dtype the change U diag(σ⊙(z−1)) Vᵀ is formed in (fp32 unless ``delta_dtype``)."""
+        return next((u.dtype for u, _ in self._factors.values()), torch.float32)
 
     def named_vectors(self) -> dict[str, torch.Tensor]:
         return {k: self.vectors[_pkey(k)] for k in self.decomposition.keys}
