@@ -51,6 +51,12 @@ VOLATILE = {
 #: two seeded kill points per run: seed 0 kills in the second half of each run, seed 1 in the
 #: first (see the event counts at the tests); each point costs a killed and a resumed process
 SEEDS = (0, 1)
+#: the longest wait after the seed-chosen event before the kill
+MAX_DELAY = 0.3
+#: each driver sleeps this long inside every piece of work the kill may land in (a scored
+#: passage, a memo record), so that on any machine, however fast, the work left after the
+#: last event the kill may follow outlasts MAX_DELAY and the kill lands before the run ends
+PAD = MAX_DELAY + 0.2
 
 pytestmark = pytest.mark.slow
 
@@ -64,11 +70,18 @@ def _drive_ablations(model: str, out: str, resume: str | None) -> None:
     sequential LoRA / SVF merges, three memo records)."""
     import t2bench.ablations.seal as seal_mod
     from t2bench.ablations import run_all
+    from t2bench.ablations.context import AblationContext
     from t2bench.ablations.profile import PROFILES, SMOKE
 
     seal_mod.eval_passages = lambda ctx, source=None, n=None: fictional_passages(
         n or ctx.profile.seal_n
     )
+    real_remember = AblationContext.remember
+
+    def remember(self, key, compute):
+        return real_remember(self, key, lambda: (time.sleep(PAD), compute())[1])
+
+    AblationContext.remember = remember
     PROFILES["kill"] = SMOKE.with_overrides(name="kill", model=model, bootstrap_iters=100)
     run_all("kill", only="performance,forgetting", out=out, resume=resume, allow_dirty=True)
 
@@ -89,6 +102,7 @@ def _drive_restem(model: str, out: str) -> None:
 
     def score(updater, tok, passage, text, *, qa_max_new_tokens):
         s = real(updater, tok, passage, text, qa_max_new_tokens=qa_max_new_tokens)
+        time.sleep(PAD)
         return s if s["reward"] is None else s | {"reward": min(1.0, len(text) / 100)}
 
     restem.score_self_edit = score
@@ -193,10 +207,11 @@ def _run(args: list[str], log: Path) -> None:
 
 def _run_and_kill(args: list[str], events, seed: int, most: int, log: Path) -> int:
     """Start the driver, SIGKILL it after a seed-chosen number (1..``most``) of ``events()``
-    plus a seed-chosen delay of up to 0.3 s; returns the number of events seen at the kill.
-    ``most`` leaves the run enough work after it that the kill lands before the run ends."""
+    plus a seed-chosen delay of up to MAX_DELAY; returns the number of events seen at the kill.
+    ``most`` leaves at least one padded piece of work (PAD > MAX_DELAY) after it, so the kill
+    lands before the run ends."""
     rng = random.Random(seed)
-    after, delay = rng.randint(1, most), rng.uniform(0.0, 0.3)
+    after, delay = rng.randint(1, most), rng.uniform(0.0, MAX_DELAY)
     with open(log, "ab") as fh:
         proc = subprocess.Popen(
             [sys.executable, str(HERE), *args],
@@ -311,7 +326,7 @@ def test_killed_ablation_run_resumes_to_the_same_tables(
         return _lines(f / "evaluations.jsonl") + files
 
     # 3 performance files, then 3 memo lines of forgetting (edits, LoRA, SVF), then its table:
-    # up to 5 events leaves the SVF merges (~1 s) between the kill and the end
+    # up to 5 events leaves the SVF merges' memo record (padded) between the kill and the end
     seen = _run_and_kill(["ablations", char_llama_dir, str(out)], events, seed, 5, log)
     folder = _ablation_folder(out)
     assert not (folder / "run.json").exists(), f"killed after {seen} events, yet finished"
@@ -384,8 +399,8 @@ def test_killed_restem_run_resumes_to_the_same_generator(
     def events() -> int:  # scored passages + finished rounds
         return _lines(run / "records.jsonl") + len(list(run.glob("round-*/round.json")))
 
-    # 3 records, round 1's files, 3 records, round 2's files: up to 6 events leaves round 2's
-    # generator fine-tune between the kill and the end
+    # 3 records, round 1's files, 3 records, round 2's files: up to 6 events leaves the third
+    # scored passage of round 2 (padded) and round 2's generator fine-tune before the end
     seen = _run_and_kill(["restem", char_llama_dir, str(run)], events, seed, 6, log)
     assert not (run / "summary.json").exists(), f"killed after {seen} events, yet finished"
     _run(["restem", char_llama_dir, str(run)], log)  # the same command again resumes it

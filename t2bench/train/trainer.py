@@ -440,7 +440,7 @@ class _Run:
                     self.best,
                     keep=cfg.keep_checkpoints,
                     provenance=pv.provenance(
-                        **self.run_facts, wall_seconds=round(state.wall_seconds, 1)
+                        **self.run_facts, wall_seconds=round(state.wall_seconds, 3)
                     ),
                 )
             self.acc.wait_for_everyone()
@@ -498,8 +498,8 @@ class _Run:
                 )
             prov = pv.provenance(
                 **self.run_facts,
-                wall_seconds=round(state.wall_seconds, 1),
-                wall_seconds_last_session=round(time.perf_counter() - self.t_start, 1),
+                wall_seconds=round(state.wall_seconds, 3),
+                wall_seconds_last_session=round(time.perf_counter() - self.t_start, 3),
                 train_config=cfg.to_dict(),
                 best_step=state.best_step,
                 best_valid_accuracy=state.best_score,
