@@ -79,7 +79,11 @@ def _drive_ablations(model: str, out: str, resume: str | None) -> None:
     real_remember = AblationContext.remember
 
     def remember(self, key, compute):
-        return real_remember(self, key, lambda: (time.sleep(PAD), compute())[1])
+        def padded():
+            time.sleep(PAD)
+            return compute()
+
+        return real_remember(self, key, padded)
 
     AblationContext.remember = remember
     PROFILES["kill"] = SMOKE.with_overrides(name="kill", model=model, bootstrap_iters=100)
