@@ -222,3 +222,62 @@ def test_a_point_stopped_without_signal_reads_as_collapsed(tmp_path):
     summary["stopped"] = "early stop: no learning signal in 10 consecutive steps (...)"
     (folder / "summary.json").write_text(json.dumps(summary))
     assert read_point(folder)["collapsed"] is True
+
+
+def barren_run(folder, lr, kl, steps=3, batch=32, signal_at=None):
+    """A policy-gradient point whose samples never (or only at step ``signal_at``) earned
+    different rewards within a group: zero gradient at every other step."""
+    fake_run(folder, lr, kl, [(steps, 0.03)], rewards=tuple([-1.0] * steps))
+    log = [json.loads(x) for x in (folder / "log.jsonl").read_text().splitlines()]
+    for r in log:
+        moved = r["step"] == signal_at
+        r |= {"no_signal": not moved, "grad_norm": 0.3 if moved else 0.0, "accuracy": 0.0}
+    (folder / "log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in log))
+    summary = json.loads((folder / "summary.json").read_text())
+    summary["config"] |= {"global_batch": batch, "weight_decay": 0.0}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    return folder
+
+
+def test_a_sweep_whose_first_point_never_learned_stops_and_selects_nothing(tmp_path, monkeypatch):
+    cfg = config(tmp_path, stage2_steps=6, stage2_top=2)
+    started = []
+
+    def fake_launch(cmd):
+        from pathlib import Path
+
+        out = Path(cmd[cmd.index("--output-dir") + 1])
+        started.append(out.name)
+        barren_run(out, float(cmd[cmd.index("--lr") + 1]), float(cmd[cmd.index("--kl-coef") + 1]))
+
+    monkeypatch.setattr(sweep, "launch", fake_launch)
+    record = sweep.run_sweep(cfg)
+    assert started == ["lr0.001-kl0"]  # no other point, no stage 2
+    assert record["selected"] is None and record["stage2_rows"] == []
+    barren = record["no_signal"]
+    assert (barren["samples"], barren["samples_rewarded"]) == (96, 0)
+    assert 0.0 < barren["sampled_success_rate_upper95"] < 0.05
+    assert "Nothing selected: no learning signal" in (cfg.folder / "sweep.md").read_text()
+    assert sweep.selected(cfg.recipe, str(tmp_path)) is None
+    # the long run is not trained from such a sweep
+    launched = []
+    monkeypatch.setattr(recipes, "sweep_config", lambda *a: cfg)
+    monkeypatch.setattr(recipes, "run_sweep", lambda c: record)
+    monkeypatch.setattr("subprocess.run", lambda *a, **k: launched.append(a))
+    assert recipes.run_recipes(["reasoning-svf-pg"], out_root=str(tmp_path / "runs")) == []
+    assert launched == []
+
+
+def test_one_step_with_signal_or_weight_decay_is_not_a_barren_point(tmp_path):
+    assert sweep.never_learned(barren_run(tmp_path / "a", 0.01, 0.0)) is not None
+    assert sweep.never_learned(barren_run(tmp_path / "b", 0.01, 0.0, signal_at=2)) is None
+    decayed = barren_run(tmp_path / "c", 0.01, 0.0)
+    summary = json.loads((decayed / "summary.json").read_text())
+    summary["config"]["weight_decay"] = 0.01  # AdamW moves z without a gradient
+    (decayed / "summary.json").write_text(json.dumps(summary))
+    assert sweep.never_learned(decayed) is None
+    # next-token prediction logs no reward: never a barren policy-gradient point
+    ntp = barren_run(tmp_path / "d", 0.01, 0.0)
+    log = [json.loads(x) for x in (ntp / "log.jsonl").read_text().splitlines()]
+    (ntp / "log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in log if "reward" not in x))
+    assert sweep.never_learned(ntp) is None

@@ -262,7 +262,9 @@ def run_recipes(
 
     Where the profile sweeps a recipe (:func:`sweep_config`), the sweep runs first (its
     finished points are kept) and the long run trains with the selected ``lr`` and ``kl_coef``,
-    written to ``<run>/hyperparameters.json`` with the sweep record it came from. A finished
+    written to ``<run>/hyperparameters.json`` with the sweep record it came from; a recipe
+    whose sweep found no learning signal at all (:func:`t2bench.train.sweep.never_learned`) is
+    not trained, and its ``sweep.md`` says why. A finished
     run (its ``summary.json`` exists) is skipped, never overwritten; an interrupted one resumes
     from its last checkpoint. Returns the names that were trained or resumed.
     """
@@ -285,6 +287,9 @@ def run_recipes(
             record = run_sweep(sweep)
             if on_finished:
                 on_finished(sweep.folder)
+            if record["selected"] is None:
+                print(f"[{name}] not trained: {record['no_signal']['finding']}", flush=True)
+                continue
             cmd += ["--config", str(_hyperparameters_file(out, record, sweep))]
         print(f"[{name}] {' '.join(cmd[1:])} --output-dir {out}", flush=True)
         subprocess.run([*cmd, "--output-dir", str(out)], check=True)
@@ -293,6 +298,7 @@ def run_recipes(
         ran.append(name)
     for root in {run_folder(Path(out_root), n).parent for n in todo}:
         table = root / "runs.md"
+        root.mkdir(parents=True, exist_ok=True)  # a recipe not trained (no signal) made none
         table.write_text(runs_markdown(root))
         print(f"run table: {table}", flush=True)
     return ran

@@ -13,6 +13,12 @@ validation items of the recipe (never test items) and the sweep selects:
 3. on a tie, the higher mean of all its validation evaluations (a run that stays good);
 4. then the smaller learning rate, then the smaller λ (the more conservative setting).
 
+A policy-gradient sweep whose first point never got a learning signal (every group's samples
+earned one reward at every step, the gradient was zero, the expert never moved) stops there and
+selects nothing: every other point would draw the same samples from the same unchanged model
+(:func:`never_learned`). That record is the evidence that the task cannot be moved from the
+base model within the budget, and the long run is not trained.
+
 The record ``sweep.json`` (with provenance) and ``sweep.md`` list every point with its
 validation accuracy and Wilson interval, and say when the selected point is not separable
 from the others at this validation size. The long run of the recipe then trains with the
@@ -214,10 +220,17 @@ def run_sweep(cfg: SweepConfig) -> dict:
 
     commit = git_commit()
     t0 = time.perf_counter()
-    folders = [run_point(cfg, lr, kl) for lr, kl in cfg.points()]
+    points = cfg.points()
+    folders = [run_point(cfg, *points[0])]
+    # every point starts from the same base model, seed and data order: if the first drew no
+    # sample with a learning signal, nothing moved, and every other point would draw the same
+    # samples again (learning rate and λ only act on a gradient)
+    barren = never_learned(folders[0])
+    if barren is None:
+        folders += [run_point(cfg, lr, kl) for lr, kl in points[1:]]
     rows = [read_point(f) for f in folders]
     rows2 = []
-    if cfg.stage2_steps:
+    if cfg.stage2_steps and barren is None:
         ranked = sorted(rows, key=_key, reverse=True)[: cfg.stage2_top]
         rows2 = [read_point(run_point(cfg, r["lr"], r["kl_coef"], stage=2)) for r in ranked]
     path = cfg.folder / SWEEP_JSON
@@ -228,8 +241,8 @@ def run_sweep(cfg: SweepConfig) -> dict:
             return earlier  # the same finished points: the record stands as written
         print(f"[sweep {cfg.recipe}] {path} is replaced: its points changed", flush=True)
     final = rows2 or rows
-    best = select(final)
-    lo = best["best_ci"][0]
+    best = None if barren else select(final)
+    lo = best["best_ci"][0] if best else 1.0
     inseparable = [r["point"] for r in final if r is not best and r["best_valid_accuracy"] >= lo]
     record = {
         "sweep": asdict(cfg),
@@ -243,8 +256,9 @@ def run_sweep(cfg: SweepConfig) -> dict:
         ),
         "rows": rows,
         "stage2_rows": rows2,
-        "selected": {"point": best["point"], "lr": best["lr"], "kl_coef": best["kl_coef"]},
+        "selected": best and {"point": best["point"], "lr": best["lr"], "kl_coef": best["kl_coef"]},
         "within_selected_ci": inseparable,
+        "no_signal": barren,
         "provenance": provenance(
             commit=commit,
             data_split="validation split of the recipe's task only (no test item)",
@@ -259,13 +273,48 @@ def run_sweep(cfg: SweepConfig) -> dict:
     return record
 
 
+def never_learned(folder: Path) -> dict | None:
+    """What a finished policy-gradient point shows when it never got a learning signal: every
+    step's samples earned one reward per group and the gradient was exactly zero, so with no
+    weight decay its trainable never left its initial value. None when it learned anything
+    (or is not a policy-gradient run)."""
+    log = [json.loads(x) for x in (folder / LOG).read_text().splitlines() if x.strip()]
+    steps = [r for r in log if "reward" in r]
+    config = json.loads((folder / SUMMARY).read_text()).get("config", {})
+    if not steps or config.get("weight_decay", 0.0) != 0.0:
+        return None
+    if not all(r.get("no_signal") is True and r.get("grad_norm") == 0.0 for r in steps):
+        return None
+    batch = config.get("global_batch")
+    samples = batch * len(steps) if batch else None
+    rewarded = round(sum(r.get("accuracy", 0.0) for r in steps) * batch) if batch else None
+    upper = wilson(rewarded, samples)[1] if samples else None
+    return {
+        "point": folder.name,
+        "steps": len(steps),
+        "samples": samples,
+        "samples_rewarded": rewarded,
+        "sampled_success_rate_upper95": upper,
+        "finding": (
+            f"no learning signal: in {len(steps)} steps"
+            + (f" ({samples} sampled completions, {rewarded} rewarded" if samples else "")
+            + (f"; 95% upper bound on the sampled success rate {upper:.3f})" if samples else "")
+            + ", every group's samples got one reward and the gradient was exactly zero, so "
+            "the expert never left its initial value. The other grid points start from the "
+            "same model, seed and data order and would draw the same samples: no learning "
+            "rate or KL coefficient can change that, and no long run is trained."
+        ),
+    }
+
+
 def selected(recipe: str, out_root: str = str(results_path("sweeps"))) -> dict | None:
-    """The selected ``lr`` / ``kl_coef`` of a finished sweep of ``recipe``, or None."""
+    """The selected ``lr`` / ``kl_coef`` of a finished sweep of ``recipe``, or None (no
+    finished sweep, or one whose base model gave no learning signal)."""
     path = Path(out_root) / recipe / SWEEP_JSON
     if not path.exists():
         return None
     rec = json.loads(path.read_text())
-    return rec["selected"] | {"record": str(path)}
+    return rec["selected"] and rec["selected"] | {"record": str(path)}
 
 
 def _table(rows: list[dict], selected: str) -> list[str]:
@@ -313,7 +362,7 @@ def _table(rows: list[dict], selected: str) -> list[str]:
 def markdown(record: dict) -> str:
     sw = record["sweep"]
     n = record["rows"][0]["valid_n"]
-    chosen = record["selected"]["point"]
+    chosen = (record["selected"] or {}).get("point")
     lines = [
         f"# Sweep: {sw['recipe']} ({sw['profile']} profile)",
         "",
@@ -331,10 +380,13 @@ def markdown(record: dict) -> str:
             *_table(record["stage2_rows"], chosen),
         ]
     inside = record["within_selected_ci"]
+    barren = record.get("no_signal")
     lines += [
         "",
         (
-            f"Points whose best validation accuracy lies inside the selected point's interval "
+            f"**Nothing selected: {barren['finding']}**"
+            if barren
+            else f"Points whose best validation accuracy lies inside the selected point's interval "
             f"(not separable at n = {n}): {', '.join(inside)}."
             if inside
             else f"Every other point lies below the selected point's interval at n = {n}."
