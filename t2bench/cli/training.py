@@ -83,7 +83,8 @@ def cmd_sweep(args) -> int:
         )
     record = run_sweep(cfg)
     _draw_curves(cfg.folder)
-    print(f"selected {record['selected']} -> {cfg.folder / 'sweep.md'}")
+    chosen = record["selected"] or f"nothing ({record['no_signal']['finding']})"
+    print(f"selected {chosen} -> {cfg.folder / 'sweep.md'}")
     return 0
 
 
