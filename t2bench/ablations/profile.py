@@ -1,4 +1,4 @@
-"""What an ablation run evaluates and how much of it: the CPU profile (2 cores, under an hour,
+"""What an ablation run evaluates and how much of it: the CPU profile (2 cores, n chosen for power,
 the packaged models) and the paper profile (the paper's models and full test sets, for a GPU
 machine with a model hub)."""
 

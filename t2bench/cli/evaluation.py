@@ -91,7 +91,7 @@ def add_ablations(sub) -> None:
     p.add_argument(
         "--profile",
         default="cpu",
-        help="cpu: packaged models, under an hour on 2 cores; paper: the paper's models and "
+        help="cpu: packaged models on 2 cores, n chosen for power; paper: the paper's models and "
         "full test sets (a GPU machine with a hub)",
     )
     p.add_argument(
