@@ -145,7 +145,7 @@ def read_point(folder: Path) -> dict:
     """One finished grid point as a row: its settings and validation curve, from its files."""
 
     s = json.loads((folder / SUMMARY).read_text())
-    log = [json.loads(x) for x in (folder / LOG).read_text().splitlines() if x.strip()]
+    log = _log(folder)
     evals = [
         (r["step"], r["valid_accuracy"], r["valid_n"])
         for r in log
@@ -242,8 +242,11 @@ def run_sweep(cfg: SweepConfig) -> dict:
         print(f"[sweep {cfg.recipe}] {path} is replaced: its points changed", flush=True)
     final = rows2 or rows
     best = None if barren else select(final)
-    lo = best["best_ci"][0] if best else 1.0
-    inseparable = [r["point"] for r in final if r is not best and r["best_valid_accuracy"] >= lo]
+    inseparable = best and [
+        r["point"]
+        for r in final
+        if r is not best and r["best_valid_accuracy"] >= best["best_ci"][0]
+    ]
     record = {
         "sweep": asdict(cfg),
         "criterion": "a point that kept its learning signal (did not stop for lack of it) "
@@ -257,7 +260,7 @@ def run_sweep(cfg: SweepConfig) -> dict:
         "rows": rows,
         "stage2_rows": rows2,
         "selected": best and {"point": best["point"], "lr": best["lr"], "kl_coef": best["kl_coef"]},
-        "within_selected_ci": inseparable,
+        "within_selected_ci": inseparable or [],
         "no_signal": barren,
         "provenance": provenance(
             commit=commit,
@@ -273,22 +276,24 @@ def run_sweep(cfg: SweepConfig) -> dict:
     return record
 
 
+def _log(folder: Path) -> list[dict]:
+    return [json.loads(x) for x in (folder / LOG).read_text().splitlines() if x.strip()]
+
+
 def never_learned(folder: Path) -> dict | None:
     """What a finished policy-gradient point shows when it never got a learning signal: every
     step's samples earned one reward per group and the gradient was exactly zero, so with no
     weight decay its trainable never left its initial value. None when it learned anything
     (or is not a policy-gradient run)."""
-    log = [json.loads(x) for x in (folder / LOG).read_text().splitlines() if x.strip()]
-    steps = [r for r in log if "reward" in r]
-    config = json.loads((folder / SUMMARY).read_text()).get("config", {})
+    steps = [r for r in _log(folder) if "reward" in r]
+    config = json.loads((folder / SUMMARY).read_text())["config"]
     if not steps or config.get("weight_decay", 0.0) != 0.0:
         return None
     if not all(r.get("no_signal") is True and r.get("grad_norm") == 0.0 for r in steps):
         return None
-    batch = config.get("global_batch")
-    samples = batch * len(steps) if batch else None
-    rewarded = round(sum(r.get("accuracy", 0.0) for r in steps) * batch) if batch else None
-    upper = wilson(rewarded, samples)[1] if samples else None
+    samples = config["global_batch"] * len(steps)
+    rewarded = round(sum(r["accuracy"] for r in steps) * config["global_batch"])
+    upper = wilson(rewarded, samples)[1]
     return {
         "point": folder.name,
         "steps": len(steps),
@@ -296,10 +301,9 @@ def never_learned(folder: Path) -> dict | None:
         "samples_rewarded": rewarded,
         "sampled_success_rate_upper95": upper,
         "finding": (
-            f"no learning signal: in {len(steps)} steps"
-            + (f" ({samples} sampled completions, {rewarded} rewarded" if samples else "")
-            + (f"; 95% upper bound on the sampled success rate {upper:.3f})" if samples else "")
-            + ", every group's samples got one reward and the gradient was exactly zero, so "
+            f"no learning signal: in {len(steps)} steps ({samples} sampled completions, "
+            f"{rewarded} rewarded; 95% upper bound on the sampled success rate {upper:.3f}), "
+            "every group's samples got one reward and the gradient was exactly zero, so "
             "the expert never left its initial value. The other grid points start from the "
             "same model, seed and data order and would draw the same samples: no learning "
             "rate or KL coefficient can change that, and no long run is trained."
@@ -359,6 +363,20 @@ def _table(rows: list[dict], selected: str) -> list[str]:
     return markdown_rows(columns, cells)
 
 
+def _verdict(record: dict, n: int) -> str:
+    """The line under the tables: nothing selected (no signal), or how separable the
+    selected point is from the others."""
+    if record.get("no_signal"):
+        return f"**Nothing selected: {record['no_signal']['finding']}**"
+    inside = record["within_selected_ci"]
+    if inside:
+        return (
+            f"Points whose best validation accuracy lies inside the selected point's interval "
+            f"(not separable at n = {n}): {', '.join(inside)}."
+        )
+    return f"Every other point lies below the selected point's interval at n = {n}."
+
+
 def markdown(record: dict) -> str:
     sw = record["sweep"]
     n = record["rows"][0]["valid_n"]
@@ -379,18 +397,9 @@ def markdown(record: dict) -> str:
             "",
             *_table(record["stage2_rows"], chosen),
         ]
-    inside = record["within_selected_ci"]
-    barren = record.get("no_signal")
     lines += [
         "",
-        (
-            f"**Nothing selected: {barren['finding']}**"
-            if barren
-            else f"Points whose best validation accuracy lies inside the selected point's interval "
-            f"(not separable at n = {n}): {', '.join(inside)}."
-            if inside
-            else f"Every other point lies below the selected point's interval at n = {n}."
-        ),
+        _verdict(record, n),
         "",
         "Base valid acc: the base model on the same validation items (step 0 of the point's "
         "log, where the point logged it). Zero-advantage share: the mean over the point's "
