@@ -111,4 +111,14 @@ def test_sweeps_only_on_the_cpu_profile():
     assert sw.folder.as_posix() == "somewhere/math-svf-pg"
     assert sweep_config("math-lora-ntp", "cpu").kl_coefs == (0.0,)
     assert sweep_config("math-svf-pg", "gpu") is None
-    assert sweep_config("math-svf-pg-attn", "cpu") is None  # the module-set ablation: fixed
+    # Table 4's module-set runs take the MLP recipe's sweep of the same method and objective;
+    # SVF by next-token prediction has no MLP recipe on math and sweeps its attention run
+    for name, source in (
+        ("math-svf-pg-attn", "math-svf-pg"),
+        ("math-svf-pg-mlp+attn", "math-svf-pg"),
+        ("math-lora-ntp-mlp+attn", "math-lora-ntp"),
+        ("math-svf-ntp-attn", "math-svf-ntp-attn"),
+    ):
+        assert sweep_config(name, "cpu", "s").folder.as_posix() == f"s/{source}", name
+        assert sweep_config(name, "gpu") is None
+    assert sweep_config("math-svf-ntp-attn", "cpu").kl_coefs == (0.0,)
