@@ -381,6 +381,38 @@ def test_heldout_reads_the_profiles_difficulty(tmp_path, monkeypatch):
     assert asked == [("math", 7, "mix")]
 
 
+def test_heldout_computes_in_the_profiles_dtype_and_keeps_fp32_and_bf16_apart(
+    tmp_path, monkeypatch
+):
+    """The CPU profile generates in bf16 where the CPU has it (``auto``); an fp32 and a bf16
+    evaluation of the same variant are two memo entries, and an fp32 run keeps the memo key
+    it always had (so an interrupted fp32 run still resumes)."""
+    from t2bench.train import heldout, policy
+
+    dtypes = []
+
+    def score(*a, compute_dtype="float32", **k):
+        dtypes.append(compute_dtype)
+        return []
+
+    monkeypatch.setattr(heldout, "heldout_items", lambda *a, **k: ([], {"task": "math"}))
+    monkeypatch.setattr(heldout, "score_variant", score)
+    monkeypatch.setattr(policy, "bf16_pays", lambda device: True)
+    assert CPU.compute_dtype == "auto"
+    base = heldout.Variant("base", "base")
+    ctx = AblationContext(CPU.with_overrides(heldout_n={"math": 7}), tmp_path / "run")
+    rec = ctx.heldout("math", base)
+    assert rec["compute_dtype"] == "bfloat16" and rec["key"].endswith("|bfloat16")
+    fp32 = ctx.profile.with_overrides(compute_dtype="float32")
+    ctx.profile = fp32
+    rec32 = ctx.heldout("math", base)
+    assert rec32["key"] == "heldout|math|mix|7|base|None"
+    assert dtypes == ["bfloat16", "float32"]
+    monkeypatch.setattr(policy, "bf16_pays", lambda device: False)
+    ctx2 = AblationContext(CPU.with_overrides(heldout_n={"math": 7}), tmp_path / "run2")
+    assert ctx2.heldout("math", base)["compute_dtype"] == "float32"
+
+
 def test_every_lm_eval_task_of_a_profile_has_a_per_document_metric():
     """ctx.lmeval reads per-document scores by metric: a task without one fails only after
     its whole evaluation ran."""

@@ -63,9 +63,11 @@ class AblationContext:
     def heldout(self, task: str, variant) -> dict:
         """Greedy per-item correctness of one variant on the held-out test items of ``task``."""
         from t2bench.train.heldout import heldout_items, score_variant
+        from t2bench.train.policy import compute_dtype_name
 
         n = self.profile.heldout_n.get(task)
         difficulty = self.profile.heldout_difficulty.get(task, "default")
+        dtype = compute_dtype_name(self.profile.compute_dtype)
 
         def compute():
             import torch
@@ -82,6 +84,7 @@ class AblationContext:
                     DEFAULT_NEW_TOKENS[task],
                     self.profile.batch_size,
                     applied=applied,
+                    compute_dtype=dtype,
                 )
             return {
                 **applied,
@@ -93,10 +96,14 @@ class AblationContext:
                 "scores": [int(x) for x in ok],
                 "split": split,
                 "max_new_tokens": DEFAULT_NEW_TOKENS[task],
+                "compute_dtype": dtype,
             }
 
         level = "" if difficulty == "default" else f"|{difficulty}"
-        return self.remember(f"heldout|{task}{level}|{n}|{variant.name}|{variant.path}", compute)
+        # fp32 keeps the key it always had: a resumed fp32 run still finds its evaluations
+        precision = "" if dtype == "float32" else f"|{dtype}"
+        key = f"heldout|{task}{level}|{n}|{variant.name}|{variant.path}{precision}"
+        return self.remember(key, compute)
 
     def lmeval(self, task: str, model_args: str, *, n: int | None, label: str) -> dict:
         """Per-document scores of one ``lm_eval --model t2`` run on the first ``n`` docs."""

@@ -63,6 +63,10 @@ class AblationProfile:
     seal_forget_n: int = 6
     seal_squad_n: int | None = 12
     batch_size: int = 16
+    #: held-out generation (Tables 1 and 4): float32, bfloat16, or auto (bf16 where the device
+    #: computes it natively, :func:`t2bench.train.policy.bf16_pays`). Adapted weights are
+    #: formed in fp32 and the model cast once, as ``t2bench heldout --compute-dtype`` does
+    compute_dtype: str = "float32"
     #: flush denormal floats to zero on CPU (torch.set_flush_denormal): padded batched
     #: generation produces denormals that made ARC prompt first passes ~6x slower
     flush_denormal: bool = True
@@ -104,6 +108,9 @@ CPU = AblationProfile(
         "t2_basic_coding": "code-lora-ntp",
     },
     cost_tasks=_PAPER_TASKS_CPU,
+    # bf16 generation halves the held-out tables' time on AVX-512 BF16 CPUs; fp32 vs bf16 on
+    # the same items is measured in results/experts (heldout --compute-dtype)
+    compute_dtype="auto",
     # transfer on a task both models are above chance on (ARC-C sits at chance for both), all
     # 1000 docs, 5 shuffled-σ seeds
     transfer_task="sciq",

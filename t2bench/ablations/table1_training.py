@@ -14,6 +14,7 @@ from t2bench.core.stats import METHODS_NOTE, accuracy, power_record, verdict
 from t2bench.core.tables import ADAPTER_KEY, Table, adapter_claim, diff_cell, diff_columns
 from t2bench.errors import ConfigError
 from t2bench.train.heldout import Variant, discover
+from t2bench.train.policy import compute_dtype_name
 
 NAME = "table1-training-tasks"
 #: the trainer's tasks, in table order; what each scores is read from its split (split_name)
@@ -185,8 +186,9 @@ def caption(ctx, rows) -> str:
         f"Items: seeded samples (seed {ctx.profile.seed}) of each task's test split — "
         + ", ".join(f"{t}: {s}, n={k}" for (t, s), k in n.items())
         + " (splits in `t2bench/data/splits.py`: none of these items was used for training, "
-        "checkpoint selection or tuning). Greedy decoding, scored by the task's reward. "
-        + STATS_NOTE
+        "checkpoint selection or tuning). Greedy decoding in "
+        f"{compute_dtype_name(ctx.profile.compute_dtype)} (adapted weights formed in fp32), "
+        "scored by the task's reward. " + STATS_NOTE
     )
 
 

@@ -487,11 +487,16 @@ def compute_dtype(cfg, device: torch.device | str = "cpu") -> torch.dtype | None
     bfloat16 where :func:`bf16_pays` on ``device``, else float32.
     """
 
-    name = getattr(cfg, "compute_dtype", "float32")
-    if name == "auto":
-        name = "bfloat16" if bf16_pays(device) else "float32"
-    dtype = resolve_dtype(name)
+    dtype = resolve_dtype(compute_dtype_name(getattr(cfg, "compute_dtype", "float32"), device))
     return None if dtype == torch.float32 else dtype
+
+
+def compute_dtype_name(name: str, device: torch.device | str = "cpu") -> str:
+    """``name`` with ``auto`` resolved: bfloat16 where :func:`bf16_pays` on ``device``, else
+    float32; any other name is returned as it is."""
+    if name == "auto":
+        return "bfloat16" if bf16_pays(device) else "float32"
+    return name
 
 
 def build_policy(cfg, model: nn.Module, model_id: str, device: torch.device) -> nn.Module:
