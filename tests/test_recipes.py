@@ -20,7 +20,9 @@ BUDGET = ("steps", "global_batch", "micro_batch", "max_new_tokens", "eval_size",
 @pytest.mark.parametrize("profile", ["cpu", "smoke", "gpu"])
 def test_recipes_are_valid_and_fair(profile):
     names = recipe_names()
-    assert len(names) == 21 and {"classifier-svf-pg", "classifier-svf-ntp"} <= set(names)
+    assert len(names) == 22 and {"classifier-svf-pg", "classifier-svf-ntp", "code-svf-ntp"} <= set(
+        names
+    )
     for name in names:
         TrainConfig.from_dict(recipe(name, profile))
     for task in ("reasoning", "math", "code"):

@@ -281,3 +281,33 @@ def test_one_step_with_signal_or_weight_decay_is_not_a_barren_point(tmp_path):
     log = [json.loads(x) for x in (ntp / "log.jsonl").read_text().splitlines()]
     (ntp / "log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in log if "reward" not in x))
     assert sweep.never_learned(ntp) is None
+
+
+def test_a_pg_expert_without_signal_is_replaced_by_its_ntp_fallback(tmp_path, monkeypatch):
+    """code-svf-pg's sweep found no signal: code-svf-ntp trains in its place (with its own
+    sweep's choice), so the code category still has an expert; nothing else is added."""
+    from types import SimpleNamespace
+
+    barren = {"selected": None, "no_signal": {"finding": "no signal"}}
+    chosen = {
+        "selected": {"lr": 0.01, "kl_coef": 0.0, "point": "lr0.01-kl0"},
+        "criterion": "best",
+        "provenance": {},
+    }
+    sweeps = []
+
+    def sweep_config(name, profile, root):
+        sweeps.append(name)
+        return SimpleNamespace(name=name, folder=tmp_path / "sweeps" / name)
+
+    launched = []
+    monkeypatch.setattr(recipes, "sweep_config", sweep_config)
+    monkeypatch.setattr(recipes, "run_sweep", lambda c: barren if c.name.endswith("pg") else chosen)
+    monkeypatch.setattr("subprocess.run", lambda cmd, **k: launched.append(cmd))
+    ran = recipes.run_recipes(["code-svf-pg"], out_root=str(tmp_path / "runs"))
+    assert sweeps == ["code-svf-pg", "code-svf-ntp"]
+    assert ran == ["code-svf-ntp"] and len(launched) == 1
+    assert launched[0][launched[0].index("--recipe") + 1] == "code-svf-ntp"
+    # a fallback is never in a profile's default list: it trains only in place of a barren run
+    assert "code-svf-ntp" not in recipes.profile_recipes("cpu")
+    assert recipes.recipe("code-svf-ntp", "cpu")["objective"] == "ntp"

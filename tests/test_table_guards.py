@@ -441,6 +441,7 @@ def test_table1_scores_reasoning_by_greedy_answer_and_by_log_likelihood(tmp_path
             experts=str(experts),
             model=None,
             knowledge={"reasoning": ("arc_easy", None)},
+            compute_dtype="bfloat16",
             bootstrap_iters=200,
             seed=0,
         ),
@@ -458,6 +459,7 @@ def test_table1_scores_reasoning_by_greedy_answer_and_by_log_likelihood(tmp_path
     assert all(r[ADAPTER_KEY]["applied"] for r in ll[1:])
     assert t1.format_or_knowledge(table.rows, "reasoning", "SVF (PG)") == "format only"
     assert "a gain in format only" in table.paragraph
+    assert "Greedy decoding in bfloat16" in table.caption
     assert len(table.power) == 4  # three held-out tasks and the log-likelihood scoring
     table.write(tmp_path / "t1", CLEAN)
     (found,) = [
@@ -466,3 +468,55 @@ def test_table1_scores_reasoning_by_greedy_answer_and_by_log_likelihood(tmp_path
         if m.what.startswith("reasoning (log-likelihood): SVF (PG) − base")
     ]
     assert found.verdict == "undetermined at this n"
+
+
+def test_a_task_without_a_pg_expert_is_scored_with_its_ntp_fallback(tmp_path):
+    """code-svf-pg was never trained (its sweep found no signal) and code-svf-ntp took its
+    place: Table 1 labels that row SVF (NTP), the verdicts say so, and Table 2 and transfer
+    dispatch to the fallback as the code expert."""
+    from t2bench.ablations import table1_training as t1
+    from t2bench.ablations.table2_unseen import counts, expert_name
+    from t2bench.ablations.verdicts import measurements
+
+    experts = tmp_path / "experts"
+    for task in t1.TASKS:
+        svf = "code-svf-ntp" if task == "code" else f"{task}-svf-pg"
+        _finished_run(experts, svf, 50_000, peft=False)
+        _finished_run(experts, f"{task}-lora-ntp", 900_000, peft=True)
+    n = 100
+    asked = []
+
+    def heldout(task, v):
+        asked.append(v.name)
+        return {
+            "scores": [1] * 60 + [0] * 40 if v.name == "code-svf-ntp" else [1] * 20 + [0] * 80,
+            "uids": list(range(n)),
+            "split": {"source": f"{task} test", "split": "test"},
+            "applied": v.name != "base",
+        }
+
+    ctx = SimpleNamespace(
+        profile=SimpleNamespace(
+            experts=str(experts),
+            model=None,
+            knowledge={},
+            bootstrap_iters=200,
+            seed=0,
+            compute_dtype="float32",
+        ),
+        folder=tmp_path,
+        heldout=heldout,
+        expert_spread=lambda folder: 0.05,
+    )
+    table = t1.run(ctx)
+    assert "code-svf-ntp" in asked and "code-svf-pg" not in asked
+    code = {r["variant"]: r for r in table.rows if r["task"] == "code"}
+    assert set(code) == {"base", "LoRA (NTP)", "SVF (NTP)"}
+    assert "code: SVF (NTP)" in table.paragraph
+    table.write(tmp_path / "t1", CLEAN)
+    whats = {m.what for m in measurements(tmp_path / "t1", {t1.NAME: "."})}
+    assert {"code: SVF (NTP) − base", "math: SVF (PG) − base"} <= whats
+    assert expert_name("code", str(experts)) == "code-svf-ntp"
+    assert expert_name("math", str(experts)) == "math-svf-pg"
+    assert expert_name("code") == "code-svf-pg"  # without a folder: the PG name
+    assert counts(["code-svf-ntp", "math-svf-pg", "base"]) == "base 1, code 1, math 1"

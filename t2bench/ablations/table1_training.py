@@ -20,6 +20,9 @@ NAME = "table1-training-tasks"
 #: the trainer's tasks, in table order; what each scores is read from its split (split_name)
 TASKS = ("math", "code", "reasoning")
 VARIANTS = (("LoRA (NTP)", "lora-ntp"), ("SVF (PG)", "svf-pg"))
+#: the SVF row of a task whose PG expert had no signal and was replaced by its NTP fallback
+SVF_FALLBACK = "SVF (NTP)"
+SVF_ROWS = ("SVF (PG)", SVF_FALLBACK)
 COLUMNS = [
     "task",
     "scored split",
@@ -63,6 +66,22 @@ def variant(experts: str, task: str, suffix: str) -> Variant:
     return found[name]
 
 
+def task_variants(experts: str, task: str) -> list[tuple[str, Variant]]:
+    """(row label, finished run) per compared method of ``task``: :data:`VARIANTS`, the SVF
+    row taken by the task's NTP fallback (:data:`SVF_FALLBACK`) where its policy-gradient
+    expert was not trained for lack of signal (``NO_SIGNAL_FALLBACK``)."""
+    from t2bench.train.recipes import NO_SIGNAL_FALLBACK
+
+    out = []
+    for name, suffix in VARIANTS:
+        fallback = NO_SIGNAL_FALLBACK.get(f"{task}-{suffix}")
+        if fallback and not (Path(experts) / f"{task}-{suffix}").is_dir():
+            if (Path(experts) / fallback).is_dir():
+                name, suffix = SVF_FALLBACK, fallback.split("-", 1)[1]
+        out.append((name, variant(experts, task, suffix)))
+    return out
+
+
 def row(
     task: str,
     name: str,
@@ -101,8 +120,7 @@ def run(ctx) -> Table:
         rows.append(row(task, "base", base, None, p.bootstrap_iters, p.seed))
         power.append(power_of(task, base))
         data[task] = {"uids": base["uids"], "split": base.get("split"), "base": base["scores"]}
-        for name, suffix in VARIANTS:
-            v = variant(p.experts, task, suffix)
+        for name, v in task_variants(p.experts, task):
             rec = ctx.heldout(task, v)
             rows.append(row(task, name, rec, base, p.bootstrap_iters, p.seed, adapter_kind(v)))
             data[task][name] = rec["scores"]
@@ -148,8 +166,7 @@ def knowledge_rows(ctx, task: str, rows: list, data: dict, power: list) -> None:
             accuracy(base["scores"])["score"],
         )
     )
-    for name, suffix in VARIANTS:
-        v = variant(p.experts, task, suffix)
+    for name, v in task_variants(p.experts, task):
         args = (
             f"{pre}experts={p.experts},dispatch=fixed:{v.name}"
             if v.kind == "svf"
@@ -196,10 +213,11 @@ def paragraph(rows: list[dict], spread: float) -> str:
     parts = []
     gen = [r for r in rows if r.get("metric", GENERATION) == GENERATION]
     for task in TASKS:
-        svf = next(r for r in gen if r["task"] == task and r["variant"] == "SVF (PG)")
+        svf = next(r for r in gen if r["task"] == task and r["variant"] in SVF_ROWS)
         lora = next(r for r in gen if r["task"] == task and r["variant"] == "LoRA (NTP)")
         parts.append(
-            f"{task}: SVF {diff_cell(svf['diff'])} ({verdict(svf['diff'])} for SVF > base), "
+            f"{task}: {'SVF' if svf['variant'] == 'SVF (PG)' else svf['variant']} "
+            f"{diff_cell(svf['diff'])} ({verdict(svf['diff'])} for SVF > base), "
             f"LoRA {diff_cell(lora['diff'])}"
         )
         ll = next(
@@ -208,17 +226,17 @@ def paragraph(rows: list[dict], spread: float) -> str:
                 for r in rows
                 if r["task"] == task
                 and r.get("metric") == LOGLIKELIHOOD
-                and r["variant"] == "SVF (PG)"
+                and r["variant"] == svf["variant"]
             ),
             None,
         )
         if ll is not None:
-            kind = format_or_knowledge(rows, task, "SVF (PG)")
+            kind = format_or_knowledge(rows, task, svf["variant"])
             parts[-1] += (
                 f"; by log-likelihood SVF {diff_cell(ll['diff'])}, so its gain is "
                 f"{'a gain in ' + kind if kind not in ('neither', None) else 'not shown by either metric'}"
             )
-    supported = sum(verdict(r["diff"]) == "supports" for r in gen if r["variant"] == "SVF (PG)")
+    supported = sum(verdict(r["diff"]) == "supports" for r in gen if r["variant"] in SVF_ROWS)
     return (
         "**What this shows.** The paper's claim (Table 1) is that SVF fine-tuning improves each "
         "training task over the base model and matches or beats LoRA with far fewer "

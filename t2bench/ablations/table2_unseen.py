@@ -57,8 +57,20 @@ def task_label(task: str) -> str:
     return TASK_LABEL.get(task, task)
 
 
-def expert_name(label: str) -> str:
-    return f"{label}-svf-pg"
+def expert_name(label: str, experts: str | None = None) -> str:
+    """The SVF expert of ``label``: ``<label>-svf-pg``, or under ``experts`` the fallback
+    trained in its place where its policy-gradient sweep found no signal
+    (:data:`t2bench.train.recipes.NO_SIGNAL_FALLBACK`, e.g. code-svf-ntp)."""
+    from pathlib import Path
+
+    from t2bench.train.recipes import NO_SIGNAL_FALLBACK
+
+    pg = f"{label}-svf-pg"
+    fallback = NO_SIGNAL_FALLBACK.get(pg)
+    if experts and fallback and not (Path(experts) / pg).is_dir():
+        if (Path(experts) / fallback).is_dir():
+            return fallback
+    return pg
 
 
 def lora_path(experts: str, run: str) -> str:
@@ -94,7 +106,7 @@ def singles(ctx, task: str, n: int | None) -> dict[str, dict]:
     pre = _pre(p)
     runs = {"base": base_run(ctx, task, n)}
     for lab in EXPERT_LABELS:
-        name = expert_name(lab)
+        name = expert_name(lab, p.experts)
         runs[name] = ctx.lmeval(
             task, f"{pre}experts={p.experts},dispatch=fixed:{name}", n=n, label=name
         )
@@ -162,7 +174,7 @@ def assemble(choice: dict, runs: dict[str, dict]) -> list[float]:
 def counts(keys: list[str]) -> str:
     from collections import Counter
 
-    return ", ".join(f"{k.removesuffix('-svf-pg')} {v}" for k, v in sorted(Counter(keys).items()))
+    return ", ".join(f"{k.split('-svf-')[0]} {v}" for k, v in sorted(Counter(keys).items()))
 
 
 def mixture_proof(rec: dict) -> dict:
@@ -276,11 +288,11 @@ def run(ctx) -> Table:
         )
         per_doc["cem"] = cem["scores"]
         for lab in EXPERT_LABELS:
-            name = expert_name(lab)
+            name = expert_name(lab, p.experts)
             rows.append(
                 make_row(
                     task,
-                    f"{lab} expert only",
+                    f"{lab} expert only" + ("" if name.endswith("-svf-pg") else f" ({name})"),
                     runs[name]["scores"],
                     base,
                     p.bootstrap_iters,

@@ -53,7 +53,8 @@ def transfer_set(ctx, source: str | None, target: str, experts: str, tag: str) -
     save them under the run folder. Returns {variant: folder or file}."""
 
     loaded = {e.meta.name: e for e in load_experts(experts)}
-    skills = [loaded[expert_name(lab)] for lab in EXPERT_LABELS if expert_name(lab) in loaded]
+    names = [expert_name(lab, experts) for lab in EXPERT_LABELS]
+    skills = [loaded[name] for name in names if name in loaded]
     _, src = _decomposition(source, skills[0])
     tgt_id, tgt = _decomposition(target, skills[0])
     sig = src.sigmas()

@@ -175,12 +175,22 @@ SWEEP_RUNS = {
 }
 
 
+#: An expert whose policy-gradient sweep found no learning signal at all
+#: (:func:`t2bench.train.sweep.never_learned`) is replaced by the same SVF expert trained by
+#: next-token prediction on the task's gold answers, named for what it is, so that every
+#: category still has an expert to dispatch to. Trained only then: a profile whose PG expert
+#: learns has one expert per category, as label dispatch requires.
+NO_SIGNAL_FALLBACK = {"code-svf-pg": "code-svf-ntp"}
+
+
 def recipe_names() -> list[str]:
     """All artifact names: every method for the three skill tasks, SVF for the classifier
-    (by policy gradient and by next-token prediction), the module-set ablation runs."""
+    (by policy gradient and by next-token prediction), the no-signal fallbacks, the
+    module-set ablation runs."""
     names = [f"{t}-{m}" for t in TASKS if t != "classifier" for m in METHODS]
     classifier = ["classifier-svf-pg", "classifier-svf-ntp"]
-    return names + classifier + [f"{ABLATION_TASK}-{m}" for m in ABLATION_METHODS]
+    fallbacks = list(NO_SIGNAL_FALLBACK.values())
+    return names + classifier + fallbacks + [f"{ABLATION_TASK}-{m}" for m in ABLATION_METHODS]
 
 
 def profile_recipes(profile: str) -> list[str]:
@@ -189,7 +199,8 @@ def profile_recipes(profile: str) -> list[str]:
     baselines and the module-set ablation runs."""
     _check_profile(profile)
     experts = ["reasoning-svf-pg", "math-svf-pg", CLASSIFIER[profile], "code-svf-pg"]
-    rest = [n for n in recipe_names() if n not in experts and not n.startswith("classifier-")]
+    skip = {*experts, *NO_SIGNAL_FALLBACK.values()}
+    rest = [n for n in recipe_names() if n not in skip and not n.startswith("classifier-")]
     return experts + rest
 
 
@@ -271,7 +282,8 @@ def run_recipes(
     finished points are kept) and the long run trains with the selected ``lr`` and ``kl_coef``,
     written to ``<run>/hyperparameters.json`` with the sweep record it came from; a recipe
     whose sweep found no learning signal at all (:func:`t2bench.train.sweep.never_learned`) is
-    not trained, and its ``sweep.md`` says why. A finished
+    not trained, its ``sweep.md`` says why, and its :data:`NO_SIGNAL_FALLBACK` (if any) is
+    trained after the others. A finished
     run (its ``summary.json`` exists) is skipped, never overwritten; an interrupted one resumes
     from its last checkpoint. Returns the names that were trained or resumed.
     """
@@ -279,7 +291,7 @@ def run_recipes(
     import sys
     from pathlib import Path
 
-    todo = names or profile_recipes(profile)
+    todo = list(names or profile_recipes(profile))
     for name in todo:
         recipe(name, profile)  # fail on a typo before anything runs
     ran = []
@@ -296,6 +308,10 @@ def run_recipes(
                 on_finished(sweep.folder)
             if record["selected"] is None:
                 print(f"[{name}] not trained: {record['no_signal']['finding']}", flush=True)
+                fallback = NO_SIGNAL_FALLBACK.get(name)
+                if fallback and fallback not in todo:
+                    print(f"[{name}] training {fallback} in its place", flush=True)
+                    todo.append(fallback)  # the loop reaches it after the others
                 continue
             cmd += ["--config", str(_hyperparameters_file(out, record, sweep))]
         print(f"[{name}] {' '.join(cmd[1:])} --output-dir {out}", flush=True)
