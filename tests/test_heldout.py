@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from t2bench.errors import ConfigError
 from t2bench.train.heldout import discover, heldout_items, markdown, paired_difference
 
 
@@ -128,6 +129,12 @@ def test_compare_reports_svf_minus_each_other_variant(tmp_path, monkeypatch):
     text = heldout.markdown("reasoning", payload)
     assert "SVF − other" in text and "| reasoning-lora-pg | +30.0 |" in text
     assert "compute bfloat16" in text
+    # --only: base and the named runs, on the same items
+    only = heldout.compare("reasoning", n=10, runs=runs, only=["reasoning-lora-pg"])
+    assert [r["variant"] for r in only["table"]] == ["base", "reasoning-lora-pg"]
+    assert only["item_uids"] == payload["item_uids"] and only["versus_svf"] == {}
+    with pytest.raises(ConfigError, match="--only reasoning-ia3-ntp: no finished reasoning run"):
+        heldout.compare("reasoning", n=10, runs=runs, only=["reasoning-ia3-ntp"])
 
 
 def test_bf16_scoring_composes_the_expert_in_fp32_then_casts(llama_dir, tmp_path, monkeypatch):

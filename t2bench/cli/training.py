@@ -116,6 +116,7 @@ def cmd_heldout(args) -> int:
             batch=args.batch_size,
             difficulty=args.difficulty if task == "math" else "default",
             compute_dtype=args.compute_dtype,
+            only=args.only.split(",") if args.only else None,
         )
         print(markdown(task, payload))
         if "path" in payload:
@@ -148,6 +149,11 @@ def add_heldout(sub) -> None:
         default="float32",
         choices=["float32", "bfloat16"],
         help="bfloat16: adapters composed or merged in fp32, then the model cast to bf16",
+    )
+    p.add_argument(
+        "--only",
+        default=None,
+        help="comma list of run names: score base and these runs only (default: every run)",
     )
     p.add_argument("--no-write", action="store_true")
     p.set_defaults(func=cmd_heldout)

@@ -197,8 +197,10 @@ def compare(
     max_new_tokens: int | None = None,
     difficulty: str = "default",
     compute_dtype: str = "float32",
+    only: list[str] | None = None,
 ) -> dict:
-    """Score base and every finished run of ``task`` on ``n`` held-out items; write a record.
+    """Score base and every finished run of ``task`` (``only``: base and the named runs) on
+    ``n`` held-out items; write a record.
 
     Besides each variant's difference to the base model, the record holds each other
     variant's difference to the task's SVF expert (``versus_svf``: SVF − other, paired)."""
@@ -214,6 +216,14 @@ def compare(
     new_tokens = max_new_tokens or DEFAULT_NEW_TOKENS[task]
     runs = runs or results_path("experts")
     variants = discover(task, runs)
+    if only:
+        unknown = sorted(set(only) - {v.name for v in variants})
+        if unknown:
+            raise ConfigError(
+                f"--only {','.join(unknown)}: no finished {task} run of that name under {runs} "
+                f"(finished: {', '.join(v.name for v in variants[1:]) or 'none'})"
+            )
+        variants = [v for v in variants if v.kind == "base" or v.name in only]
     if len(variants) == 1:
         raise ConfigError(f"no finished {task} runs under {runs}: train them first (nox -s train)")
     fingerprint = model_fingerprint(model)  # the base weights every variant starts from
