@@ -7,7 +7,16 @@ keyword arguments, so the loaders accept and ignore extra keywords.
 
 from __future__ import annotations
 
-from t2bench.tasks import code_exec, gsm8k, humaneval, math_answer, mbpp, minerva_math, textvqa
+from t2bench.tasks import (
+    code_exec,
+    gsm8k,
+    humaneval,
+    lettered,
+    math_answer,
+    mbpp,
+    minerva_math,
+    textvqa,
+)
 from t2bench.tasks.arc import load_arc
 from t2bench.tasks.unseen import load_basic_skill, load_sciq
 
@@ -28,6 +37,10 @@ def load_sciq_dataset(**kwargs):
 
 def load_basic_skill_dataset(skill: str, **kwargs):
     return load_basic_skill(skill)
+
+
+def load_lettered_dataset(source: str, **kwargs):
+    return lettered.load_lettered(source)
 
 
 def load_minerva_math_dataset(subject: str, **kwargs):
@@ -80,3 +93,22 @@ def textvqa_doc_to_image(doc):
 
 def textvqa_process_results(doc, results):
     return textvqa.process_results(doc, results)
+
+
+# --------------------------------------------------------------------------- lettered choices
+
+
+def lettered_doc_to_text(doc):
+    """The stem, the lettered choices and the reasoning expert's answer instruction."""
+    from t2bench.data.splits import REASONING_INSTRUCTION
+
+    lines = "\n".join(f"{lettered.letter(i)}. {c}" for i, c in enumerate(doc["choices"]))
+    return f"{doc['stem']}\n{lines}\n{REASONING_INSTRUCTION}\n"
+
+
+def lettered_process_results(doc, results):
+    """1 when the completion names the gold letter (the reasoning reward's extraction)."""
+    from t2bench.train.rewards import extract_letter
+
+    chosen = extract_letter(results[0].strip(), len(doc["choices"]))
+    return {"exact_match": float(chosen == doc["gold_letter"])}

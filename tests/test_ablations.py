@@ -421,6 +421,10 @@ def test_every_lm_eval_task_of_a_profile_has_a_per_document_metric():
 
     for prof in PROFILES.values():
         knowledge = [task for task, _ in prof.knowledge.values()]
-        for task in [*prof.unseen, *prof.timed_tasks, prof.transfer_task, *knowledge]:
+        gen = list(prof.generation.values())
+        for task in [*prof.unseen, *prof.timed_tasks, prof.transfer_task, *knowledge, *gen]:
             assert metric_of(task), (prof.name, task)
     assert metric_of("sciq") == metric_of("t2_basic_coding") == "acc"
+    # Table 2's unseen tasks are also scored by generation on the CPU profile
+    assert set(CPU.generation) == set(CPU.unseen)
+    assert {metric_of(t) for t in CPU.generation.values()} == {"exact_match"}

@@ -5,6 +5,7 @@ names an adapter, the record that the adapter was applied."""
 from __future__ import annotations
 
 import json
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -137,6 +138,7 @@ class FakeCtx:
             timed_tasks={"arc_challenge": DOCS},
             lora_for={"arc_challenge": "reasoning-lora-ntp"},
             cem={"arc_challenge": "shots=3"},
+            generation={},
             bootstrap_iters=200,
             seed=0,
         )
@@ -145,7 +147,8 @@ class FakeCtx:
         self.records = records
 
     def lmeval(self, task, model_args, *, n, label):
-        return {"task": task, "label": label, "doc_ids": list(range(DOCS))} | self.records[label]
+        rec = self.records.get((task, label)) or self.records[label]
+        return {"task": task, "label": label, "doc_ids": list(range(DOCS))} | rec
 
     def remember(self, key, compute):
         assert key.startswith("first-pass|"), key
@@ -520,3 +523,38 @@ def test_a_task_without_a_pg_expert_is_scored_with_its_ntp_fallback(tmp_path):
     assert expert_name("math", str(experts)) == "math-svf-pg"
     assert expert_name("code") == "code-svf-pg"  # without a folder: the PG name
     assert counts(["code-svf-ntp", "math-svf-pg", "base"]) == "base 1, code 1, math 1"
+
+
+def test_table2_scores_each_unseen_task_also_by_generation_and_says_format_or_knowledge(
+    tmp_path, no_lora_lookup, monkeypatch
+):
+    """With a generation twin, every variant is scored again on the same documents by the
+    letter its greedy completion names; the strategies reuse their first-pass choices; an
+    expert that gains by generation only is called an answer-format gain."""
+    from t2bench.ablations import table2_unseen as t2
+    from t2bench.ablations.verdicts import measurements
+
+    monkeypatch.setitem(t2.TWINS, "arc_challenge", ("arc_gen", "test"))
+    # 40 documents: a +50-point gain by generation has an interval above zero
+    monkeypatch.setattr(sys.modules[__name__], "DOCS", 40)
+    low, high = [1] * 10 + [0] * 30, [1] * 30 + [0] * 10
+    recs = {k: v | {"scores": low} for k, v in _records().items()}
+    recs[("arc_gen", "reasoning-svf-pg")] = recs["reasoning-svf-pg"] | {"scores": high}
+    ctx = FakeCtx(tmp_path, recs)
+    ctx.profile.generation = {"arc_challenge": "arc_gen"}
+    table = t2.run(ctx)
+    gen = [r for r in table.rows if r["task_id"] == "arc_gen"]
+    assert {r["variant"] for r in gen} == {
+        "base",
+        "LoRA",
+        *t2.STRATEGIES,
+        *(f"{lab} expert only" for lab in t2.EXPERT_LABELS),
+    }
+    assert all(t2.GENERATION in r["task"] for r in gen)
+    assert len(table.power) == 2 and "arc_gen" in table.power[1]["label"]
+    assert "ARC-Challenge reasoning expert only: log-likelihood" in table.paragraph
+    assert "(answer format only)" in table.paragraph
+    assert table.data["arc_gen"]["reasoning-svf-pg"] == high
+    table.write(tmp_path / "t2", CLEAN)
+    whats = {m.what for m in measurements(tmp_path / "t2", {t2.NAME: "."})}
+    assert "arc_gen: prompt − base" in whats and "arc_challenge: prompt − base" in whats

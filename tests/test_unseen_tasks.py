@@ -58,3 +58,41 @@ def test_disjoint_from_every_training_source(docs):
     assert not [d for d in docs["arithmetic"] if d["question"].rstrip(" =").lower() in math]
     # a coding document is a function signature and docstring: none is a training task
     assert not [d for d in docs["coding"] if d["question"].split("\n")[1].strip().lower() in code]
+
+
+def test_generation_twins_letter_the_same_documents_and_score_the_named_letter(docs):
+    """sciq_gen & co.: lm-eval's doc i is the log-likelihood task's doc i, the gold letter
+    marks the same answer, SciQ's correct answer is not always last, and a completion is
+    scored by the letter it names."""
+    from collections import Counter
+
+    from lm_eval.tasks import TaskManager
+
+    from t2bench.bench.dispatch import metric_of
+    from t2bench.tasks import tasks_dir
+    from t2bench.tasks.lettered import TWINS, fixed_order
+
+    tm = TaskManager(include_path=str(tasks_dir()))
+    loaded = tm.load([*TWINS, *(gen for gen, _ in TWINS.values())])["tasks"]
+    for source, (gen, _) in TWINS.items():
+        ll, g = list(loaded[source].eval_docs), list(loaded[gen].eval_docs)
+        assert len(ll) == len(g) and metric_of(gen) == "exact_match" != metric_of(source)
+        for a, b in zip(ll, g, strict=True):
+            right = loaded[source].doc_to_choice(a)[loaded[source].doc_to_target(a)]
+            assert b["choices"][b["gold"]] == right and b["gold_letter"] == "ABCDEFGHIJ"[b["gold"]]
+    sciq = list(loaded["sciq_gen"].eval_docs)
+    assert len(Counter(d["gold"] for d in sciq)) == 4  # the correct answer moves
+    assert fixed_order("k", 4) == fixed_order("k", 4) and sorted(fixed_order("k", 4)) == [
+        0,
+        1,
+        2,
+        3,
+    ]
+    task = loaded["sciq_gen"]
+    doc = sciq[0]
+    text = task.doc_to_text(doc)
+    assert "\nA. " in text and "\nD. " in text and text.rstrip().endswith("(X).'")
+    right, wrong = doc["gold_letter"], "ABCD"[(doc["gold"] + 1) % 4]
+    assert task.process_results(doc, [f" The answer is ({right})."]) == {"exact_match": 1.0}
+    assert task.process_results(doc, [f" The answer is ({wrong})."]) == {"exact_match": 0.0}
+    assert task.process_results(doc, [" I do not know"]) == {"exact_match": 0.0}

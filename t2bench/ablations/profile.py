@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 
 from t2bench.core.io import results_path
 from t2bench.errors import ConfigError
+from t2bench.tasks.lettered import TWINS
 from t2bench.vlm.recipes import EXPERTS_DIR as VLM_EXPERTS_DIR
 
 
@@ -33,6 +34,9 @@ class AblationProfile:
     knowledge: dict[str, tuple[str, int | None]] = field(default_factory=dict)
     #: Table 2: the first n documents of each unseen lm-eval task (None: all)
     unseen: dict[str, int | None] = field(default_factory=dict)
+    #: Table 2: each unseen task's generation twin (same documents, lettered choices, the
+    #: letter a greedy completion names; t2bench.tasks.lettered): format vs knowledge
+    generation: dict[str, str] = field(default_factory=dict)
     #: Table 2: the LoRA baseline evaluated on each unseen task (matched by category)
     lora_for: dict[str, str] = field(default_factory=dict)
     #: Table 3: the first n documents of each task whose first- and second-pass times are
@@ -102,6 +106,7 @@ CPU = AblationProfile(
     heldout_difficulty={"math": "mix"},
     knowledge={"reasoning": ("arc_easy", None)},
     unseen=_UNSEEN_CPU,
+    generation={task: TWINS[task][0] for task in _UNSEEN_CPU},
     lora_for={
         "sciq": "reasoning-lora-ntp",
         "t2_basic_arithmetic": "math-lora-ntp",

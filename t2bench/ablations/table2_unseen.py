@@ -26,6 +26,7 @@ from t2bench.dispatch.base import DispatchRequest
 from t2bench.dispatch.categories import EXPERT_LABELS
 from t2bench.dispatch.routing_items import first_docs
 from t2bench.dispatch.standalone import load_bound
+from t2bench.tasks.lettered import TWINS
 
 NAME = "table2-unseen-tasks"
 STRATEGIES = ("prompt", "classifier", "label", "router")
@@ -100,21 +101,66 @@ def cem_run(ctx, task: str, n: int | None) -> dict:
     )
 
 
-def singles(ctx, task: str, n: int | None) -> dict[str, dict]:
-    """lm-eval runs of base, each single expert, LoRA and CEM on the task's first n docs."""
+def singles(ctx, task: str, n: int | None, scored: str | None = None) -> dict[str, dict]:
+    """lm-eval runs of base, each single expert, LoRA and CEM on the task's first n docs;
+    ``scored``: the same on another lm-eval task of the same documents (the generation twin
+    of :attr:`~t2bench.ablations.profile.AblationProfile.generation`), without CEM, whose α
+    search scores shots by the task it runs on."""
     p = ctx.profile
     pre = _pre(p)
-    runs = {"base": base_run(ctx, task, n)}
+    on = scored or task
+    runs = {"base": base_run(ctx, on, n)}
     for lab in EXPERT_LABELS:
         name = expert_name(lab, p.experts)
         runs[name] = ctx.lmeval(
-            task, f"{pre}experts={p.experts},dispatch=fixed:{name}", n=n, label=name
+            on, f"{pre}experts={p.experts},dispatch=fixed:{name}", n=n, label=name
         )
     runs["LoRA"] = ctx.lmeval(
-        task, f"{pre}peft={lora_path(p.experts, p.lora_for[task])}", n=n, label="LoRA"
+        on, f"{pre}peft={lora_path(p.experts, p.lora_for[task])}", n=n, label="LoRA"
     )
-    runs["few-shot (CEM)"] = cem_run(ctx, task, n)
+    if scored is None:
+        runs["few-shot (CEM)"] = cem_run(ctx, task, n)
     return runs
+
+
+#: what the generation rows score, in their task column
+GENERATION = "letter in a greedy completion"
+
+
+def generation_rows(ctx, task: str, n: int | None, choices: dict[str, dict]) -> tuple:
+    """Table 2's rows on ``task``'s generation twin: base, LoRA, each strategy (the expert it
+    chose per document on the log-likelihood task, whose first pass saw the same question)
+    and each single expert. Returns (rows, per-document data, power record)."""
+    p = ctx.profile
+    gen = p.generation[task]
+    runs = singles(ctx, task, n, scored=gen)
+    base, docs = runs["base"]["scores"], runs["base"]["doc_ids"]
+    for name, r in runs.items():
+        if r["doc_ids"] != docs:
+            raise RuntimeError(f"{gen}: the {name} run scored other documents than base")
+    label = f"{task_label(task)} ({GENERATION})"
+    iters, seed = p.bootstrap_iters, p.seed
+
+    def row(variant, scores, chosen="", adapter=None, versus=base):
+        r = make_row(gen, variant, scores, versus, iters, seed, chosen, adapter)
+        return r | {"task": label}
+
+    rows = [
+        row("base", base, versus=None),
+        row("LoRA", runs["LoRA"]["scores"], adapter=("lora", runs["LoRA"])),
+    ]
+    per_doc = {"doc_ids": docs, "base": base, "LoRA": runs["LoRA"]["scores"]}
+    for strategy, choice in choices.items():
+        if choice["doc_ids"] != docs:
+            raise RuntimeError(f"{gen}: {strategy} chose for other documents than {task}")
+        scores = assemble(choice, runs)
+        per_doc[strategy] = scores
+        rows.append(row(strategy, scores, counts(choice["keys"])))
+    for lab in EXPERT_LABELS:
+        name = expert_name(lab, p.experts)
+        per_doc[name] = runs[name]["scores"]
+        rows.append(row(f"{lab} expert only", runs[name]["scores"], adapter=("svf", runs[name])))
+    return rows, per_doc, power_of(f"{label}, {gen}, first {len(docs)} docs", base)
 
 
 def first_pass(ctx, task: str, n: int | None, strategy: str) -> dict:
@@ -303,6 +349,11 @@ def run(ctx) -> Table:
             per_doc[name] = runs[name]["scores"]
         per_doc["base"] = base
         data[task] = per_doc
+        if task in p.generation:
+            choices = {s: assembled[s][0] for s in STRATEGIES}
+            gen_rows, data[p.generation[task]], gen_power = generation_rows(ctx, task, n, choices)
+            rows += gen_rows
+            power.append(gen_power)
         if not checks:  # once: the strategy end to end through the backend, on the first task
             pre = f"pretrained={p.model}," if p.model else ""
             e2e = ctx.lmeval(
@@ -331,6 +382,35 @@ def run(ctx) -> Table:
     )
 
 
+def format_or_knowledge(rows: list[dict]) -> str:
+    """A sentence per variant whose interval excludes zero on a task scored both ways: a gain
+    by generation only is the answer format; by log-likelihood too, knowledge."""
+    by = {(r["task_id"], r["variant"]): r for r in rows if r.get("diff")}
+    scored = {r["task_id"] for r in rows}
+    pairs = [(ll, TWINS[ll][0]) for ll in scored if ll in TWINS and TWINS[ll][0] in scored]
+    if not pairs:
+        return ""
+    found = []
+    for ll_id, gen_id in pairs:
+        for (task, name), ll in by.items():
+            gen = by.get((gen_id, name))
+            if task != ll_id or gen is None:
+                continue
+            up = [verdict(x["diff"]) == "supports" for x in (ll, gen)]
+            if any(up):
+                kind = "knowledge" if up[0] else "answer format only"
+                found.append(
+                    f"{task_label(task)} {name}: log-likelihood {diff_cell(ll['diff'])}, "
+                    f"generation {diff_cell(gen['diff'])} ({kind})"
+                )
+    return (
+        "Format vs knowledge (the same documents scored by log-likelihood and by the letter a "
+        "greedy completion names): "
+        + ("; ".join(found) if found else "no variant gains on either with an interval above zero")
+        + ". "
+    )
+
+
 def caption(ctx, check: dict) -> str:
     p = ctx.profile
     tasks = ", ".join(f"{task_label(t)} first {n or 'all'} docs" for t, n in p.unseen.items())
@@ -353,10 +433,11 @@ def paragraph(rows: list[dict], spread: float) -> str:
     bits = []
     for task in dict.fromkeys(r["task"] for r in rows):
         mine = {r["variant"]: r for r in rows if r["task"] == task}
-        fs, lora = mine["few-shot (CEM)"], mine["LoRA"]
+        fs, lora = mine.get("few-shot (CEM)"), mine["LoRA"]
         bits.append(
-            f"{task}: few-shot {diff_cell(fs['diff'])} ({judged(fs['diff'])}), "
-            f"LoRA {diff_cell(lora['diff'])} ({judged(lora['diff'], -1)} for 'LoRA hurts')"
+            f"{task}: "
+            + (f"few-shot {diff_cell(fs['diff'])} ({judged(fs['diff'])}), " if fs else "")
+            + f"LoRA {diff_cell(lora['diff'])} ({judged(lora['diff'], -1)} for 'LoRA hurts')"
         )
     sig = [
         f"{r['task']} {r['variant']}"
@@ -375,8 +456,11 @@ def paragraph(rows: list[dict], spread: float) -> str:
         "improve on the base model on unseen tasks, few-shot the most, while LoRA often falls "
         f"below base. Here: {'; '.join(bits)}. Differences whose 95% interval excludes zero: "
         f"{', '.join(sig) if sig else 'none'}. Documents whose outcome differs from base, over "
-        f"all {n}: " + ", ".join(f"{k} {v}" for k, v in moved.items()) + f" (most: {most}). "
-        "Which expert a strategy picks is in the 'experts chosen' column; the SVF experts are "
+        f"all {n}: "
+        + ", ".join(f"{k} {v}" for k, v in moved.items())
+        + f" (most: {most}). "
+        + format_or_knowledge(rows)
+        + "Which expert a strategy picks is in the 'experts chosen' column; the SVF experts are "
         f"close to identity (max |z−1| = {100 * spread:.2f}%), so a choice can change few "
         "answers, and unless intervals above exclude zero the strategies are not separated "
         "here: such rows test the machinery, not the claim."

@@ -58,6 +58,10 @@ METRICS = {
     "textvqa": "vqa_accuracy",
     "sciq": "acc",
     "t2_basic": "acc",  # t2_basic_arithmetic, t2_basic_coding
+    # their generation twins (t2bench.tasks.lettered): the letter a greedy completion names
+    "sciq_gen": "exact_match",
+    "t2_basic_arithmetic_gen": "exact_match",
+    "t2_basic_coding_gen": "exact_match",
 }
 EXPERTS = str(results_path("experts"))
 
@@ -86,9 +90,11 @@ def parse_tasks(spec: str) -> list[tuple[str, int]]:
 
 
 def metric_of(task: str) -> str:
-    for prefix, metric in METRICS.items():
+    """The per-document metric of ``task``: that of the longest :data:`METRICS` prefix it
+    starts with (``sciq_gen`` is not ``sciq``)."""
+    for prefix in sorted(METRICS, key=len, reverse=True):
         if task.startswith(prefix):
-            return metric
+            return METRICS[prefix]
     raise SystemExit(f"no per-document metric known for task {task!r}: add it to METRICS")
 
 
