@@ -348,6 +348,15 @@ def test_progress_estimates_come_from_the_newest_earlier_timing_of_each_table(tm
     assert remaining(["t2", "t3"], seen).endswith("plus 1 never timed before")
     assert remaining(["t3"], seen) == "1 table(s) left, none timed before"
     assert remaining([], seen) == "nothing left"
+    # a run of another configuration (other n) is no basis for an estimate
+    run("cpu-20260104T000000Z", {"t1": {"ok": True, "seconds": 5}})
+    summary = json.loads((tmp_path / "cpu-20260104T000000Z" / "run.json").read_text())
+    summary["provenance"] = {"profile": {"name": "cpu", "heldout_n": {"math": 1000}}}
+    (tmp_path / "cpu-20260104T000000Z" / "run.json").write_text(json.dumps(summary))
+    assert earlier_seconds(tmp_path, "cpu")["t1"] == 5.0  # without a configuration: newest
+    same = {"name": "cpu", "heldout_n": {"math": 1000}}
+    assert earlier_seconds(tmp_path, "cpu", same) == {"t1": 5.0}
+    assert earlier_seconds(tmp_path, "cpu", same | {"heldout_n": {"math": 32}}) == {}
 
 
 def test_cpu_profile_is_designed_for_power():

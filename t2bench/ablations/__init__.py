@@ -11,6 +11,7 @@ import importlib
 import json
 import time
 import traceback
+from dataclasses import asdict
 from pathlib import Path
 
 from t2bench.ablations import verdicts
@@ -113,7 +114,7 @@ def run_all(
     status: dict[str, dict] = {}
     sections: list[str] = []
     mods = [importlib.import_module(f"t2bench.ablations.{name}") for name in modules]
-    earlier = earlier_seconds(out, prof.name)
+    earlier = earlier_seconds(out, prof.name, json.loads(json.dumps(asdict(prof))))
     for i, mod in enumerate(mods):
         if resume and (kept := published(folder, mod.NAME)):
             # written whole before the interruption: a table is never rewritten
@@ -180,14 +181,18 @@ def run_all(
     return folder
 
 
-def earlier_seconds(out: str | Path, profile: str) -> dict[str, float]:
+def earlier_seconds(out: str | Path, profile: str, config: dict | None = None) -> dict[str, float]:
     """Seconds each table took in the newest earlier run of ``profile`` under ``out`` that
-    wrote it: the basis of the progress lines' remaining-time estimate."""
+    wrote it: the basis of the progress lines' remaining-time estimate. ``config`` (the
+    profile's fields, as run.json records them): only runs of exactly that configuration
+    count, since a run at other n says nothing about this one's time."""
     seconds: dict[str, float] = {}
     for run_json in sorted(Path(out).glob(f"{profile}-*/run.json"), reverse=True):
         try:
             summary = json.loads(run_json.read_text())
         except (OSError, ValueError):
+            continue
+        if config is not None and (summary.get("provenance") or {}).get("profile") != config:
             continue
         for table, st in summary.get("status", {}).items():
             if st.get("ok") and st.get("seconds") is not None and table not in seconds:
