@@ -36,3 +36,18 @@ def test_an_unknown_adapter_path_names_what_is_expected(tmp_path):
 
     with pytest.raises(SystemExit, match="neither an SVF expert file"):
         model_args(tmp_path)
+
+
+def test_the_record_credits_the_commit_its_runs_started_from(monkeypatch):
+    """A commit made while the (hours-long) runs go on is recorded beside the starting one,
+    never in its place."""
+    from t2bench.bench import lmeval_paired
+
+    commits = iter(["aaa", "bbb"])
+    monkeypatch.setattr(lmeval_paired, "git_commit", lambda: next(commits))
+    base = {"per_doc": {0: 1.0, 1: 0.0}, "metric": "acc", "split": {}, "seeds": {}, "t2": {}}
+    monkeypatch.setattr(lmeval_paired, "run_lm_eval", lambda *a, **k: base)
+    monkeypatch.setattr(lmeval_paired, "run_provenance", lambda r: {})
+    rec = lmeval_paired.compare("arc_easy", [], limit=2, batch_size=2)
+    assert rec["provenance"]["commit"] == "aaa"
+    assert rec["provenance"]["commit_when_written"] == "bbb"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from t2bench.bench.dispatch import run_lm_eval, run_provenance
 from t2bench.core.io import new_record_with_markdown, results_path
-from t2bench.core.provenance import provenance
+from t2bench.core.provenance import git_commit, provenance
 from t2bench.core.stats import accuracy, paired_difference, power_record
 from t2bench.core.tables import adapter_claim, diff_cell, markdown_rows
 
@@ -44,6 +44,9 @@ def compare(
     model: str | None = None,
 ) -> dict:
     t0 = time.perf_counter()
+    # the code that runs is the code at the start: a commit made during the hours the runs
+    # take must not be credited with their numbers
+    commit = git_commit()
     pre = f"pretrained={model}," if model else ""
     base = run_lm_eval(pre + "dispatch=none", task, limit, None, batch_size)
     docs = sorted(base["per_doc"])
@@ -74,7 +77,10 @@ def compare(
             "wall_seconds": r["wall_seconds"],
         }
         print(f"[{task}] {name}: {record['adapters'][name]['score']:.4f}", flush=True)
+    now = git_commit()
     record["provenance"] = provenance(
+        commit=commit,
+        **({"commit_when_written": now} if now != commit else {}),
         data_split=base["split"],
         seed=base["seeds"],
         doc_ids=docs,
