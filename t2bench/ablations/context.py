@@ -21,6 +21,7 @@ from t2bench.data.splits import load_splits
 from t2bench.generation import DEFAULT_NEW_TOKENS
 from t2bench.svf import TargetSpec, decompose, load_experts
 from t2bench.svf.expert import effective_z
+from t2bench.train.policy import compute_dtype_name
 
 
 class AblationContext:
@@ -63,7 +64,6 @@ class AblationContext:
     def heldout(self, task: str, variant) -> dict:
         """Greedy per-item correctness of one variant on the held-out test items of ``task``."""
         from t2bench.train.heldout import heldout_items, score_variant
-        from t2bench.train.policy import compute_dtype_name
 
         n = self.profile.heldout_n.get(task)
         difficulty = self.profile.heldout_difficulty.get(task, "default")

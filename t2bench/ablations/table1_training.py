@@ -15,6 +15,7 @@ from t2bench.core.tables import ADAPTER_KEY, Table, adapter_claim, diff_cell, di
 from t2bench.errors import ConfigError
 from t2bench.train.heldout import Variant, discover
 from t2bench.train.policy import compute_dtype_name
+from t2bench.train.recipes import in_place_of
 
 NAME = "table1-training-tasks"
 #: the trainer's tasks, in table order; what each scores is read from its split (split_name)
@@ -69,16 +70,13 @@ def variant(experts: str, task: str, suffix: str) -> Variant:
 def task_variants(experts: str, task: str) -> list[tuple[str, Variant]]:
     """(row label, finished run) per compared method of ``task``: :data:`VARIANTS`, the SVF
     row taken by the task's NTP fallback (:data:`SVF_FALLBACK`) where its policy-gradient
-    expert was not trained for lack of signal (``NO_SIGNAL_FALLBACK``)."""
-    from t2bench.train.recipes import NO_SIGNAL_FALLBACK
-
+    expert was not trained for lack of signal (:func:`~t2bench.train.recipes.in_place_of`)."""
     out = []
     for name, suffix in VARIANTS:
-        fallback = NO_SIGNAL_FALLBACK.get(f"{task}-{suffix}")
-        if fallback and not (Path(experts) / f"{task}-{suffix}").is_dir():
-            if (Path(experts) / fallback).is_dir():
-                name, suffix = SVF_FALLBACK, fallback.split("-", 1)[1]
-        out.append((name, variant(experts, task, suffix)))
+        run = in_place_of(experts, f"{task}-{suffix}")
+        if run != f"{task}-{suffix}":
+            name = SVF_FALLBACK
+        out.append((name, variant(experts, task, run.split("-", 1)[1])))
     return out
 
 

@@ -27,6 +27,7 @@ from t2bench.dispatch.categories import EXPERT_LABELS
 from t2bench.dispatch.routing_items import first_docs
 from t2bench.dispatch.standalone import load_bound
 from t2bench.tasks.lettered import TWINS
+from t2bench.train.recipes import in_place_of
 
 NAME = "table2-unseen-tasks"
 STRATEGIES = ("prompt", "classifier", "label", "router")
@@ -60,18 +61,15 @@ def task_label(task: str) -> str:
 
 def expert_name(label: str, experts: str | None = None) -> str:
     """The SVF expert of ``label``: ``<label>-svf-pg``, or under ``experts`` the fallback
-    trained in its place where its policy-gradient sweep found no signal
-    (:data:`t2bench.train.recipes.NO_SIGNAL_FALLBACK`, e.g. code-svf-ntp)."""
-    from pathlib import Path
-
-    from t2bench.train.recipes import NO_SIGNAL_FALLBACK
-
+    trained in its place where its policy-gradient sweep found no signal (e.g. code-svf-ntp,
+    :func:`~t2bench.train.recipes.in_place_of`)."""
     pg = f"{label}-svf-pg"
-    fallback = NO_SIGNAL_FALLBACK.get(pg)
-    if experts and fallback and not (Path(experts) / pg).is_dir():
-        if (Path(experts) / fallback).is_dir():
-            return fallback
-    return pg
+    return in_place_of(experts, pg) if experts else pg
+
+
+def expert_row(label: str, name: str) -> str:
+    """The 'expert only' row of ``label``, naming the expert where it is not the PG one."""
+    return f"{label} expert only" + ("" if name == f"{label}-svf-pg" else f" ({name})")
 
 
 def lora_path(experts: str, run: str) -> str:
@@ -159,7 +157,7 @@ def generation_rows(ctx, task: str, n: int | None, choices: dict[str, dict]) -> 
     for lab in EXPERT_LABELS:
         name = expert_name(lab, p.experts)
         per_doc[name] = runs[name]["scores"]
-        rows.append(row(f"{lab} expert only", runs[name]["scores"], adapter=("svf", runs[name])))
+        rows.append(row(expert_row(lab, name), runs[name]["scores"], adapter=("svf", runs[name])))
     return rows, per_doc, power_of(f"{label}, {gen}, first {len(docs)} docs", base)
 
 
@@ -338,7 +336,7 @@ def run(ctx) -> Table:
             rows.append(
                 make_row(
                     task,
-                    f"{lab} expert only" + ("" if name.endswith("-svf-pg") else f" ({name})"),
+                    expert_row(lab, name),
                     runs[name]["scores"],
                     base,
                     p.bootstrap_iters,
@@ -387,15 +385,13 @@ def format_or_knowledge(rows: list[dict]) -> str:
     by generation only is the answer format; by log-likelihood too, knowledge."""
     by = {(r["task_id"], r["variant"]): r for r in rows if r.get("diff")}
     scored = {r["task_id"] for r in rows}
-    pairs = [(ll, TWINS[ll][0]) for ll in scored if ll in TWINS and TWINS[ll][0] in scored]
-    if not pairs:
+    twin = {ll: TWINS[ll][0] for ll in scored if ll in TWINS and TWINS[ll][0] in scored}
+    if not twin:
         return ""
     found = []
-    for ll_id, gen_id in pairs:
-        for (task, name), ll in by.items():
-            gen = by.get((gen_id, name))
-            if task != ll_id or gen is None:
-                continue
+    for (task, name), ll in by.items():
+        gen = by.get((twin.get(task), name))
+        if gen is not None:
             up = [verdict(x["diff"]) == "supports" for x in (ll, gen)]
             if any(up):
                 kind = "knowledge" if up[0] else "answer format only"

@@ -27,6 +27,7 @@ values for those methods) and every artifact records the values it trained with.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
 
 from t2bench.core.io import results_path
@@ -181,6 +182,16 @@ SWEEP_RUNS = {
 #: category still has an expert to dispatch to. Trained only then: a profile whose PG expert
 #: learns has one expert per category, as label dispatch requires.
 NO_SIGNAL_FALLBACK = {"code-svf-pg": "code-svf-ntp"}
+
+
+def in_place_of(experts, name: str) -> str:
+    """``name``, or its :data:`NO_SIGNAL_FALLBACK` where the folder of finished runs
+    ``experts`` holds the fallback's run and not ``name``'s (it was trained in its place)."""
+    fallback = NO_SIGNAL_FALLBACK.get(name)
+    root = Path(experts)
+    if fallback and not (root / name).is_dir() and (root / fallback).is_dir():
+        return fallback
+    return name
 
 
 def recipe_names() -> list[str]:
