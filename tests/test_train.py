@@ -144,6 +144,8 @@ def test_pg_run_exports_a_loadable_expert_with_logs(llama_dir, data, tmp_path):
     z = load_expert(result.artifact).params
     assert stats["max_abs_z_minus_1"] == max(float((v - 1).abs().max()) for v in z.values()) > 0
     assert stats["reward_first10"] is not None and f"{stats['max_abs_z_minus_1']:.4f}" in table
+    assert stats["computed_in"] == [log[0]["computed_in"]]
+    assert f"| {log[0]['computed_in']} |" in table
 
 
 def test_ntp_lowers_the_loss(llama_dir, data, tmp_path):

@@ -384,13 +384,19 @@ def run_folder(out_root, name: str):
 
 def run_stats(folder, name: str | None = None) -> dict:
     """What a finished run changed and learned, from its files: max |z − 1| of an SVF expert
-    (z parameterisation; None otherwise) and the train reward's mean over the first and the
-    last 10 logged steps (None for next-token prediction)."""
+    (z parameterisation; None otherwise), the train reward's mean over the first and the
+    last 10 logged steps (None for next-token prediction) and the dtype(s) its steps computed
+    in, in order of first use ("auto" resolves per machine, so a resumed run can hold two)."""
     import json
     from pathlib import Path
 
     folder = Path(folder)
-    out: dict = {"max_abs_z_minus_1": None, "reward_first10": None, "reward_last10": None}
+    out: dict = {
+        "max_abs_z_minus_1": None,
+        "reward_first10": None,
+        "reward_last10": None,
+        "computed_in": [],
+    }
     expert = folder / f"{name or folder.name}.safetensors"
     if expert.exists():
         e = load_expert(expert)
@@ -398,11 +404,11 @@ def run_stats(folder, name: str | None = None) -> dict:
             out["max_abs_z_minus_1"] = max(float((v - 1).abs().max()) for v in e.params.values())
     log = folder / "log.jsonl"
     if log.exists():
-        rewards = [
-            r["reward"]
-            for r in (json.loads(x) for x in log.read_text().splitlines() if x.strip())
-            if "reward" in r
-        ]
+        records = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
+        for r in records:
+            if r.get("computed_in") and r["computed_in"] not in out["computed_in"]:
+                out["computed_in"].append(r["computed_in"])
+        rewards = [r["reward"] for r in records if "reward" in r]
         if rewards:
             out["reward_first10"] = sum(rewards[:10]) / len(rewards[:10])
             out["reward_last10"] = sum(rewards[-10:]) / len(rewards[-10:])
@@ -427,6 +433,7 @@ def runs_markdown(root) -> str:
         "best valid acc (n)",
         "max abs(z − 1)",
         "reward first 10 → last 10 steps",
+        "computed in",
         "processes",
         "wall s",
         "commit",
@@ -457,6 +464,7 @@ def runs_markdown(root) -> str:
                 f"{'-' if acc is None else f'{acc:.3f}'} ({c['eval_size']})",
                 "-" if z is None else f"{z:.4f}",
                 rew,
+                " → ".join(st["computed_in"]) or "-",
                 s["processes"],
                 prov.get("wall_seconds", "-"),
                 f"`{str(prov.get('commit', '?'))[:12]}`",
