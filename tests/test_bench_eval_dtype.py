@@ -47,3 +47,44 @@ def test_matmul_dtype_bench_reports_both_dtypes_and_the_cpu_flags(tmp_path):
     assert isinstance(rec["cpu_bf16_flags"], list)
     assert rec["bf16_pays_resolves_auto_to"] in ("float32", "bfloat16")
     assert rec["provenance"]["machine"]
+
+
+def test_seal_dtype_bench_runs_each_row_in_both_dtypes_on_train_passages(
+    char_llama_dir, tmp_path, monkeypatch
+):
+    from t2bench.bench import seal_dtype
+    from t2bench.seal import experiment
+
+    seen = []
+    real = experiment.evaluate_condition
+
+    def spy(model, tok, passages, edits, inner, **kw):
+        seen.append((next(model.parameters()).dtype, inner.method, tuple(p.uid for p in passages)))
+        return real(model, tok, passages, edits, inner, **kw)
+
+    monkeypatch.setattr(experiment, "evaluate_condition", spy)
+    argv = ["--model", str(char_llama_dir), "--n", "2", "--conditions", "passage"]
+    rc = seal_dtype.main([*argv, "--methods", "lora,svf", "--steps", "2", "--out", str(tmp_path)])
+    assert rc == 0
+    # each row in both dtypes, the second row starting with the other dtype
+    assert [(d, m) for d, m, _ in seen] == [
+        (torch.float32, "lora"),
+        (torch.bfloat16, "lora"),
+        (torch.bfloat16, "svf"),
+        (torch.float32, "svf"),
+    ]
+    assert len({uids for *_, uids in seen}) == 1 and len(seen[0][2]) == 2
+    (path,) = tmp_path.glob("seal-dtype-*.json")
+    rec = json.loads(path.read_text())
+    assert [(r["condition"], r["method"]) for r in rec["rows"]] == [
+        ("passage", "lora"),
+        ("passage", "svf"),
+    ]
+    for r in rec["rows"]:
+        assert r["updated"] == {"float32": 2, "bfloat16": 2}  # every passage was updated
+        assert len(r["per_question"]["float32"]) == len(r["per_question"]["bfloat16"]) > 0
+    d = rec["pooled_difference_bf16_minus_fp32"]
+    assert d["ci_low"] <= d["diff"] <= d["ci_high"] and rec["ratio_fp32_over_bf16"] > 0
+    prov = rec["provenance"]
+    assert "train passages" in prov["data_split"] and len(prov["item_uids"]) == 2
+    assert prov["weights_sha256"]["model"] and prov["commit"]

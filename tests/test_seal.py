@@ -145,6 +145,48 @@ def test_inner_update_applies_learns_and_restores(loaded, method):
 
 
 @pytest.mark.parametrize("method", ["lora", "svf"])
+def test_inner_update_on_a_bf16_model_trains_fp32_and_restores(char_llama_dir, method):
+    from t2bench.models import load_model
+
+    loaded = load_model(char_llama_dir)
+    model, tok = loaded.model.to(torch.bfloat16), loaded.tokenizer
+    before = _weights(model)
+    seqs = training_sequences(_passages(1)[0], ["Zor has the river Lo0."])
+    ids, mask, _ = encode_sequences(tok, seqs, 256)
+    with torch.no_grad():
+        ref = model(input_ids=ids, attention_mask=mask).logits
+    cfg = InnerConfig(method=method, steps=6, lr=1e-2 if method == "lora" else 5e-2)
+    updater = InnerUpdater(model, tok, cfg)
+    with updater.updated(seqs) as (m, result):
+        trained = [p for p in m.parameters() if p.requires_grad]
+        with torch.no_grad():
+            inside = m(input_ids=ids, attention_mask=mask).logits
+    assert result.losses[-1] < result.losses[0] and result.trainable > 0
+    if method == "lora":  # peft keeps the adapter fp32 on the bf16 base
+        assert trained and all(p.dtype == torch.float32 for p in trained)
+    else:  # z stays fp32; the change to W is formed in bf16
+        policy, _ = updater._train_svf(seqs)
+        assert policy.delta_dtype == torch.bfloat16
+        assert all(z.dtype == torch.float32 for z in policy.z().values())
+    assert not torch.equal(inside, ref)
+    assert _same(before, _weights(model))  # restored exactly, still bf16
+    assert all(p.dtype == torch.bfloat16 for p in model.parameters())
+
+
+@pytest.mark.parametrize("method", ["lora", "svf"])
+def test_merge_into_bf16_weights_is_refused(char_llama_dir, method):
+    from t2bench.models import load_model
+
+    loaded = load_model(char_llama_dir)
+    model = loaded.model.to(torch.bfloat16)
+    before = _weights(model)
+    updater = InnerUpdater(model, loaded.tokenizer, InnerConfig(method=method, steps=1))
+    with pytest.raises(ConfigError, match="load the model in float32"):
+        updater.merge(["Zor\nZor has the river Lo0."])
+    assert _same(before, _weights(model))
+
+
+@pytest.mark.parametrize("method", ["lora", "svf"])
 def test_merge_writes_the_update_into_the_weights(char_llama_dir, method):
     from t2bench.models import load_model
 

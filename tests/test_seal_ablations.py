@@ -186,3 +186,37 @@ def test_missing_restem_run_is_a_clear_error(tmp_path):
     ctx = AblationContext(SMOKE.with_overrides(seal_run=str(tmp_path / "none")), tmp_path / "a")
     with pytest.raises(ConfigError, match="nox -s seal"):
         seal_mod.run(ctx)
+
+
+def test_seal_conditions_compute_in_the_profile_dtype(
+    tmp_path, char_llama_dir, monkeypatch, tiny_passages
+):
+    import torch
+
+    import t2bench.ablations.seal as seal_mod
+    from t2bench.ablations.context import AblationContext
+    from t2bench.ablations.profile import SMOKE
+
+    seen = []
+    real = seal_mod.evaluate_condition
+
+    def spy(model, *args, **kwargs):
+        seen.append({p.dtype for p in model.parameters()})
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(seal_mod, "evaluate_condition", spy)
+    monkeypatch.setattr(
+        seal_mod, "eval_passages", lambda ctx, source=None, n=None: tiny_passages(2)
+    )
+    profile = SMOKE.with_overrides(
+        model=char_llama_dir, compute_dtype="bfloat16", bootstrap_iters=100
+    )
+    ctx = AblationContext(profile, tmp_path / "ablation")
+    base = seal_mod.condition(ctx, "base", None)
+    svf = seal_mod.condition(ctx, "passage", "svf")
+    assert seen == [{torch.bfloat16}, {torch.bfloat16}]  # base and update conditions alike
+    assert base["compute_dtype"] == svf["compute_dtype"] == "bfloat16"
+    assert seal_mod.inner_proof(svf)["applied"]
+    # bf16 evaluations never answer for fp32 ones (a resumed run keeps the two apart)
+    keys = [json.loads(x)["key"] for x in ctx.memo_path.read_text().splitlines()]
+    assert len(keys) == 4 and all(k.endswith("|bfloat16") for k in keys)

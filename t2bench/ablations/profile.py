@@ -67,9 +67,11 @@ class AblationProfile:
     seal_forget_n: int = 6
     seal_squad_n: int | None = 12
     batch_size: int = 16
-    #: held-out generation (Tables 1 and 4): float32, bfloat16, or auto (bf16 where the device
-    #: computes it natively, :func:`t2bench.train.policy.bf16_pays`). Adapted weights are
-    #: formed in fp32 and the model cast once, as ``t2bench heldout --compute-dtype`` does
+    #: held-out generation (Tables 1 and 4) and the SEAL knowledge tables (self-edits, inner
+    #: updates, QA; not forgetting, which merges edits into fp32 weights): float32, bfloat16,
+    #: or auto (bf16 where the device computes it natively,
+    #: :func:`t2bench.train.policy.bf16_pays`). Adapted weights are formed in fp32 and the
+    #: model cast once, as ``t2bench heldout --compute-dtype`` does
     compute_dtype: str = "float32"
     #: flush denormal floats to zero on CPU (torch.set_flush_denormal): padded batched
     #: generation produces denormals that made ARC prompt first passes ~6x slower

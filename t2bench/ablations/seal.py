@@ -24,9 +24,11 @@ from t2bench.core.stats import (
 )
 from t2bench.core.tables import ADAPTER_KEY, Table, adapter_claim, diff_cell, diff_columns
 from t2bench.errors import ConfigError
+from t2bench.models import resolve_dtype
 from t2bench.seal.experiment import edit_sequences, evaluate_condition
 from t2bench.seal.inner import InnerConfig
 from t2bench.seal.restem import load_generator
+from t2bench.train.policy import compute_dtype_name
 
 NAME = "seal-knowledge"
 COLUMNS = [
@@ -67,12 +69,25 @@ def run_record(ctx) -> dict:
     return json.loads(summary.read_text())
 
 
-def _load(ctx, rounds: int):
-    if rounds:
-        return load_generator(ctx.profile.seal_run, rounds)
-    from t2bench.models import load_model
+def compute_dtype(ctx) -> str:
+    """The dtype the knowledge tables compute in: the profile's ``compute_dtype`` resolved
+    (bf16 where the CPU computes it natively), for every condition alike."""
+    return compute_dtype_name(ctx.profile.compute_dtype)
 
-    return load_model(ctx.profile.model)
+
+def _load(ctx, rounds: int):
+    """The base model or the ReST-EM generator after ``rounds``, loaded in fp32 (the
+    generator's LoRA merged there), then cast once to :func:`compute_dtype`."""
+    if rounds:
+        loaded = load_generator(ctx.profile.seal_run, rounds)
+    else:
+        from t2bench.models import load_model
+
+        loaded = load_model(ctx.profile.model)
+    dtype = compute_dtype(ctx)
+    if dtype != "float32":
+        loaded.model.to(resolve_dtype(dtype))
+    return loaded
 
 
 def condition(
@@ -91,7 +106,10 @@ def condition(
     if source is None:
         source, n = p.seal_source, p.seal_n
     variant = variant or p.seal_variant
-    key = f"seal|{source}|{n}|{variant}|g{rounds}|{condition}|{method}"
+    dtype = compute_dtype(ctx)
+    # fp32 keeps the keys it always had: a resumed fp32 run still finds its evaluations
+    precision = "" if dtype == "float32" else f"|{dtype}"
+    key = f"seal|{source}|{n}|{variant}|g{rounds}|{condition}|{method}{precision}"
 
     def compute():
         passages = eval_passages(ctx, source, n)
@@ -110,7 +128,7 @@ def condition(
             }
 
         # greedy self-edits of one generator are the same for either inner update: write once
-        edit_key = f"seal-edits|{source}|{n}|{variant}|g{rounds}|{condition}"
+        edit_key = f"seal-edits|{source}|{n}|{variant}|g{rounds}|{condition}{precision}"
         edits = ctx.remember(edit_key, write_edits)["edits"]
         inner = InnerConfig(method=method, steps=p.seal_inner_steps) if method else None
         r = evaluate_condition(
@@ -137,6 +155,7 @@ def condition(
             "passages": r["passages"],
             "trainable": trainable[0] if trainable else None,
             "inner": inner.to_dict() if inner else None,
+            "compute_dtype": dtype,
             "seconds": round(r["seconds"], 2),
             "seconds_per_passage": round(r["seconds"] / len(passages), 2),
         }
@@ -316,7 +335,9 @@ def caption(ctx, run_info: dict, *, source: str, passages: int, questions: int) 
     lora, svf = InnerConfig(method="lora"), InnerConfig(method="svf")
     return (
         f"{_source_text(source, passages, questions)} Each passage is updated alone, its "
-        "questions asked without it (greedy, ≤ 16 tokens), the update undone. Accuracy = "
+        "questions asked without it (greedy, ≤ 16 tokens), the update undone; every "
+        f"condition computes in {compute_dtype(ctx)} (model cast once after loading; LoRA "
+        "and z trained in fp32). Accuracy = "
         "normalised containment of a reference answer; "
         f"EM and token F1 beside it. Inner update: {p.seal_inner_steps} full-batch steps on the "
         f"self-edit lines + passage (padding masked); LoRA r{lora.lora_r}/α{lora.lora_alpha} on "

@@ -9,6 +9,11 @@ model is restored and :class:`InnerUpdateDivergedError` says what to change.
 
 ``InnerUpdater.updated(seqs)`` applies an update for the duration of a ``with`` block;
 ``InnerUpdater.merge(seqs)`` writes it into the weights (sequential edits).
+
+On a model cast to bf16 (the ablations' ``compute_dtype``) the update computes in bf16 while
+what it trains stays fp32, as in the RL trainer: LoRA's matrices (peft keeps adapters fp32)
+and SVF's z, whose change U diag(σ⊙(z−1)) Vᵀ is formed in bf16 and added to W in fp32 before
+the cast. Merging into bf16 weights is refused: it would round small updates away.
 """
 
 from __future__ import annotations
@@ -155,7 +160,13 @@ class InnerUpdater:
                 yield m, result
 
     def merge(self, texts: list[str]) -> InnerResult:
-        """Train on ``texts`` and write the update into the model's weights."""
+        """Train on ``texts`` and write the update into the model's weights (fp32 only)."""
+        if self._low_precision() is not None:
+            raise ConfigError(
+                f"merging an inner update into {self._low_precision()} weights rounds small "
+                "updates away (a bf16 weight keeps ~3 significant digits): load the model in "
+                "float32 for sequential edits"
+            )
         if self.cfg.method == "lora":
             peft_model, result = self._train_lora(texts)
             peft_model.merge_and_unload()
@@ -234,9 +245,15 @@ class InnerUpdater:
             )
         return self._decomposition
 
-    def _train_svf(self, texts: list[str]):
+    def _low_precision(self) -> torch.dtype | None:
+        """The model's floating dtype where it is below fp32, else None."""
+        dtype = next(p.dtype for p in self.model.parameters() if p.is_floating_point())
+        return None if dtype == torch.float32 else dtype
 
-        policy = SVFPolicy(self.model, self._decompose())
+    def _train_svf(self, texts: list[str]):
+        # on a bf16 model the change to W is formed in bf16 (two matrix products per matrix and
+        # step at bf16 speed) and added to W in fp32 (svf.compose)
+        policy = SVFPolicy(self.model, self._decompose(), delta_dtype=self._low_precision())
         params = list(policy.vectors.parameters())
         result = self._optimise(params, policy, texts, restore=lambda: None)
         return policy, result
