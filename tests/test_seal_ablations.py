@@ -209,7 +209,7 @@ def test_seal_conditions_compute_in_the_profile_dtype(
         seal_mod, "eval_passages", lambda ctx, source=None, n=None: tiny_passages(2)
     )
     profile = SMOKE.with_overrides(
-        model=char_llama_dir, compute_dtype="bfloat16", bootstrap_iters=100
+        model=char_llama_dir, seal_compute_dtype="bfloat16", bootstrap_iters=100
     )
     ctx = AblationContext(profile, tmp_path / "ablation")
     base = seal_mod.condition(ctx, "base", None)

@@ -67,12 +67,16 @@ class AblationProfile:
     seal_forget_n: int = 6
     seal_squad_n: int | None = 12
     batch_size: int = 16
-    #: held-out generation (Tables 1 and 4) and the SEAL knowledge tables (self-edits, inner
-    #: updates, QA; not forgetting, which merges edits into fp32 weights): float32, bfloat16,
-    #: or auto (bf16 where the device computes it natively,
-    #: :func:`t2bench.train.policy.bf16_pays`). Adapted weights are formed in fp32 and the
-    #: model cast once, as ``t2bench heldout --compute-dtype`` does
+    #: held-out generation (Tables 1 and 4): float32, bfloat16, or auto (bf16 where the device
+    #: computes it natively, :func:`t2bench.train.policy.bf16_pays`). Adapted weights are
+    #: formed in fp32 and the model cast once, as ``t2bench heldout --compute-dtype`` does
     compute_dtype: str = "float32"
+    #: the SEAL knowledge tables (self-edits, inner updates, questions; never forgetting, which
+    #: merges edits into fp32 weights), same values. float32 on every profile: bf16 ran only
+    #: 1.6x faster there, at -3.1 [-9.4, +3.1] points on 96 question pairs
+    #: (results/bench/seal-dtype-20261207T021515Z.json), too little gain for a shift the
+    #: table's ~20-point MDD could not rule out
+    seal_compute_dtype: str = "float32"
     #: flush denormal floats to zero on CPU (torch.set_flush_denormal): padded batched
     #: generation produces denormals that made ARC prompt first passes ~6x slower
     flush_denormal: bool = True

@@ -70,9 +70,9 @@ def run_record(ctx) -> dict:
 
 
 def compute_dtype(ctx) -> str:
-    """The dtype the knowledge tables compute in: the profile's ``compute_dtype`` resolved
-    (bf16 where the CPU computes it natively), for every condition alike."""
-    return compute_dtype_name(ctx.profile.compute_dtype)
+    """The dtype the knowledge tables compute in, for every condition alike: the profile's
+    ``seal_compute_dtype`` resolved (``auto``: bf16 where the CPU computes it natively)."""
+    return compute_dtype_name(ctx.profile.seal_compute_dtype)
 
 
 def _load(ctx, rounds: int):
