@@ -137,6 +137,31 @@ def test_compare_reports_svf_minus_each_other_variant(tmp_path, monkeypatch):
         heldout.compare("reasoning", n=10, runs=runs, only=["reasoning-ia3-ntp"])
 
 
+def test_svf_minus_other_uses_the_fallback_trained_in_place_of_svf_pg(tmp_path, monkeypatch):
+    from t2bench.train import heldout
+
+    runs = tmp_path / "runs"
+    for name, art in [("code-svf-ntp", "e.safetensors"), ("code-lora-ntp", "adapter")]:
+        (runs / name).mkdir(parents=True)
+        (runs / name / "summary.json").write_text(json.dumps({"run": name, "artifact": art}))
+    answers = {
+        "base": [False] * 10,
+        "code-svf-ntp": [True] * 2 + [False] * 8,
+        "code-lora-ntp": [True] * 4 + [False] * 6,
+    }
+
+    def fake_score(variant, model_name, items, task, new_tokens, batch, applied=None, **kw):
+        applied.update({"applied": True, "applied_evidence": "fake"})
+        return answers[variant.name]
+
+    monkeypatch.setattr(heldout, "score_variant", fake_score)
+    monkeypatch.setenv("HF_ALLOW_CODE_EVAL", "1")  # the code task's opt-in (nothing runs here)
+    payload = heldout.compare("code", n=10, runs=runs)
+    assert payload["svf_variant"] == "code-svf-ntp"
+    assert payload["versus_svf"]["code-lora-ntp"]["diff"] == pytest.approx(-0.2)
+    assert "(code-svf-ntp minus the row's variant)" in heldout.markdown("code", payload)
+
+
 def test_bf16_scoring_composes_the_expert_in_fp32_then_casts(llama_dir, tmp_path, monkeypatch):
     from t2bench.data.splits import TrainItem
     from t2bench.models import load_model

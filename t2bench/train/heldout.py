@@ -203,7 +203,8 @@ def compare(
     ``n`` held-out items; write a record.
 
     Besides each variant's difference to the base model, the record holds each other
-    variant's difference to the task's SVF expert (``versus_svf``: SVF − other, paired)."""
+    variant's difference to the task's SVF expert (``versus_svf``: SVF − other, paired; the
+    expert is ``svf_variant``, SVF-PG or the fallback trained in its place)."""
     from t2bench.core.provenance import (
         git_commit,
         items_sha256,
@@ -258,7 +259,12 @@ def compare(
             row |= paired_difference(results["base"], results[v.name])
             row["artifact"] = str(v.path)
         rows.append(row)
-    svf = f"{task}-svf-pg" if f"{task}-svf-pg" in results else None
+    # the task's SVF expert: SVF-PG, or the SVF expert trained in its place where PG had no
+    # signal (recipes.NO_SIGNAL_FALLBACK: code-svf-ntp)
+    from t2bench.train.recipes import in_place_of
+
+    svf_name = in_place_of(runs, f"{task}-svf-pg")
+    svf = svf_name if svf_name in results else None
     versus_svf = {
         v.name: paired_difference(results[v.name], results[svf])
         for v in variants
@@ -270,6 +276,7 @@ def compare(
         "per_item": {k: [int(x) for x in r] for k, r in results.items()},
         "item_uids": uids,
         "versus_svf": versus_svf,
+        "svf_variant": svf,
         "max_new_tokens": new_tokens,
         "decoding": "greedy",
         "compute_dtype": compute_dtype,
@@ -333,7 +340,8 @@ def markdown(task: str, payload: dict) -> str:
     if payload.get("versus_svf"):
         lines += [
             "",
-            f"SVF − other on the same items ({task}-svf-pg minus the row's variant):",
+            f"SVF − other on the same items ({payload.get('svf_variant') or f'{task}-svf-pg'} "
+            "minus the row's variant):",
             "",
         ]
         lines += markdown_rows(
