@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from t2bench.core.io import new_record, results_path
-from t2bench.core.provenance import provenance
+from t2bench.bench import write_with_provenance
+from t2bench.core.io import results_path
 from t2bench.core.stats import accuracy, paired_difference
 from t2bench.generation import DEFAULT_NEW_TOKENS
 from t2bench.models import model_fingerprint
@@ -130,9 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         f"points, p {d['p']:.3g}"
     )
     if not args.no_write:
-        fields = rec.pop("provenance_fields")
-        rec["provenance"] = provenance(**fields)
-        print(f"written: {new_record(Path(args.out), 'eval-dtype', rec)}")
+        print(f"written: {write_with_provenance(args.out, 'eval-dtype', rec)}")
     return 0
 
 

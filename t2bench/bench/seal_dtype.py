@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import torch
 
-from t2bench.core.io import new_record, results_path
-from t2bench.core.provenance import provenance
+from t2bench.bench import write_with_provenance
+from t2bench.core.io import results_path
 from t2bench.core.stats import accuracy, clustered_difference
 
 DTYPES = ("float32", "bfloat16")
@@ -195,9 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         f"[{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}] points"
     )
     if not args.no_write:
-        fields = rec.pop("provenance_fields")
-        rec["provenance"] = provenance(**fields)
-        print(f"written: {new_record(Path(args.out), 'seal-dtype', rec)}")
+        print(f"written: {write_with_provenance(args.out, 'seal-dtype', rec)}")
     return 0
 
 
