@@ -24,6 +24,12 @@ from t2bench.svf.expert import effective_z
 from t2bench.train.policy import compute_dtype_name
 
 
+def precision_key(dtype: str) -> str:
+    """The memo-key suffix of an evaluation computed in ``dtype``: empty for fp32, so a resumed
+    fp32 run still finds the evaluations it wrote before keys named their dtype."""
+    return "" if dtype == "float32" else f"|{dtype}"
+
+
 class AblationContext:
     def __init__(self, profile: AblationProfile, folder: Path, *, resume: bool = False):
         self.profile = profile
@@ -100,9 +106,7 @@ class AblationContext:
             }
 
         level = "" if difficulty == "default" else f"|{difficulty}"
-        # fp32 keeps the key it always had: a resumed fp32 run still finds its evaluations
-        precision = "" if dtype == "float32" else f"|{dtype}"
-        key = f"heldout|{task}{level}|{n}|{variant.name}|{variant.path}{precision}"
+        key = f"heldout|{task}{level}|{n}|{variant.name}|{variant.path}{precision_key(dtype)}"
         return self.remember(key, compute)
 
     def lmeval(self, task: str, model_args: str, *, n: int | None, label: str) -> dict:

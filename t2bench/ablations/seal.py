@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from t2bench.ablations.context import precision_key
 from t2bench.ablations.table1_training import STATS_NOTE
 from t2bench.core.stats import (
     accuracy,
@@ -24,7 +25,7 @@ from t2bench.core.stats import (
 )
 from t2bench.core.tables import ADAPTER_KEY, Table, adapter_claim, diff_cell, diff_columns
 from t2bench.errors import ConfigError
-from t2bench.models import resolve_dtype
+from t2bench.models import load_model, resolve_dtype
 from t2bench.seal.experiment import edit_sequences, evaluate_condition
 from t2bench.seal.inner import InnerConfig
 from t2bench.seal.restem import load_generator
@@ -81,8 +82,6 @@ def _load(ctx, rounds: int):
     if rounds:
         loaded = load_generator(ctx.profile.seal_run, rounds)
     else:
-        from t2bench.models import load_model
-
         loaded = load_model(ctx.profile.model)
     dtype = compute_dtype(ctx)
     if dtype != "float32":
@@ -107,8 +106,7 @@ def condition(
         source, n = p.seal_source, p.seal_n
     variant = variant or p.seal_variant
     dtype = compute_dtype(ctx)
-    # fp32 keeps the keys it always had: a resumed fp32 run still finds its evaluations
-    precision = "" if dtype == "float32" else f"|{dtype}"
+    precision = precision_key(dtype)
     key = f"seal|{source}|{n}|{variant}|g{rounds}|{condition}|{method}{precision}"
 
     def compute():

@@ -24,22 +24,23 @@ import torch
 
 from t2bench.bench import write_with_provenance
 from t2bench.core.io import results_path
+from t2bench.core.provenance import git_commit
 from t2bench.core.stats import accuracy, clustered_difference
+from t2bench.models import load_model, model_fingerprint, resolve_dtype
+from t2bench.seal import experiment
+from t2bench.seal.data import load_passages
+from t2bench.seal.inner import InnerConfig
 
 DTYPES = ("float32", "bfloat16")
 
 
 def _run_row(model_path, passages, condition, method, steps, dtype, seed) -> dict:
-    from t2bench.models import load_model, resolve_dtype
-    from t2bench.seal.experiment import edit_sequences, evaluate_condition
-    from t2bench.seal.inner import InnerConfig
-
     loaded = load_model(model_path)
     if dtype != "float32":
         loaded.model.to(resolve_dtype(dtype))
     t0 = time.perf_counter()
     with torch.no_grad():
-        edits = edit_sequences(
+        edits = experiment.edit_sequences(
             loaded.model,
             loaded.tokenizer,
             passages,
@@ -47,7 +48,7 @@ def _run_row(model_path, passages, condition, method, steps, dtype, seed) -> dic
             variant="implications",
             seed=seed,
         )
-    r = evaluate_condition(
+    r = experiment.evaluate_condition(
         loaded.model,
         loaded.tokenizer,
         passages,
@@ -78,10 +79,6 @@ def measure(
     seed: int = 0,
     bootstrap_iters: int = 10_000,
 ) -> dict:
-    from t2bench.core.provenance import git_commit
-    from t2bench.models import model_fingerprint
-    from t2bench.seal.data import load_passages
-
     commit = git_commit()
     passages = load_passages(source, split, n=n, seed=seed)
     rows, pooled = [], {d: [] for d in DTYPES}

@@ -10,7 +10,7 @@ model is restored and :class:`InnerUpdateDivergedError` says what to change.
 ``InnerUpdater.updated(seqs)`` applies an update for the duration of a ``with`` block;
 ``InnerUpdater.merge(seqs)`` writes it into the weights (sequential edits).
 
-On a model cast to bf16 (the ablations' ``compute_dtype``) the update computes in bf16 while
+On a model cast to bf16 (the SEAL tables' ``seal_compute_dtype``) the update computes in bf16 while
 what it trains stays fp32, as in the RL trainer: LoRA's matrices (peft keeps adapters fp32)
 and SVF's z, whose change U diag(σ⊙(z−1)) Vᵀ is formed in bf16 and added to W in fp32 before
 the cast. Merging into bf16 weights is refused: it would round small updates away.

@@ -32,6 +32,7 @@ from t2bench.generation import DEFAULT_NEW_TOKENS, encode_items, generate
 from t2bench.models import model_fingerprint
 from t2bench.svf import SVFPatcher, TargetSpec, decompose, load_expert
 from t2bench.train import rewards as rw
+from t2bench.train.recipes import in_place_of
 
 #: Variant suffixes in table order (the base model comes first).
 ORDER = ("svf-pg", "lora-ntp", "lora-pg", "ia3-ntp")
@@ -261,8 +262,6 @@ def compare(
         rows.append(row)
     # the task's SVF expert: SVF-PG, or the SVF expert trained in its place where PG had no
     # signal (recipes.NO_SIGNAL_FALLBACK: code-svf-ntp)
-    from t2bench.train.recipes import in_place_of
-
     svf_name = in_place_of(runs, f"{task}-svf-pg")
     svf = svf_name if svf_name in results else None
     versus_svf = {

@@ -388,7 +388,6 @@ def run_stats(folder, name: str | None = None) -> dict:
     last 10 logged steps (None for next-token prediction) and the dtype(s) its steps computed
     in, in order of first use ("auto" resolves per machine, so a resumed run can hold two)."""
     import json
-    from pathlib import Path
 
     folder = Path(folder)
     out: dict = {
