@@ -101,26 +101,38 @@ def test_math_mix_heldout_has_1000_test_items_disjoint_from_training():
     assert not {it.uid for it in items} & {it.uid for it in mix.train + mix.valid}
 
 
-def test_compare_reports_svf_minus_each_other_variant(tmp_path, monkeypatch):
+def _fake_runs(monkeypatch, tmp_path, answers: dict, seen_dtypes: set | None = None):
+    """A runs folder with one finished run per non-base name of ``answers`` (SVF for names
+    with "svf", a peft folder otherwise), scored by a fake that returns ``answers``."""
     from t2bench.train import heldout
 
     runs = tmp_path / "runs"
-    for name, art in [("reasoning-svf-pg", "e.safetensors"), ("reasoning-lora-pg", "adapter")]:
-        (runs / name).mkdir(parents=True)
-        (runs / name / "summary.json").write_text(json.dumps({"run": name, "artifact": art}))
+    for name in answers:
+        if name != "base":
+            art = "e.safetensors" if "-svf-" in name else "adapter"
+            (runs / name).mkdir(parents=True)
+            (runs / name / "summary.json").write_text(json.dumps({"run": name, "artifact": art}))
+
+    def fake_score(variant, model_name, items, task, new_tokens, batch, applied=None, **kw):
+        if seen_dtypes is not None:
+            seen_dtypes.add(kw["compute_dtype"])
+        applied.update({"applied": True, "applied_evidence": "fake"})
+        return answers[variant.name]
+
+    monkeypatch.setattr(heldout, "score_variant", fake_score)
+    return runs
+
+
+def test_compare_reports_svf_minus_each_other_variant(tmp_path, monkeypatch):
+    from t2bench.train import heldout
+
     answers = {
         "base": [False] * 6 + [True] * 4,
         "reasoning-svf-pg": [True] * 8 + [False] * 2,
         "reasoning-lora-pg": [False] * 5 + [True] * 5,
     }
     seen_dtypes = set()
-
-    def fake_score(variant, model_name, items, task, new_tokens, batch, applied=None, **kw):
-        seen_dtypes.add(kw["compute_dtype"])
-        applied.update({"applied": True, "applied_evidence": "fake"})
-        return answers[variant.name]
-
-    monkeypatch.setattr(heldout, "score_variant", fake_score)
+    runs = _fake_runs(monkeypatch, tmp_path, answers, seen_dtypes)
     payload = heldout.compare("reasoning", n=10, runs=runs, compute_dtype="bfloat16")
     assert seen_dtypes == {"bfloat16"} and payload["compute_dtype"] == "bfloat16"
     vs = payload["versus_svf"]
@@ -140,21 +152,12 @@ def test_compare_reports_svf_minus_each_other_variant(tmp_path, monkeypatch):
 def test_svf_minus_other_uses_the_fallback_trained_in_place_of_svf_pg(tmp_path, monkeypatch):
     from t2bench.train import heldout
 
-    runs = tmp_path / "runs"
-    for name, art in [("code-svf-ntp", "e.safetensors"), ("code-lora-ntp", "adapter")]:
-        (runs / name).mkdir(parents=True)
-        (runs / name / "summary.json").write_text(json.dumps({"run": name, "artifact": art}))
     answers = {
         "base": [False] * 10,
         "code-svf-ntp": [True] * 2 + [False] * 8,
         "code-lora-ntp": [True] * 4 + [False] * 6,
     }
-
-    def fake_score(variant, model_name, items, task, new_tokens, batch, applied=None, **kw):
-        applied.update({"applied": True, "applied_evidence": "fake"})
-        return answers[variant.name]
-
-    monkeypatch.setattr(heldout, "score_variant", fake_score)
+    runs = _fake_runs(monkeypatch, tmp_path, answers)
     monkeypatch.setenv("HF_ALLOW_CODE_EVAL", "1")  # the code task's opt-in (nothing runs here)
     payload = heldout.compare("code", n=10, runs=runs)
     assert payload["svf_variant"] == "code-svf-ntp"
