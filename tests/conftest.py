@@ -284,3 +284,17 @@ def tiny_train_config(llama_dir, data, out, **kw):
         seed=3,
     )
     return TrainConfig(**(base | kw))
+
+
+def train_cli_args(cfg) -> list[str]:
+    """``python -m t2bench.train`` flags that rebuild ``cfg`` (None and dict fields left out)."""
+    out = []
+    for k, v in cfg.to_dict().items():
+        if v is None or isinstance(v, dict):
+            continue
+        flag = "--" + k.replace("_", "-")
+        if isinstance(v, bool):
+            out.append(flag if v else "--no-" + k.replace("_", "-"))
+        else:
+            out += [flag, str(v)]
+    return out

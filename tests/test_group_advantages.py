@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_train_config
+from conftest import tiny_train_config, train_cli_args
 from safetensors.torch import load_file
 
 from t2bench.errors import ConfigError
@@ -270,19 +270,6 @@ rewards.score = _score
 """
 
 
-def _args(cfg: TrainConfig) -> list[str]:
-    out = []
-    for k, v in cfg.to_dict().items():
-        if v is None or isinstance(v, dict):
-            continue
-        flag = "--" + k.replace("_", "-")
-        if isinstance(v, bool):
-            out.append(flag if v else "--no-" + k.replace("_", "-"))
-        else:
-            out += [flag, str(v)]
-    return out
-
-
 def test_group_advantages_are_the_same_with_two_processes(llama_dir, data, tmp_path):
     """One group per step spans both processes' halves of the global batch (K = global_batch
     = 4, 2 samples per process), so the advantages must come from the gathered rewards for the
@@ -295,7 +282,7 @@ def test_group_advantages_are_the_same_with_two_processes(llama_dir, data, tmp_p
     cfg1 = _cfg(llama_dir, data, tmp_path / "p1", **kw)
     cfg2 = _cfg(llama_dir, data, tmp_path / "p2", **kw)
     one = subprocess.run(
-        [sys.executable, "-m", "t2bench.train", *_args(cfg1)],
+        [sys.executable, "-m", "t2bench.train", *train_cli_args(cfg1)],
         env=env,
         capture_output=True,
         text=True,
@@ -303,7 +290,7 @@ def test_group_advantages_are_the_same_with_two_processes(llama_dir, data, tmp_p
     assert one.returncode == 0, one.stderr[-3000:]
     two = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
-        + ["-m", "t2bench.train", *_args(cfg2)],
+        + ["-m", "t2bench.train", *train_cli_args(cfg2)],
         env=env,
         capture_output=True,
         text=True,

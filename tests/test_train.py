@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_train_config
+from conftest import tiny_train_config, train_cli_args
 from safetensors.torch import load_file
 
 from t2bench.errors import ConfigError
@@ -29,19 +29,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _cfg(llama_dir, data, out, **kw):
     return tiny_train_config(llama_dir, data, out, **({} | kw))
-
-
-def _args(cfg: TrainConfig) -> list[str]:
-    out = []
-    for k, v in cfg.to_dict().items():
-        if v is None or isinstance(v, dict):
-            continue
-        flag = "--" + k.replace("_", "-")
-        if isinstance(v, bool):
-            out.append(flag if v else "--no-" + k.replace("_", "-"))
-        else:
-            out += [flag, str(v)]
-    return out
 
 
 def _env() -> dict:
@@ -190,7 +177,7 @@ def test_two_processes_equal_one_process(llama_dir, data, tmp_path):
     cfg1 = _cfg(llama_dir, data, tmp_path / "p1", eval_every=0, steps=3)
     cfg2 = _cfg(llama_dir, data, tmp_path / "p2", eval_every=0, steps=3)
     subprocess.run(
-        [sys.executable, "-m", "t2bench.train", *_args(cfg1)],
+        [sys.executable, "-m", "t2bench.train", *train_cli_args(cfg1)],
         check=True,
         env=_env(),
         capture_output=True,
@@ -203,7 +190,7 @@ def test_two_processes_equal_one_process(llama_dir, data, tmp_path):
         "2",
         "-m",
         "t2bench.train",
-        *_args(cfg2),
+        *train_cli_args(cfg2),
     ]
     proc = subprocess.run(launch, env=_env(), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -234,9 +221,12 @@ def test_killed_run_resumes_to_the_same_expert(llama_dir, data, tmp_path, kill_a
     cfg = _cfg(llama_dir, data, tmp_path / "killed", **kw)
     # all three runs in subprocesses with the same thread count, so float sums match bit for bit
     run = [sys.executable, "-m", "t2bench.train"]
-    subprocess.run([*run, *_args(ref_cfg)], check=True, env=_env(), capture_output=True)
+    subprocess.run([*run, *train_cli_args(ref_cfg)], check=True, env=_env(), capture_output=True)
     proc = subprocess.Popen(
-        [*run, *_args(cfg)], env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [*run, *train_cli_args(cfg)],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     _kill_when(proc, tmp_path / "killed" / "log.jsonl", kill_at)
     assert not (tmp_path / "killed" / "summary.json").exists()
@@ -245,7 +235,7 @@ def test_killed_run_resumes_to_the_same_expert(llama_dir, data, tmp_path, kill_a
     # debris of a kill during a checkpoint write must be ignored
     (tmp_path / "killed" / "checkpoints" / ".tmp-step-000099-1").mkdir()
     (tmp_path / "killed" / "checkpoints" / "step-000098").mkdir()
-    subprocess.run([*run, *_args(cfg)], check=True, env=_env(), capture_output=True)
+    subprocess.run([*run, *train_cli_args(cfg)], check=True, env=_env(), capture_output=True)
     a, b = _vectors(tmp_path / "ref", ref_cfg), _vectors(tmp_path / "killed", cfg)
     assert all(torch.equal(a[k], b[k]) for k in a)
     logs = [
