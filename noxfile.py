@@ -227,8 +227,11 @@ def train(session: nox.Session) -> None:
         if task == "math" and not mix:
             n = "300"
         session.run("t2bench", "heldout", "--tasks", task, "--n", n, *mix, env=env)
-    # one expert on Gemma-3-270M, for the Gemma -> SmolLM2 direction of the transfer ablation
+    # one expert on Gemma-3-270M, for the Gemma -> SmolLM2 direction of the transfer ablation,
+    # with the lr and KL coefficient SmolLM2's reasoning sweep selected (Gemma is not swept:
+    # a sweep costs ~3 h of CPU); its summary names the file they came from
     gemma = "results/experts-gemma-3-270m/reasoning-svf-pg"
+    hyper = "results/experts/reasoning-svf-pg/hyperparameters.json"
     if not os.path.exists(f"{gemma}/summary.json"):
         session.run("t2bench", "assets", "fetch", "gemma-3-270m")
         session.run(
@@ -243,6 +246,7 @@ def train(session: nox.Session) -> None:
             "gemma-3-270m",
             "--name",
             "reasoning-svf-pg",
+            *(["--config", hyper] if os.path.exists(hyper) else []),
             "--output-dir",
             gemma,
             env=env,
