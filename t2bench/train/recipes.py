@@ -27,6 +27,7 @@ values for those methods) and every artifact records the values it trained with.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import NamedTuple
 
@@ -341,7 +342,6 @@ def run_recipes(
 def _hyperparameters_file(out, record: dict, sweep) -> object:
     """``<out>/hyperparameters.json``: the sweep's selected lr and KL λ as TrainConfig fields,
     with where they came from. A resumed run must find the same values it started with."""
-    import json
     from pathlib import Path
 
     chosen = record["selected"]
@@ -387,8 +387,6 @@ def run_stats(folder, name: str | None = None) -> dict:
     (z parameterisation; None otherwise), the train reward's mean over the first and the
     last 10 logged steps (None for next-token prediction) and the dtype(s) its steps computed
     in, in order of first use ("auto" resolves per machine, so a resumed run can hold two)."""
-    import json
-
     folder = Path(folder)
     out: dict = {
         "max_abs_z_minus_1": None,
@@ -416,7 +414,6 @@ def run_stats(folder, name: str | None = None) -> dict:
 
 def runs_markdown(root) -> str:
     """One row per finished run under ``root``, read from each ``summary.json`` and log."""
-    import json
     from pathlib import Path
 
     columns = [
