@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -189,3 +190,82 @@ def test_bf16_scoring_composes_the_expert_in_fp32_then_casts(llama_dir, tmp_path
     heldout.score_variant(variant, str(llama_dir), items, "reasoning", 4, 1, applied, "bfloat16")
     assert dtypes == [torch.bfloat16] and applied["applied"] is True
     assert "composed into" in applied["applied_evidence"]
+
+
+def test_merge_joins_records_of_the_same_items_into_one_comparison(tmp_path, monkeypatch):
+    """Records that each scored base and one run are joined without scoring again: every
+    row, SVF − other, and the source of each row."""
+    from t2bench.core.io import file_sha256
+    from t2bench.train import heldout
+
+    answers = {
+        "base": [False] * 6 + [True] * 4,
+        "reasoning-svf-pg": [True] * 8 + [False] * 2,
+        "reasoning-lora-ntp": [False] * 5 + [True] * 5,
+    }
+    runs = _fake_runs(monkeypatch, tmp_path, answers)
+    out = tmp_path / "out"
+    paths = [
+        heldout.compare("reasoning", n=10, runs=runs, out=out, only=[name])["path"]
+        for name in ("reasoning-lora-ntp", "reasoning-svf-pg")
+    ]
+    merged = heldout.merge(paths, runs=runs, out=out)
+    assert [r["variant"] for r in merged["table"]] == [
+        "base",
+        "reasoning-svf-pg",
+        "reasoning-lora-ntp",
+    ]
+    assert merged["table"][2]["source_record"] == paths[0]
+    assert merged["table"][1]["diff"] == pytest.approx(0.4)
+    assert merged["versus_svf"]["reasoning-lora-ntp"]["diff"] == pytest.approx(0.3)
+    sources = merged["provenance"]["merged_from"]
+    assert [m["path"] for m in sources] == paths
+    assert sources[0]["sha256"] == file_sha256(paths[0])
+    assert merged["path"] not in paths and "Merged from" in heldout.markdown("reasoning", merged)
+
+
+def test_merge_refuses_records_that_are_not_paired(tmp_path, monkeypatch):
+    from t2bench.train import heldout
+
+    answers = {"base": [False] * 10, "reasoning-svf-pg": [True] * 10}
+    runs = _fake_runs(monkeypatch, tmp_path, answers)
+    a = heldout.compare("reasoning", n=10, runs=runs, out=tmp_path)["path"]
+    rec = json.loads(Path(a).read_text())
+    # the base answered one item differently: not the same conditions
+    rec["per_item"]["base"][0] = 1
+    (tmp_path / "b.json").write_text(json.dumps(rec))
+    with pytest.raises(ConfigError, match="base answered 1 of 10 items differently"):
+        heldout.merge([a, tmp_path / "b.json"])
+    rec["per_item"]["base"][0] = 0
+    rec["compute_dtype"] = "bfloat16"
+    (tmp_path / "c.json").write_text(json.dumps(rec))
+    with pytest.raises(ConfigError, match="differ in compute dtype"):
+        heldout.merge([a, tmp_path / "c.json"])
+    (tmp_path / "d.json").write_text(json.dumps({"table": []}))
+    with pytest.raises(ConfigError, match="not a held-out record with per-item results"):
+        heldout.merge([a, tmp_path / "d.json"])
+    with pytest.raises(ConfigError, match="at least two"):
+        heldout.merge([a])
+
+
+def test_heldout_merge_command(tmp_path, monkeypatch, capsys):
+    from t2bench.cli import main
+    from t2bench.train import heldout
+
+    answers = {
+        "base": [False] * 10,
+        "reasoning-svf-pg": [True] * 10,
+        "reasoning-lora-ntp": [True] * 10,
+    }
+    runs = _fake_runs(monkeypatch, tmp_path, answers)
+    paths = [
+        heldout.compare("reasoning", n=10, runs=runs, out=tmp_path, only=[name])["path"]
+        for name in ("reasoning-svf-pg", "reasoning-lora-ntp")
+    ]
+    args = ["heldout", "--runs", str(runs), "--out", str(tmp_path / "m"), "--merge", *paths]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "| reasoning-lora-ntp | +0.0 |" in out and "written:" in out
+    assert len(list((tmp_path / "m").glob("heldout-reasoning-*.json"))) == 1
+    assert main(["heldout", "--merge", paths[0]]) == 2
+    assert "at least two" in capsys.readouterr().err

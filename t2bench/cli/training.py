@@ -103,8 +103,18 @@ def add_sweep(sub) -> None:
 def cmd_heldout(args) -> int:
     from pathlib import Path
 
-    from t2bench.train.heldout import compare, markdown
+    from t2bench.train.heldout import compare, markdown, merge
 
+    if args.merge:
+        payload = merge(
+            [Path(m) for m in args.merge],
+            runs=Path(args.runs),
+            out=None if args.no_write else Path(args.out),
+        )
+        print(markdown(payload["provenance"]["data_split"]["task"], payload))
+        if "path" in payload:
+            print(f"written: {payload['path']}")
+        return 0
     for task in args.tasks.split(","):
         payload = compare(
             task,
@@ -154,6 +164,14 @@ def add_heldout(sub) -> None:
         "--only",
         default=None,
         help="comma list of run names: score base and these runs only (default: every run)",
+    )
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="RECORD",
+        default=None,
+        help="score nothing: join held-out records of the same items and conditions (the base "
+        "must answer alike in all) into one record with every difference, SVF − other included",
     )
     p.add_argument("--no-write", action="store_true")
     p.set_defaults(func=cmd_heldout)

@@ -186,6 +186,25 @@ def score_variant(
     return out
 
 
+def svf_variant(task: str, runs: Path, results: dict) -> str | None:
+    """The task's SVF expert among the scored variants: SVF-PG, or the SVF expert trained in
+    its place where PG had no signal (recipes.NO_SIGNAL_FALLBACK: code-svf-ntp); None when
+    neither was scored."""
+    name = in_place_of(runs, f"{task}-svf-pg")
+    return name if name in results else None
+
+
+def versus(results: dict[str, list], svf: str | None) -> dict:
+    """SVF − other, paired, for every scored adapter other than the SVF expert ``svf``."""
+    if svf is None:
+        return {}
+    return {
+        name: paired_difference(r, results[svf])
+        for name, r in results.items()
+        if name not in ("base", svf)
+    }
+
+
 def compare(
     task: str,
     *,
@@ -260,15 +279,8 @@ def compare(
             row |= paired_difference(results["base"], results[v.name])
             row["artifact"] = str(v.path)
         rows.append(row)
-    # the task's SVF expert: SVF-PG, or the SVF expert trained in its place where PG had no
-    # signal (recipes.NO_SIGNAL_FALLBACK: code-svf-ntp)
-    svf_name = in_place_of(runs, f"{task}-svf-pg")
-    svf = svf_name if svf_name in results else None
-    versus_svf = {
-        v.name: paired_difference(results[v.name], results[svf])
-        for v in variants
-        if svf and v.kind != "base" and v.name != svf
-    }
+    svf = svf_variant(task, runs, results)
+    versus_svf = versus(results, svf)
     uids = [it.uid for it in items]
     payload = {
         "table": rows,
@@ -300,6 +312,129 @@ def compare(
     return payload
 
 
+#: What two held-out records must share for their per-item results to be paired: the items,
+#: the decoding and generation budget, the compute dtype, the base weights and the code runner.
+MERGE_FIELDS = {
+    "item uids": lambda r: r.get("item_uids"),
+    "max_new_tokens": lambda r: r.get("max_new_tokens"),
+    "decoding": lambda r: r.get("decoding"),
+    "compute dtype": lambda r: r.get("compute_dtype", "float32"),
+    "data split": lambda r: r["provenance"].get("data_split"),
+    "item seed": lambda r: r["provenance"].get("seed"),
+    "base weights sha256": lambda r: (r["provenance"].get("weights_sha256") or {}).get("model"),
+    "code runner": lambda r: r["provenance"].get("code_runner"),
+}
+
+
+def merge(paths: list[Path], *, runs: Path | None = None, out: Path | None = None) -> dict:
+    """One comparison from held-out records that each scored some variants on the same items
+    (``t2bench heldout --merge``): every variant's per-item results, its difference to the
+    base and SVF − other, without scoring anything again.
+
+    Refused unless the records agree on :data:`MERGE_FIELDS` and their base models answered
+    every item alike (the evidence that the conditions were the same); a variant scored in
+    two records must have the same per-item results in both. Rows keep their source record's
+    accuracy, seconds and proof of application, and name that record; the provenance lists
+    every source record with its sha256 and commit."""
+    from t2bench.core.io import file_sha256
+    from t2bench.core.provenance import git_commit, items_sha256, provenance
+
+    commit = git_commit()
+    if len(paths) < 2:
+        raise ConfigError("--merge needs at least two held-out records (heldout-<task>-*.json)")
+    records = []
+    for path in map(Path, paths):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"--merge {path}: not a readable JSON record ({e})") from e
+        if not {"per_item", "item_uids", "table", "provenance"} <= set(rec):
+            raise ConfigError(
+                f"--merge {path}: not a held-out record with per-item results (written by "
+                "t2bench heldout); rescore its variants with t2bench heldout --only"
+            )
+        records.append((path, rec))
+    first_path, first = records[0]
+    for path, rec in records[1:]:
+        for field, get in MERGE_FIELDS.items():
+            if get(rec) != get(first):
+                raise ConfigError(
+                    f"--merge: {path} and {first_path} differ in {field}, so their items are "
+                    "not paired; score the variants together with t2bench heldout --only"
+                )
+    task = first["provenance"]["data_split"]["task"]
+    results: dict[str, list[int]] = {}
+    rows: dict[str, dict] = {}
+    for path, rec in records:
+        by_variant = {r["variant"]: r for r in rec["table"]}
+        for name, per_item in rec["per_item"].items():
+            if name in results:
+                if per_item != results[name]:
+                    changed = sum(a != b for a, b in zip(per_item, results[name], strict=True))
+                    raise ConfigError(
+                        f"--merge: {name} answered {changed} of {len(per_item)} items "
+                        f"differently in {path} than in an earlier record, so the records were "
+                        "not made under the same conditions; score the variants together "
+                        "with t2bench heldout --only"
+                    )
+                continue
+            results[name] = per_item
+            rows[name] = {**by_variant[name], "source_record": str(path)}
+    if "base" not in results:
+        raise ConfigError("--merge: no record holds the base model's per-item results")
+    for name, row in rows.items():
+        row["accuracy"] = accuracy(results[name])["score"]
+        if name != "base":
+            row |= paired_difference([bool(x) for x in results["base"]], results[name])
+    order = {f"{task}-{s}": i for i, s in enumerate(ORDER)} | {"base": -1}
+    names = sorted(results, key=lambda k: (order.get(k, 99), k))
+    results = {k: [bool(x) for x in results[k]] for k in names}
+    svf = svf_variant(task, runs or results_path("experts"), results)
+    svf = svf or next((r["svf_variant"] for _, r in records if r.get("svf_variant")), None)
+    prov = first["provenance"]
+    uids = first["item_uids"]
+    payload = {
+        "table": [rows[k] for k in names],
+        "per_item": {k: [int(x) for x in r] for k, r in results.items()},
+        "item_uids": uids,
+        "versus_svf": versus(results, svf if svf in results else None),
+        "svf_variant": svf if svf in results else None,
+        "max_new_tokens": first["max_new_tokens"],
+        "decoding": first["decoding"],
+        "compute_dtype": first.get("compute_dtype", "float32"),
+        "power": [power_record(task, len(uids), rows["base"]["accuracy"])],
+        "provenance": provenance(
+            commit=commit,
+            base_model=prov.get("base_model"),
+            model_fingerprint=prov.get("model_fingerprint"),
+            weights_sha256=prov.get("weights_sha256"),
+            data_split=prov["data_split"],
+            items_sha256=items_sha256(uids),
+            seed=prov.get("seed"),
+            # the scoring time behind the numbers: each variant once, from its source record
+            wall_seconds=round(sum(r.get("seconds", 0.0) for r in rows.values()), 1),
+            merged_from=[
+                {
+                    "path": str(path),
+                    "sha256": file_sha256(path),
+                    "commit": rec["provenance"].get("commit"),
+                    "created_utc": rec["provenance"].get("created_utc"),
+                    "variants": list(rec["per_item"]),
+                }
+                for path, rec in records
+            ],
+            **({"code_runner": prov["code_runner"]} if prov.get("code_runner") else {}),
+        ),
+    }
+    if out is not None:
+        difficulty = prov["data_split"].get("difficulty", "default")
+        stem = f"heldout-{task}" + ("-mix" if difficulty != "default" else "")
+        path = new_record(Path(out), stem, payload)
+        path.with_suffix(".md").write_text(markdown(task, payload))
+        payload["path"] = str(path)
+    return payload
+
+
 def markdown(task: str, payload: dict) -> str:
     """The comparison as a Markdown table (differences in points, with the paired 95% CI)."""
 
@@ -319,6 +454,17 @@ def markdown(task: str, payload: dict) -> str:
         ),
         "",
     ]
+    if prov.get("merged_from"):
+        lines += [
+            "Merged from held-out records of the same items and conditions (each row's "
+            "`source_record`; the base answered every item alike in all of them): "
+            + ", ".join(
+                f"`{Path(m['path']).name}` (commit `{(m.get('commit') or '?')[:8]}`)"
+                for m in prov["merged_from"]
+            )
+            + ".",
+            "",
+        ]
     rows = []
     for r in payload["table"]:
         if r["kind"] == "base":
