@@ -269,3 +269,12 @@ def test_heldout_merge_command(tmp_path, monkeypatch, capsys):
     assert len(list((tmp_path / "m").glob("heldout-reasoning-*.json"))) == 1
     assert main(["heldout", "--merge", paths[0]]) == 2
     assert "at least two" in capsys.readouterr().err
+
+
+def test_compare_records_its_batch_size(tmp_path, monkeypatch):
+    from t2bench.train import heldout
+
+    runs = _fake_runs(
+        monkeypatch, tmp_path, {"base": [False] * 10, "reasoning-svf-pg": [True] * 10}
+    )
+    assert heldout.compare("reasoning", n=10, runs=runs, batch=7)["batch_size"] == 7

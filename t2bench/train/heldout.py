@@ -290,6 +290,7 @@ def compare(
         "svf_variant": svf,
         "max_new_tokens": new_tokens,
         "decoding": "greedy",
+        "batch_size": batch,  # bf16 answers can depend on the padding a batch brings
         "compute_dtype": compute_dtype,
         "power": [power_record(task, len(items), rows[0]["accuracy"])],
         "provenance": provenance(
@@ -420,6 +421,8 @@ def merge(paths: list[Path], *, runs: Path | None = None, out: Path | None = Non
                     "commit": rec["provenance"].get("commit"),
                     "created_utc": rec["provenance"].get("created_utc"),
                     "variants": list(rec["per_item"]),
+                    "batch_size": rec.get("batch_size"),
+                    "torch_threads": (rec["provenance"].get("machine") or {}).get("torch_threads"),
                 }
                 for path, rec in records
             ],
