@@ -109,6 +109,13 @@ def _real_path(path: Path) -> Path:
         return real
 
 
+def table_order(task: str):
+    """Sort key of variant names in table order: the base model, then :data:`ORDER`'s
+    methods, then any other run (e.g. a no-signal fallback)."""
+    rank = {"base": -1} | {f"{task}-{s}": i for i, s in enumerate(ORDER)}
+    return lambda name: rank.get(name, len(ORDER))
+
+
 def discover(task: str, runs: Path) -> list[Variant]:
     """Finished runs of ``task`` under ``runs`` (folders with summary.json), in table order."""
     found = {}
@@ -119,8 +126,8 @@ def discover(task: str, runs: Path) -> list[Variant]:
             art = _real_path(summary.parent / art.name)
         kind = "svf" if art.suffix == ".safetensors" else "peft"
         found[info["run"]] = Variant(info["run"], kind, art)
-    order = {f"{task}-{s}": i for i, s in enumerate(ORDER)}
-    return [Variant("base", "base")] + sorted(found.values(), key=lambda v: order.get(v.name, 99))
+    key = table_order(task)
+    return [Variant("base", "base")] + sorted(found.values(), key=lambda v: key(v.name))
 
 
 def score_variant(
@@ -387,8 +394,7 @@ def merge(paths: list[Path], *, runs: Path | None = None, out: Path | None = Non
         row["accuracy"] = accuracy(results[name])["score"]
         if name != "base":
             row |= paired_difference([bool(x) for x in results["base"]], results[name])
-    order = {f"{task}-{s}": i for i, s in enumerate(ORDER)} | {"base": -1}
-    names = sorted(results, key=lambda k: (order.get(k, 99), k))
+    names = sorted(results, key=table_order(task))
     results = {k: [bool(x) for x in results[k]] for k in names}
     svf = svf_variant(task, runs or results_path("experts"), results)
     svf = svf or next((r["svf_variant"] for _, r in records if r.get("svf_variant")), None)
