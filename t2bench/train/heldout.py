@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from t2bench.core.io import new_record, results_path
+from t2bench.core.io import file_sha256, new_record_with_markdown, results_path
+from t2bench.core.provenance import git_commit, items_sha256, provenance
 from t2bench.core.stats import accuracy, power_record
 from t2bench.core.stats import paired_difference as paired
 from t2bench.core.tables import markdown_rows, power_line
@@ -232,12 +233,6 @@ def compare(
     Besides each variant's difference to the base model, the record holds each other
     variant's difference to the task's SVF expert (``versus_svf``: SVF − other, paired; the
     expert is ``svf_variant``, SVF-PG or the fallback trained in its place)."""
-    from t2bench.core.provenance import (
-        git_commit,
-        items_sha256,
-        provenance,
-    )
-
     commit = git_commit()
     rw.check_task(task)
     items, split = heldout_items(task, n, seed, difficulty)
@@ -313,11 +308,14 @@ def compare(
         ),
     }
     if out is not None:
-        stem = f"heldout-{task}" + ("-mix" if difficulty != "default" else "")
-        path = new_record(Path(out), stem, payload)
-        path.with_suffix(".md").write_text(markdown(task, payload))
-        payload["path"] = str(path)
+        payload["path"] = str(write_record(out, task, difficulty, payload))
     return payload
+
+
+def write_record(out: Path, task: str, difficulty: str, payload: dict) -> Path:
+    """A new ``heldout-<task>[-mix]-<stamp>.json`` under ``out`` with its Markdown beside it."""
+    stem = f"heldout-{task}" + ("-mix" if difficulty != "default" else "")
+    return new_record_with_markdown(Path(out), stem, payload, markdown(task, payload))
 
 
 #: What two held-out records must share for their per-item results to be paired: the items,
@@ -334,20 +332,8 @@ MERGE_FIELDS = {
 }
 
 
-def merge(paths: list[Path], *, runs: Path | None = None, out: Path | None = None) -> dict:
-    """One comparison from held-out records that each scored some variants on the same items
-    (``t2bench heldout --merge``): every variant's per-item results, its difference to the
-    base and SVF − other, without scoring anything again.
-
-    Refused unless the records agree on :data:`MERGE_FIELDS` and their base models answered
-    every item alike (the evidence that the conditions were the same); a variant scored in
-    two records must have the same per-item results in both. Rows keep their source record's
-    accuracy, seconds and proof of application, and name that record; the provenance lists
-    every source record with its sha256 and commit."""
-    from t2bench.core.io import file_sha256
-    from t2bench.core.provenance import git_commit, items_sha256, provenance
-
-    commit = git_commit()
+def _read_paired_records(paths: list[Path]) -> list[tuple[Path, dict]]:
+    """The held-out records at ``paths``, refused unless they agree on :data:`MERGE_FIELDS`."""
     if len(paths) < 2:
         raise ConfigError("--merge needs at least two held-out records (heldout-<task>-*.json)")
     records = []
@@ -370,6 +356,22 @@ def merge(paths: list[Path], *, runs: Path | None = None, out: Path | None = Non
                     f"--merge: {path} and {first_path} differ in {field}, so their items are "
                     "not paired; score the variants together with t2bench heldout --only"
                 )
+    return records
+
+
+def merge(paths: list[Path], *, runs: Path | None = None, out: Path | None = None) -> dict:
+    """One comparison from held-out records that each scored some variants on the same items
+    (``t2bench heldout --merge``): every variant's per-item results, its difference to the
+    base and SVF − other, without scoring anything again.
+
+    Refused unless the records agree on :data:`MERGE_FIELDS` and their base models answered
+    every item alike (the evidence that the conditions were the same); a variant scored in
+    two records must have the same per-item results in both. Rows keep their source record's
+    accuracy, seconds and proof of application, and name that record; the provenance lists
+    every source record with its sha256 and commit."""
+    commit = git_commit()
+    records = _read_paired_records(paths)
+    first = records[0][1]
     task = first["provenance"]["data_split"]["task"]
     results: dict[str, list[int]] = {}
     rows: dict[str, dict] = {}
@@ -393,19 +395,19 @@ def merge(paths: list[Path], *, runs: Path | None = None, out: Path | None = Non
     for name, row in rows.items():
         row["accuracy"] = accuracy(results[name])["score"]
         if name != "base":
-            row |= paired_difference([bool(x) for x in results["base"]], results[name])
-    names = sorted(results, key=table_order(task))
-    results = {k: [bool(x) for x in results[k]] for k in names}
-    svf = svf_variant(task, runs or results_path("experts"), results)
-    svf = svf or next((r["svf_variant"] for _, r in records if r.get("svf_variant")), None)
+            row |= paired_difference(results["base"], results[name])
+    results = {k: results[k] for k in sorted(results, key=table_order(task))}
+    svf = svf_variant(task, runs or results_path("experts"), results) or next(
+        (r["svf_variant"] for _, r in records if r.get("svf_variant") in results), None
+    )
     prov = first["provenance"]
     uids = first["item_uids"]
     payload = {
-        "table": [rows[k] for k in names],
-        "per_item": {k: [int(x) for x in r] for k, r in results.items()},
+        "table": [rows[k] for k in results],
+        "per_item": results,
         "item_uids": uids,
-        "versus_svf": versus(results, svf if svf in results else None),
-        "svf_variant": svf if svf in results else None,
+        "versus_svf": versus(results, svf),
+        "svf_variant": svf,
         "max_new_tokens": first["max_new_tokens"],
         "decoding": first["decoding"],
         "compute_dtype": first.get("compute_dtype", "float32"),
@@ -437,10 +439,7 @@ def merge(paths: list[Path], *, runs: Path | None = None, out: Path | None = Non
     }
     if out is not None:
         difficulty = prov["data_split"].get("difficulty", "default")
-        stem = f"heldout-{task}" + ("-mix" if difficulty != "default" else "")
-        path = new_record(Path(out), stem, payload)
-        path.with_suffix(".md").write_text(markdown(task, payload))
-        payload["path"] = str(path)
+        payload["path"] = str(write_record(out, task, difficulty, payload))
     return payload
 
 

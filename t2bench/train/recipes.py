@@ -301,7 +301,6 @@ def run_recipes(
     """
     import subprocess
     import sys
-    from pathlib import Path
 
     todo = list(names or profile_recipes(profile))
     for name in todo:
@@ -342,8 +341,6 @@ def run_recipes(
 def _hyperparameters_file(out, record: dict, sweep) -> object:
     """``<out>/hyperparameters.json``: the sweep's selected lr and KL λ as TrainConfig fields,
     with where they came from. A resumed run must find the same values it started with."""
-    from pathlib import Path
-
     chosen = record["selected"]
     fields = {
         "lr": chosen["lr"],
@@ -376,8 +373,6 @@ def run_folder(out_root, name: str):
     """Where recipe ``name`` trains: ``<out_root>/<name>``, or ``<out_root>/table4/<name>``
     for the module-set ablation runs, which keeps ``<out_root>`` a folder of experts with one
     layout (the dispatch strategies load all of it)."""
-    from pathlib import Path
-
     suffix = name.split("-", 1)[1]
     return Path(out_root) / ("table4" if suffix in ABLATION_METHODS else "") / name
 
@@ -414,8 +409,6 @@ def run_stats(folder, name: str | None = None) -> dict:
 
 def runs_markdown(root) -> str:
     """One row per finished run under ``root``, read from each ``summary.json`` and log."""
-    from pathlib import Path
-
     columns = [
         "run",
         "method",
