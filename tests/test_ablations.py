@@ -437,3 +437,14 @@ def test_every_lm_eval_task_of_a_profile_has_a_per_document_metric():
     # Table 2's unseen tasks are also scored by generation on the CPU profile
     assert set(CPU.generation) == set(CPU.unseen)
     assert {metric_of(t) for t in CPU.generation.values()} == {"exact_match"}
+
+
+def test_cpu_profile_scores_the_retrained_vlm_experts():
+    """The CPU VLM row uses the cpu-groups retrain (the text experts' signal and budget), never
+    the 48-step experts-chars runs; the smoke profile keeps the committed experts-chars runs so
+    it runs on any checkout."""
+    from t2bench.vlm.recipes import EXPERTS_DIR, PROFILE_DIRS
+
+    assert CPU.vlm_experts == str(PROFILE_DIRS["cpu-groups"])
+    assert SMOKE.vlm_experts == str(EXPERTS_DIR)
+    assert (EXPERTS_DIR / "vqa-svf-pg" / "summary.json").is_file()

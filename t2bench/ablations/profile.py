@@ -10,6 +10,7 @@ from t2bench.core.io import results_path
 from t2bench.errors import ConfigError
 from t2bench.tasks.lettered import TWINS
 from t2bench.vlm.recipes import EXPERTS_DIR as VLM_EXPERTS_DIR
+from t2bench.vlm.recipes import PROFILE_DIRS as VLM_PROFILE_DIRS
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,9 @@ CPU = AblationProfile(
     # 1000 docs, 5 shuffled-σ seeds
     transfer_task="sciq",
     transfer_n=None,
+    # the VLM experts retrained with the text experts' signal and budget (group advantages,
+    # 4800 samples each: `t2bench vlm train --profile cpu-groups`)
+    vlm_experts=str(VLM_PROFILE_DIRS["cpu-groups"]),
     transfer_cem=_CEM_LL,
     shuffle_seeds=(0, 1, 2, 3, 4),
     max_gen_toks={
@@ -201,6 +205,7 @@ SMOKE = CPU.with_overrides(
     # tables run on any checkout, also while results/experts is being retrained
     experts=str(results_path("experts-smoke")),
     table4_experts=str(results_path("experts-smoke/table4")),
+    vlm_experts=str(VLM_EXPERTS_DIR),
     heldout_n={"reasoning": 4, "math": 2, "code": 2},
     knowledge={"reasoning": ("arc_easy", 4)},
     unseen=dict.fromkeys(_UNSEEN_CPU, 4),
