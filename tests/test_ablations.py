@@ -448,3 +448,41 @@ def test_cpu_profile_scores_the_retrained_vlm_experts():
     assert CPU.vlm_experts == str(PROFILE_DIRS["cpu-groups"])
     assert SMOKE.vlm_experts == str(EXPERTS_DIR)
     assert (EXPERTS_DIR / "vqa-svf-pg" / "summary.json").is_file()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_lmeval_runs_compute_in_the_profile_dtype_and_key_it(tmp_path, monkeypatch, dtype):
+    """bf16 lm-eval runs name their dtype in the model arguments and so in the memo key (a run
+    resumed on a machine without bf16 recomputes instead of mixing dtypes); fp32 keeps the
+    arguments, and so the keys of runs written before the dtype was configurable."""
+    import t2bench.bench.dispatch as dispatch
+
+    seen = []
+
+    def fake_run(model_args, task, n, gen, batch_size):
+        seen.append(model_args)
+        return {
+            "per_doc": {0: 1.0},
+            "metric": "acc",
+            "filter": "none",
+            "score": 1.0,
+            "t2": {},
+            "wall_seconds": 0.1,
+        }
+
+    monkeypatch.setattr(dispatch, "run_lm_eval", fake_run)
+    ctx = AblationContext(CPU.with_overrides(lmeval_dtype=dtype), tmp_path / "run")
+    rec = ctx.lmeval("sciq", "dispatch=none", n=1, label="base")
+    want = "dispatch=none" if dtype == "float32" else f"dispatch=none,dtype={dtype}"
+    assert seen == [want] and rec["model_args"] == want and rec["key"].endswith(want)
+    assert rec["dtype"] == dtype and ctx.provenance()["lmeval_dtype"] == dtype
+
+
+def test_first_passes_load_the_base_model_in_the_lmeval_dtype(tmp_path, monkeypatch):
+    import t2bench.models as models
+
+    loaded = []
+    monkeypatch.setattr(models, "load_model", lambda model, dtype="float32": loaded.append(dtype))
+    ctx = AblationContext(CPU.with_overrides(lmeval_dtype="bfloat16"), tmp_path / "run")
+    ctx.shared_lm()
+    assert loaded == ["bfloat16"]

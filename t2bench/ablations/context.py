@@ -109,11 +109,19 @@ class AblationContext:
         key = f"heldout|{task}{level}|{n}|{variant.name}|{variant.path}{precision_key(dtype)}"
         return self.remember(key, compute)
 
+    def lmeval_dtype(self) -> str:
+        """The dtype the lm-eval runs and their first passes compute in (``auto`` resolved)."""
+        return compute_dtype_name(self.profile.lmeval_dtype)
+
     def lmeval(self, task: str, model_args: str, *, n: int | None, label: str) -> dict:
-        """Per-document scores of one ``lm_eval --model t2`` run on the first ``n`` docs."""
+        """Per-document scores of one ``lm_eval --model t2`` run on the first ``n`` docs, in
+        :meth:`lmeval_dtype` (named in ``model_args`` unless float32)."""
         from t2bench.bench.dispatch import run_lm_eval
 
         gen = self.profile.max_gen_toks.get(task)
+        dtype = self.lmeval_dtype()
+        if dtype != "float32":
+            model_args = f"{model_args},dtype={dtype}"
 
         def compute():
             os.environ.setdefault("HF_ALLOW_CODE_EVAL", "1")
@@ -130,6 +138,7 @@ class AblationContext:
                 "filter": r["filter"],
                 "aggregate": r["score"],
                 "max_gen_toks": gen,
+                "dtype": dtype,
                 "t2": r["t2"],
                 "seconds": r["wall_seconds"],
             }
@@ -148,15 +157,17 @@ class AblationContext:
             run_folder=str(self.folder),
             base_model=self.profile.model or "smollm2-135m-instruct",
             seed=self.profile.seed,
+            lmeval_dtype=self.lmeval_dtype(),
             **extra,
         )
 
     def shared_lm(self):
-        """One loaded base model for first passes (dispatchers restore it after use)."""
+        """One loaded base model for first passes (dispatchers restore it after use), in the
+        lm-eval runs' dtype so that Table 3 times both passes alike."""
         if self._lm is None:
             from t2bench.models import load_model
 
-            self._lm = load_model(self.profile.model)
+            self._lm = load_model(self.profile.model, dtype=self.lmeval_dtype())
         return self._lm
 
     def expert_spread(self, experts: str) -> float:

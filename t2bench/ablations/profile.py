@@ -78,6 +78,12 @@ class AblationProfile:
     #: (results/bench/seal-dtype-20261207T021515Z.json), too little gain for a shift the
     #: table's ~20-point MDD could not rule out
     seal_compute_dtype: str = "float32"
+    #: every ``lm_eval --model t2`` run of Tables 1 (log-likelihood), 2, 3, transfer and α, and
+    #: the first passes they time: float32, bfloat16, or auto (bf16 where the device computes it
+    #: natively). bf16 loads the model in bf16 (``dtype=bfloat16`` in the model arguments, which
+    #: the memo keys contain, so a run resumed on another kind of machine recomputes rather
+    #: than mixes); float32 leaves the model arguments as they were
+    lmeval_dtype: str = "float32"
     #: flush denormal floats to zero on CPU (torch.set_flush_denormal): padded batched
     #: generation produces denormals that made ARC prompt first passes ~6x slower
     flush_denormal: bool = True
@@ -123,6 +129,9 @@ CPU = AblationProfile(
     # bf16 generation halves the held-out tables' time on AVX-512 BF16 CPUs; fp32 vs bf16 on
     # the same items is measured in results/experts (heldout --compute-dtype)
     compute_dtype="auto",
+    # the same for the lm-eval tables: a SciQ log-likelihood run of 1000 documents takes
+    # ~45 min of one fp32 AVX2 core, so Table 2 and transfer need bf16 where it pays
+    lmeval_dtype="auto",
     # transfer on a task both models are above chance on (ARC-C sits at chance for both), all
     # 1000 docs, 5 shuffled-σ seeds
     transfer_task="sciq",

@@ -19,6 +19,7 @@ How each number is made (all through ``lm_eval --model t2`` on the first n docum
 
 from __future__ import annotations
 
+from t2bench.ablations.context import precision_key
 from t2bench.ablations.table1_training import STATS_NOTE, variant
 from t2bench.core.stats import accuracy, power_record, verdict
 from t2bench.core.tables import ADAPTER_KEY, Table, adapter_claim, diff_cell, diff_columns
@@ -198,10 +199,12 @@ def first_pass(ctx, task: str, n: int | None, strategy: str) -> dict:
             "doc_ids": [it.doc_id for it in items],
             "keys": keys,
             "first_pass_seconds": round(seconds, 3),
+            "dtype": ctx.lmeval_dtype(),
             "describe": bound.dispatcher.describe(),
         }
 
-    return ctx.remember(f"first-pass|{task}|{n}|{strategy}|{ctx.profile.experts}", compute)
+    key = f"first-pass|{task}|{n}|{strategy}|{ctx.profile.experts}"
+    return ctx.remember(key + precision_key(ctx.lmeval_dtype()), compute)
 
 
 def assemble(choice: dict, runs: dict[str, dict]) -> list[float]:
