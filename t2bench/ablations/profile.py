@@ -129,8 +129,8 @@ CPU = AblationProfile(
     # bf16 generation halves the held-out tables' time on AVX-512 BF16 CPUs; fp32 vs bf16 on
     # the same items is measured in results/experts (heldout --compute-dtype)
     compute_dtype="auto",
-    # the same for the lm-eval tables: a SciQ log-likelihood run of 1000 documents takes
-    # ~45 min of one fp32 AVX2 core, so Table 2 and transfer need bf16 where it pays
+    # the same for the lm-eval tables: a SciQ log-likelihood run of 1000 documents took 717 s
+    # of one fp32 AVX2 core, and Table 2 and transfer hold dozens of them
     lmeval_dtype="auto",
     # transfer on a task both models are above chance on (ARC-C sits at chance for both), all
     # 1000 docs, 5 shuffled-σ seeds
