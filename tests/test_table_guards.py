@@ -146,6 +146,9 @@ class FakeCtx:
         self.memo: dict = {}
         self.records = records
 
+    def lmeval_dtype(self):
+        return "float32"
+
     def lmeval(self, task, model_args, *, n, label):
         rec = self.records.get((task, label)) or self.records[label]
         return {"task": task, "label": label, "doc_ids": list(range(DOCS))} | rec
