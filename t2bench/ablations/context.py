@@ -50,6 +50,8 @@ class AblationContext:
         self.commit = git_commit()
         self._spread: dict[str, float] = {}
         self._lm = None
+        # the machine does not change during a run: ``auto`` is resolved once
+        self._lmeval_dtype = compute_dtype_name(profile.lmeval_dtype)
 
     # ------------------------------------------------------------------ memo
 
@@ -111,7 +113,7 @@ class AblationContext:
 
     def lmeval_dtype(self) -> str:
         """The dtype the lm-eval runs and their first passes compute in (``auto`` resolved)."""
-        return compute_dtype_name(self.profile.lmeval_dtype)
+        return self._lmeval_dtype
 
     def lmeval(self, task: str, model_args: str, *, n: int | None, label: str) -> dict:
         """Per-document scores of one ``lm_eval --model t2`` run on the first ``n`` docs, in

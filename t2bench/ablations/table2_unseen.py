@@ -164,6 +164,7 @@ def generation_rows(ctx, task: str, n: int | None, choices: dict[str, dict]) -> 
 
 def first_pass(ctx, task: str, n: int | None, strategy: str) -> dict:
     """The strategy's choice for each doc and the seconds its ``choose`` took."""
+    dtype = ctx.lmeval_dtype()
 
     def compute():
         import time
@@ -199,12 +200,12 @@ def first_pass(ctx, task: str, n: int | None, strategy: str) -> dict:
             "doc_ids": [it.doc_id for it in items],
             "keys": keys,
             "first_pass_seconds": round(seconds, 3),
-            "dtype": ctx.lmeval_dtype(),
+            "dtype": dtype,
             "describe": bound.dispatcher.describe(),
         }
 
     key = f"first-pass|{task}|{n}|{strategy}|{ctx.profile.experts}"
-    return ctx.remember(key + precision_key(ctx.lmeval_dtype()), compute)
+    return ctx.remember(key + precision_key(dtype), compute)
 
 
 def assemble(choice: dict, runs: dict[str, dict]) -> list[float]:
