@@ -151,7 +151,9 @@ class FakeCtx:
 
     def lmeval(self, task, model_args, *, n, label):
         rec = self.records.get((task, label)) or self.records[label]
-        return {"task": task, "label": label, "doc_ids": list(range(DOCS))} | rec
+        docs = DOCS if n is None else min(n, DOCS)  # lm-eval's --limit: the first n documents
+        rec = rec | {"scores": rec["scores"][:docs]}
+        return {"task": task, "label": label, "doc_ids": list(range(docs))} | rec
 
     def remember(self, key, compute):
         assert key.startswith("first-pass|"), key
@@ -188,6 +190,8 @@ def no_lora_lookup(monkeypatch):
     from t2bench.ablations import table2_unseen as t2
 
     monkeypatch.setattr(t2, "lora_path", lambda experts, run: "lora-folder")
+    # ARC-Challenge draws its CEM shots from validation: CEM scores every document
+    monkeypatch.setattr(t2, "scorable_limit", lambda task, spec, n: n)
 
 
 def test_table2_states_power_and_claims_every_named_adapter(tmp_path, no_lora_lookup):
@@ -256,6 +260,47 @@ def test_table3_and_alpha_state_power_and_claim_the_mixture(tmp_path, no_lora_lo
     (power,) = fig.power
     assert power["n"] == 3 and power["p_base"] == 0.5 and "assumed" in power["label"]
     fig.write(tmp_path / "alpha", CLEAN)
+
+
+def test_a_cem_run_that_holds_its_test_tail_shots_back_is_compared_on_its_own_documents(
+    tmp_path, no_lora_lookup, monkeypatch
+):
+    """A task with one split (SciQ as packaged) gives CEM its last documents as shots, which
+    the dispatcher refuses to score: the CEM run covers the documents before them, and its
+    row, Table 3's row and the verdicts compare it with base (and LoRA) on those alone."""
+    from t2bench.ablations import table2_unseen as t2
+    from t2bench.ablations import table3_cost
+    from t2bench.ablations.verdicts import measurements
+
+    limits = []
+
+    def limit(task, spec, n):
+        limits.append((task, spec, n))
+        return DOCS - 2  # two shots at the end
+
+    monkeypatch.setattr(t2, "scorable_limit", limit)
+    # base wins the two held-back documents; on the first four CEM gains one and loses none
+    recs = _records(
+        base={"scores": [1, 0, 0, 1, 1, 1], "aggregate": 4 / 6, "t2": _t2(0, {"base": DOCS})},
+        LoRA={"scores": [0, 0, 0, 0, 1, 1], "t2": _t2(0, {"base": DOCS}, peft_merged=True)},
+        cem={"scores": [1, 1, 0, 1, 0, 0], "t2": _cem_t2("arc_challenge", 7, 6, DOCS - 2)},
+    )
+    ctx = FakeCtx(tmp_path, recs)
+    table = t2.run(ctx)
+    assert limits[0] == ("arc_challenge", "shots=3", DOCS)
+    rows = {r["variant"]: r for r in table.rows}
+    cem = rows["few-shot (CEM)"]
+    assert cem["n"] == DOCS - 2 and rows["base"]["n"] == DOCS
+    assert (cem["diff"]["wins"], cem["diff"]["losses"]) == (1, 0)
+    assert table.data["arc_challenge"]["cem_doc_ids"] == list(range(DOCS - 2))
+    table.write(tmp_path / "t2", CLEAN)
+    found = {m.what: m for m in measurements(tmp_path / "t2", {t2.NAME: "."})}
+    vs_base = found["arc_challenge: few-shot (CEM) − base"]
+    vs_lora = found["arc_challenge: few-shot (CEM) − LoRA"]
+    assert vs_base.n == vs_lora.n == DOCS - 2
+    assert vs_base.diff["diff"] > 0 and vs_lora.diff["diff"] > 0
+    t3 = {r["strategy"]: r for r in table3_cost.run(ctx).rows}
+    assert t3["few-shot (CEM, incl. α search)"]["n"] == DOCS - 2 and t3["prompt"]["n"] == DOCS
 
 
 def test_table3_times_each_asking_strategy_before_and_after_head_reuse(tmp_path, no_lora_lookup):

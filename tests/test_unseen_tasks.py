@@ -96,3 +96,17 @@ def test_generation_twins_letter_the_same_documents_and_score_the_named_letter(d
     assert task.process_results(doc, [f" The answer is ({right})."]) == {"exact_match": 1.0}
     assert task.process_results(doc, [f" The answer is ({wrong})."]) == {"exact_match": 0.0}
     assert task.process_results(doc, [" I do not know"]) == {"exact_match": 0.0}
+
+
+def test_cem_scores_only_the_documents_before_its_test_tail_shots(docs):
+    """SciQ as packaged has one split: CEM's shots are its last documents, the dispatcher
+    refuses to score them, and scorable_limit gives the run the documents before them."""
+    from t2bench.dispatch.base import options_to_config
+    from t2bench.dispatch.cem_strategy import FewShotConfig, build_shots, scorable_limit
+
+    shots = build_shots("sciq", options_to_config(FewShotConfig, "shots=5", "cem"))
+    assert shots.split == "test-tail" and shots.reserved == set(range(995, 1000))
+    assert scorable_limit("sciq", "shots=5;population=6", None) == 995 == min(shots.reserved)
+    assert scorable_limit("sciq", "shots=5", 100) == 100
+    # ARC-Challenge draws its shots from validation: every test document may be scored
+    assert scorable_limit("arc_challenge", "shots=5", None) is None

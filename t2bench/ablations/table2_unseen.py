@@ -25,6 +25,7 @@ from t2bench.core.stats import accuracy, power_record, verdict
 from t2bench.core.tables import ADAPTER_KEY, Table, adapter_claim, diff_cell, diff_columns
 from t2bench.dispatch.base import DispatchRequest
 from t2bench.dispatch.categories import EXPERT_LABELS
+from t2bench.dispatch.cem_strategy import scorable_limit
 from t2bench.dispatch.routing_items import first_docs
 from t2bench.dispatch.standalone import load_bound
 from t2bench.tasks.lettered import TWINS
@@ -90,14 +91,29 @@ def base_run(ctx, task: str, n: int | None) -> dict:
 
 
 def cem_run(ctx, task: str, n: int | None) -> dict:
-    """The lm-eval run of the CEM mixture (α searched on its shots) on the first n docs."""
+    """The lm-eval run of the CEM mixture (α searched on its shots) on the first n docs, or
+    fewer where its shots are the task's last documents (they are never scored): compare it
+    with other runs on its own ``doc_ids`` (:func:`on_docs`)."""
     p = ctx.profile
     return ctx.lmeval(
         task,
         f"{_pre(p)}experts={p.experts},dispatch=cem:{p.cem[task]};out={ctx.folder / 'cem'}",
-        n=n,
+        n=scorable_limit(task, p.cem[task], n),
         label="cem",
     )
+
+
+def on_docs(run: dict, doc_ids: list[int]) -> list[float]:
+    """``run``'s scores on ``doc_ids`` (a run that scored more documents, e.g. base beside a
+    CEM run that held its shots back), in that order."""
+    by_doc = dict(zip(run["doc_ids"], run["scores"], strict=True))
+    missing = [d for d in doc_ids if d not in by_doc]
+    if missing:
+        raise RuntimeError(
+            f"the {run.get('label', '?')} run did not score documents {missing[:5]} "
+            f"({len(missing)} in all) that the comparison needs"
+        )
+    return [by_doc[d] for d in doc_ids]
 
 
 def singles(ctx, task: str, n: int | None, scored: str | None = None) -> dict[str, dict]:
@@ -292,8 +308,9 @@ def run(ctx) -> Table:
         runs = singles(ctx, task, n)
         base = runs["base"]["scores"]
         docs = runs["base"]["doc_ids"]
-        for r in runs.values():
-            assert r["doc_ids"] == docs, "runs scored different documents"
+        for name, r in runs.items():
+            if name != "few-shot (CEM)" and r["doc_ids"] != docs:
+                raise RuntimeError(f"{task}: the {name} run scored other documents than base")
         assembled = {"base": ("", runs["base"])}
         per_doc = {"doc_ids": docs}
         rows.append(make_row(task, "base", base, None, p.bootstrap_iters, p.seed))
@@ -328,13 +345,14 @@ def run(ctx) -> Table:
                 task,
                 "few-shot (CEM)",
                 cem["scores"],
-                base,
+                on_docs(runs["base"], cem["doc_ids"]),
                 p.bootstrap_iters,
                 p.seed,
                 adapter=("mixture", cem),
             )
         )
         per_doc["cem"] = cem["scores"]
+        per_doc["cem_doc_ids"] = cem["doc_ids"]  # without the shots held back from the end
         for lab in EXPERT_LABELS:
             name = expert_name(lab, p.experts)
             rows.append(
@@ -415,9 +433,10 @@ def caption(ctx, check: dict) -> str:
     p = ctx.profile
     tasks = ", ".join(f"{task_label(t)} first {n or 'all'} docs" for t, n in p.unseen.items())
     return (
-        f"lm-eval through the `t2` backend: {tasks} (test splits; CEM shots come from the "
-        "validation split for ARC-Challenge and from docs held back from the end of the test "
-        "split for the others, never from the scored docs). LoRA: the category-matched LoRA-NTP "
+        f"lm-eval through the `t2` backend: {tasks} (each task's evaluated split; CEM shots "
+        "come from a split the evaluation does not score where the task has one, else from its "
+        "last documents, which the CEM row then leaves out: its n is smaller and its Δ is "
+        "against base on its own documents). LoRA: the category-matched LoRA-NTP "
         f"baseline ({', '.join(f'{task_label(t)}: {r}' for t, r in p.lora_for.items())}). "
         "prompt/classifier/label/router scores are assembled from the chosen expert's run per doc "
         f"(module docstring); end-to-end check: {check.get('strategy')} on {task_label(check.get('task', ''))} "

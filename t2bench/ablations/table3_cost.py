@@ -72,7 +72,7 @@ def run(ctx) -> Table:
             {
                 "task": t2.task_label(task),
                 "strategy": "few-shot (CEM, incl. α search)",
-                "n": len(runs["base"]["doc_ids"]),
+                "n": len(cem_run["doc_ids"]),  # fewer where its shots are the last docs
                 "first pass s": round(fp, 2),
                 "second pass s": round(sp, 2),
                 "first / second": f"{100 * fp / sp:.1f}%",

@@ -19,10 +19,18 @@ import re
 from pathlib import Path
 
 from t2bench.ablations.table1_training import STATS_NOTE
-from t2bench.ablations.table2_unseen import expert_name, judged, make_row, power_of, task_label
+from t2bench.ablations.table2_unseen import (
+    expert_name,
+    judged,
+    make_row,
+    on_docs,
+    power_of,
+    task_label,
+)
 from t2bench.core.stats import paired_difference, power_record
 from t2bench.core.tables import Table, diff_cell, figure
 from t2bench.dispatch.categories import EXPERT_LABELS
+from t2bench.dispatch.cem_strategy import scorable_limit
 from t2bench.svf import TargetSpec, decompose, load_experts, save_expert
 from t2bench.svf.transfer import shuffled_transfer, transfer_expert
 
@@ -114,7 +122,7 @@ def direction(ctx, source: str | None, target: str, experts: str, tag: str) -> t
             task,
             f"pretrained={target},experts={files['ordered']},dispatch=cem:{p.transfer_cem};"
             f"out={ctx.folder / 'cem'}",
-            n=n,
+            n=scorable_limit(task, p.transfer_cem, n),  # its shots may be the last docs
             label=f"transfer-cem-{tag}",
         )
     src_pre = f"pretrained={source}," if source else ""
@@ -125,7 +133,8 @@ def direction(ctx, source: str | None, target: str, experts: str, tag: str) -> t
     rows = []
     shuffled = []
     for variant, rec in runs.items():
-        ref = None if variant == "target base" or variant.startswith("source") else base
+        versus = variant != "target base" and not variant.startswith("source")
+        ref = on_docs(runs["target base"], rec["doc_ids"]) if versus else None
         kind = adapter_of(variant)
         r = make_row(
             task,
@@ -165,6 +174,12 @@ def direction(ctx, source: str | None, target: str, experts: str, tag: str) -> t
         )
     data = {v: r["scores"] for v, r in runs.items()} | {
         "doc_ids": runs["target base"]["doc_ids"],
+        # the documents of a row scored on fewer (CEM holds its test-tail shots back)
+        "row_doc_ids": {
+            v: r["doc_ids"]
+            for v, r in runs.items()
+            if r["doc_ids"] != runs["target base"]["doc_ids"]
+        },
         "experts": files["skills"],
     }
     label = f"{tag} ({task_label(task)}, first {len(base)} docs, target base)"
@@ -217,7 +232,10 @@ def run(ctx) -> Table:
         caption=(
             f"Task {task_label(p.transfer_task)}, first {p.transfer_n or 'all'} docs through lm-eval. "
             f"Transferred: {p.transfer_expert} (shuffled-σ seeds {list(p.shuffle_seeds)}); "
-            "cross-model few-shot mixes all transferred skill experts with CEM on validation shots. "
+            "cross-model few-shot mixes all transferred skill experts with CEM on shots the "
+            "evaluation never scores (a split it does not score, or else the task's last "
+            "documents, which its row leaves out: its n is smaller and its Δ is on its own "
+            "documents). "
             "Δ vs base: against the target model's base ('target base' row; the reference row "
             "is the source model with its own expert). "
             + STATS_NOTE

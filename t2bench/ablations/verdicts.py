@@ -156,7 +156,7 @@ def _table2(t: dict, f: str) -> Iterator[Measurement]:
                     f"{T2} Table 2",
                     f"{task}: {label} − base",
                     f,
-                    d["base"],
+                    _on(d, key, "base"),
                     d[key],
                 )
         if "cem" in d and "LoRA" in d:
@@ -165,9 +165,19 @@ def _table2(t: dict, f: str) -> Iterator[Measurement]:
                 f"{T2} Table 2",
                 f"{task}: few-shot (CEM) − LoRA",
                 f,
-                d["LoRA"],
+                _on(d, "cem", "LoRA"),
                 d["cem"],
             )
+
+
+def _on(d: dict, key: str, other: str) -> list:
+    """``d[other]`` on the documents ``d[key]`` scored: all of them, or for CEM those before
+    the shots it held back (``cem_doc_ids``)."""
+    ids = d.get(f"{key}_doc_ids")
+    if ids is None:
+        return d[other]
+    by_doc = dict(zip(d["doc_ids"], d[other], strict=True))
+    return [by_doc[i] for i in ids]
 
 
 def _table3(t: dict, f: str) -> Iterator[Measurement]:

@@ -6,9 +6,10 @@ does not score, the task's own lm-eval pipeline (context, requests, filters, met
 candidate mixtures on them, and the best α answers every request of that task:
 
 * shots come from the task's validation split (or training split) when the evaluated split is
-  another one; tasks with a test split only (HumanEval, MATH) reserve their *last* ``k``
-  documents, and a request for a reserved document is refused, so no scored item ever
-  chooses α (evaluate with ``--limit`` ≤ N−k, or ``--samples`` without them);
+  another one; tasks with one split only (HumanEval, MATH, SciQ as packaged) reserve their
+  *last* ``k`` documents, and a request for a reserved document is refused, so no scored item
+  ever chooses α (evaluate with ``--limit`` ≤ N−k, which :func:`scorable_limit` computes, or
+  ``--samples`` without them);
 * fitness = (accuracy on the shots, mean per-token log-likelihood of the gold answers); the
   second term only breaks ties;
 * α is global (one per expert) or per matrix (one per expert per adapted matrix), clipped to
@@ -33,6 +34,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -137,8 +139,9 @@ def load_task(task_name: str):
     return flat[task_name]
 
 
-def build_shots(task_name: str, cfg: FewShotConfig) -> Shots:
-    task = load_task(task_name)
+def shot_split(task, task_name: str, cfg: FewShotConfig) -> str:
+    """The split ``cfg`` draws ``task``'s shots from (``auto``: one the evaluation does not
+    score, else the test tail); a split the task lacks or evaluates is a ConfigError."""
     evaluated = "test" if task.has_test_docs() else "validation"
     split = cfg.shot_split
     if split == "auto":
@@ -155,6 +158,30 @@ def build_shots(task_name: str, cfg: FewShotConfig) -> Shots:
         )
     if split == "train" and not task.has_training_docs():
         raise ConfigError(f"dispatch=cem:shot_split=train: task {task_name} has no training split")
+    return split
+
+
+@lru_cache(maxsize=64)
+def scorable_limit(task_name: str, spec: str | None, n: int | None) -> int | None:
+    """How many leading evaluation documents a ``dispatch=cem:<spec>`` run on ``task_name`` may
+    score: ``n`` (None = all), capped where the shots are the test tail to the documents
+    before them, which the dispatcher refuses to score."""
+    cfg = options_to_config(FewShotConfig, spec, "cem")
+    task = load_task(task_name)
+    if shot_split(task, task_name, cfg) != "test-tail":
+        return n
+    before = len(task.eval_docs) - cfg.shots
+    if before < 1:
+        raise ConfigError(
+            f"dispatch=cem: task {task_name} has {len(task.eval_docs)} documents, not more than "
+            f"shots={cfg.shots}"
+        )
+    return before if n is None else min(n, before)
+
+
+def build_shots(task_name: str, cfg: FewShotConfig) -> Shots:
+    task = load_task(task_name)
+    split = shot_split(task, task_name, cfg)
     if split == "validation":
         pool = list(task.validation_docs())
     elif split == "train":
