@@ -186,6 +186,7 @@ def first_pass(ctx, task: str, n: int | None, strategy: str) -> dict:
         import time
 
         import torch
+        from tqdm.auto import tqdm
 
         items = first_docs(task, n)
         bound = load_bound(
@@ -197,6 +198,7 @@ def first_pass(ctx, task: str, n: int | None, strategy: str) -> dict:
         )
         keys, seconds = [], 0.0
         bs = ctx.profile.batch_size
+        bar = tqdm(total=len(items), desc=f"first pass {strategy} on {task}", unit="doc")
         try:
             with torch.no_grad():
                 for i in range(0, len(items), bs):
@@ -206,7 +208,9 @@ def first_pass(ctx, task: str, n: int | None, strategy: str) -> dict:
                     t0 = time.perf_counter()
                     keys += [c.key for c in bound.dispatcher.choose(reqs)]
                     seconds += time.perf_counter() - t0
+                    bar.update(len(reqs))
         finally:
+            bar.close()
             if bound.patcher is not None:
                 bound.patcher.restore()
         return {
