@@ -303,6 +303,43 @@ def test_a_cem_run_that_holds_its_test_tail_shots_back_is_compared_on_its_own_do
     assert t3["few-shot (CEM, incl. α search)"]["n"] == DOCS - 2 and t3["prompt"]["n"] == DOCS
 
 
+def test_a_first_pass_chooses_per_document_in_batches_and_times_only_choose(
+    tmp_path, monkeypatch, capsys
+):
+    """first_pass asks the strategy for every document lm-eval scores, batch by batch, keeps
+    its choices in document order, times only ``choose``, shows progress and restores the
+    weights."""
+    from t2bench.ablations import table2_unseen as t2
+    from t2bench.dispatch.routing_items import PromptItem
+
+    items = [PromptItem("arc_challenge", i, f"question {i}", "reasoning") for i in range(5)]
+    monkeypatch.setattr(t2, "first_docs", lambda task, n: items[:n])
+    batches, restored = [], []
+
+    class Dispatcher:
+        def choose(self, reqs):
+            batches.append([r.doc_id for r in reqs])
+            return [SimpleNamespace(key="math-svf-pg" if r.doc_id % 2 else "base") for r in reqs]
+
+        def describe(self):
+            return {"strategy": "label"}
+
+    bound = SimpleNamespace(
+        dispatcher=Dispatcher(), patcher=SimpleNamespace(restore=lambda: restored.append(1))
+    )
+    monkeypatch.setattr(t2, "load_bound", lambda strategy, **kw: bound)
+    ctx = FakeCtx(tmp_path, {})
+    ctx.profile.batch_size = 2
+    ctx.shared_lm = lambda: None
+    ctx.remember = lambda key, compute: compute()
+    rec = t2.first_pass(ctx, "arc_challenge", 5, "label")
+    assert batches == [[0, 1], [2, 3], [4]] and restored == [1]
+    assert rec["doc_ids"] == [0, 1, 2, 3, 4]
+    assert rec["keys"] == ["base", "math-svf-pg", "base", "math-svf-pg", "base"]
+    assert rec["first_pass_seconds"] >= 0 and rec["dtype"] == "float32"
+    assert "first pass label on arc_challenge" in capsys.readouterr().err
+
+
 def test_table3_times_each_asking_strategy_before_and_after_head_reuse(tmp_path, no_lora_lookup):
     from t2bench.ablations import table2_unseen as t2
     from t2bench.ablations import table3_cost
