@@ -446,6 +446,63 @@ def _finished_run(folder, name: str, params: int, peft: bool) -> None:
     (run / "summary.json").write_text(json.dumps(summary))
 
 
+def test_transfer_cem_on_a_one_split_task_is_compared_on_the_documents_before_its_shots(
+    tmp_path, monkeypatch
+):
+    from t2bench.ablations import transfer
+
+    monkeypatch.setattr(
+        transfer,
+        "transfer_set",
+        lambda ctx, source, target, experts, tag: {
+            "ordered": "o",
+            "mode": "shape-adaptive",
+            "skills": ["code-svf-pg", "math-svf-pg", "reasoning-svf-pg"],  # CEM mixes them
+            "shuffled-0": "s0",
+        },
+    )
+    asked = []
+    monkeypatch.setattr(
+        transfer, "scorable_limit", lambda task, spec, n: asked.append((task, spec, n)) or 38
+    )
+    base = [0] * 30 + [1] * 10  # the two held-back documents are base wins
+
+    def lmeval(task, model_args, *, n, label):
+        docs = 40 if n is None else n
+        if label.startswith("transfer-cem"):
+            rec = {"scores": [1] * 30 + [0] * 8, "t2": _cem_t2(task, 7, 6, docs)}
+        else:
+            rec = {"scores": base, "t2": _t2(0 if label.endswith("base") else 1, {})}
+        return {"doc_ids": list(range(docs)), "scores": rec["scores"][:docs], "t2": rec["t2"]}
+
+    ctx = SimpleNamespace(
+        profile=SimpleNamespace(
+            model=None,
+            experts="experts",
+            transfer_task="sciq",
+            transfer_n=None,
+            transfer_expert="reasoning-svf-pg",
+            transfer_cem="shots=2",
+            shuffle_seeds=(0,),
+            same_shape_target=None,
+            transfer_target="gemma-3-270m",
+            target_experts=None,
+            bootstrap_iters=200,
+            seed=0,
+        ),
+        folder=tmp_path,
+        lmeval=lmeval,
+    )
+    table = transfer.run(ctx)
+    assert asked == [("sciq", "shots=2", None)]
+    cem = next(r for r in table.rows if "few-shot" in r["variant"])
+    # on its 38 documents: 30 wins, 8 losses; base's two held-back wins are not counted
+    assert cem["n"] == 38 and (cem["diff"]["wins"], cem["diff"]["losses"]) == (30, 8)
+    (d,) = [v for k, v in table.data.items() if isinstance(v, dict)]
+    assert d["row_doc_ids"] == {"cross-model few-shot (CEM)": list(range(38))}
+    table.write(tmp_path / "transfer", CLEAN)
+
+
 def test_table4_shows_trained_tinylora_rows_on_the_parameter_axis_and_names_missing_ones(
     tmp_path,
 ):
