@@ -367,6 +367,28 @@ def test_alpha_power_reads_the_uniform_starts_shot_accuracy(tmp_path):
 # --------------------------------------------------------------------------- transfer
 
 
+def _transfer_ctx(tmp_path, lmeval, task, n, seeds) -> SimpleNamespace:
+    """The AblationContext surface the transfer table uses: SmolLM2 → Gemma, no way back."""
+    return SimpleNamespace(
+        profile=SimpleNamespace(
+            model=None,
+            experts="experts",
+            transfer_task=task,
+            transfer_n=n,
+            transfer_expert="reasoning-svf-pg",
+            transfer_cem="shots=2",
+            shuffle_seeds=seeds,
+            same_shape_target=None,
+            transfer_target="gemma-3-270m",
+            target_experts=None,
+            bootstrap_iters=200,
+            seed=0,
+        ),
+        folder=tmp_path,
+        lmeval=lmeval,
+    )
+
+
 def test_transfer_rows_claim_their_experts_and_pair_ordered_with_shuffled(tmp_path, monkeypatch):
     from t2bench.ablations import transfer
 
@@ -398,25 +420,7 @@ def test_transfer_rows_claim_their_experts_and_pair_ordered_with_shuffled(tmp_pa
         compositions = 0 if kind == "base" else 1
         return {"doc_ids": list(range(40)), "scores": scores[kind], "t2": _t2(compositions, {})}
 
-    ctx = SimpleNamespace(
-        profile=SimpleNamespace(
-            model=None,
-            experts="experts",
-            transfer_task="arc_challenge",
-            transfer_n=n,
-            transfer_expert="reasoning-svf-pg",
-            transfer_cem="shots=2",
-            shuffle_seeds=seeds,
-            same_shape_target=None,
-            transfer_target="gemma-3-270m",
-            target_experts=None,
-            bootstrap_iters=200,
-            seed=0,
-        ),
-        folder=tmp_path,
-        lmeval=lmeval,
-    )
-    table = transfer.run(ctx)
+    table = transfer.run(_transfer_ctx(tmp_path, lmeval, "arc_challenge", n, seeds))
     (power,) = table.power
     assert power["n"] == n and power["p_base"] == pytest.approx(0.25)
     by = {r["variant"]: r for r in table.rows}
@@ -475,25 +479,7 @@ def test_transfer_cem_on_a_one_split_task_is_compared_on_the_documents_before_it
             rec = {"scores": base, "t2": _t2(0 if label.endswith("base") else 1, {})}
         return {"doc_ids": list(range(docs)), "scores": rec["scores"][:docs], "t2": rec["t2"]}
 
-    ctx = SimpleNamespace(
-        profile=SimpleNamespace(
-            model=None,
-            experts="experts",
-            transfer_task="sciq",
-            transfer_n=None,
-            transfer_expert="reasoning-svf-pg",
-            transfer_cem="shots=2",
-            shuffle_seeds=(0,),
-            same_shape_target=None,
-            transfer_target="gemma-3-270m",
-            target_experts=None,
-            bootstrap_iters=200,
-            seed=0,
-        ),
-        folder=tmp_path,
-        lmeval=lmeval,
-    )
-    table = transfer.run(ctx)
+    table = transfer.run(_transfer_ctx(tmp_path, lmeval, "sciq", None, (0,)))
     assert asked == [("sciq", "shots=2", None)]
     cem = next(r for r in table.rows if "few-shot" in r["variant"])
     # on its 38 documents: 30 wins, 8 losses; base's two held-back wins are not counted
