@@ -138,6 +138,13 @@ def singles(ctx, task: str, n: int | None, scored: str | None = None) -> dict[st
     return runs
 
 
+#: where a CEM row's shots come from, for the captions of the tables that score CEM
+CEM_SHOTS = (
+    "CEM shots come from a split the evaluation does not score where the task has one, else "
+    "from its last documents, which the CEM row then leaves out: its n is smaller and its Δ is "
+    "against base on its own documents"
+)
+
 #: what the generation rows score, in their task column
 GENERATION = "letter in a greedy completion"
 
@@ -437,10 +444,8 @@ def caption(ctx, check: dict) -> str:
     p = ctx.profile
     tasks = ", ".join(f"{task_label(t)} first {n or 'all'} docs" for t, n in p.unseen.items())
     return (
-        f"lm-eval through the `t2` backend: {tasks} (each task's evaluated split; CEM shots "
-        "come from a split the evaluation does not score where the task has one, else from its "
-        "last documents, which the CEM row then leaves out: its n is smaller and its Δ is "
-        "against base on its own documents). LoRA: the category-matched LoRA-NTP "
+        f"lm-eval through the `t2` backend: {tasks} (each task's evaluated split; "
+        f"{CEM_SHOTS}). LoRA: the category-matched LoRA-NTP "
         f"baseline ({', '.join(f'{task_label(t)}: {r}' for t, r in p.lora_for.items())}). "
         "prompt/classifier/label/router scores are assembled from the chosen expert's run per doc "
         f"(module docstring); end-to-end check: {check.get('strategy')} on {task_label(check.get('task', ''))} "

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from t2bench.ablations.table1_training import STATS_NOTE
 from t2bench.ablations.table2_unseen import (
+    CEM_SHOTS,
     expert_name,
     judged,
     make_row,
@@ -232,10 +233,7 @@ def run(ctx) -> Table:
         caption=(
             f"Task {task_label(p.transfer_task)}, first {p.transfer_n or 'all'} docs through lm-eval. "
             f"Transferred: {p.transfer_expert} (shuffled-σ seeds {list(p.shuffle_seeds)}); "
-            "cross-model few-shot mixes all transferred skill experts with CEM on shots the "
-            "evaluation never scores (a split it does not score, or else the task's last "
-            "documents, which its row leaves out: its n is smaller and its Δ is on its own "
-            "documents). "
+            f"cross-model few-shot mixes all transferred skill experts with CEM ({CEM_SHOTS}). "
             "Δ vs base: against the target model's base ('target base' row; the reference row "
             "is the source model with its own expert). "
             + STATS_NOTE

@@ -168,15 +168,21 @@ def scorable_limit(task_name: str, spec: str | None, n: int | None) -> int | Non
     before them, which the dispatcher refuses to score."""
     cfg = options_to_config(FewShotConfig, spec, "cem")
     task = load_task(task_name)
-    if shot_split(task, task_name, cfg) != "test-tail":
+    split = shot_split(task, task_name, cfg)
+    if split != "test-tail":
         return n
-    before = len(task.eval_docs) - cfg.shots
-    if before < 1:
-        raise ConfigError(
-            f"dispatch=cem: task {task_name} has {len(task.eval_docs)} documents, not more than "
-            f"shots={cfg.shots}"
-        )
+    before = tail_ids(task_name, split, len(task.eval_docs), cfg.shots).start
     return before if n is None else min(n, before)
+
+
+def tail_ids(task_name: str, split: str, size: int, shots: int) -> range:
+    """The last ``shots`` of ``size`` documents: the shots of a task with one split."""
+    if size <= shots:
+        raise ConfigError(
+            f"dispatch=cem: task {task_name} has {size} documents in its {split} split, "
+            f"not more than shots={shots}"
+        )
+    return range(size - shots, size)
 
 
 def build_shots(task_name: str, cfg: FewShotConfig) -> Shots:
@@ -188,13 +194,9 @@ def build_shots(task_name: str, cfg: FewShotConfig) -> Shots:
         pool = list(task.training_docs())
     else:
         pool = list(task.eval_docs)
-    if len(pool) <= cfg.shots:
-        raise ConfigError(
-            f"dispatch=cem: task {task_name} has {len(pool)} documents in its {split} split, "
-            f"not more than shots={cfg.shots}"
-        )
+    tail = tail_ids(task_name, split, len(pool), cfg.shots)  # also: enough documents?
     if split == "test-tail":
-        ids = list(range(len(pool) - cfg.shots, len(pool)))
+        ids = list(tail)
     else:
         ids = sorted(random.Random(f"{cfg.seed}-{task_name}").sample(range(len(pool)), cfg.shots))
     docs = [pool[i] for i in ids]
