@@ -194,7 +194,7 @@ def build_shots(task_name: str, cfg: FewShotConfig) -> Shots:
         pool = list(task.training_docs())
     else:
         pool = list(task.eval_docs)
-    tail = tail_ids(task_name, split, len(pool), cfg.shots)  # also: enough documents?
+    tail = tail_ids(task_name, split, len(pool), cfg.shots)  # refuses a pool of ≤ shots docs
     if split == "test-tail":
         ids = list(tail)
     else:
